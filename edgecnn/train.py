@@ -1,0 +1,260 @@
+"""Training stage: fit the reference CNN, evaluate on the test split, save the model and a report of what was done."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.backend import import_keras, import_tensorflow
+from edgecnn.data import NUM_CLASSES, Dataset, load_dataset, to_model_input
+from edgecnn.errors import EdgecnnError
+from edgecnn.files import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
+from edgecnn.model import ModelConfig, build_model
+from edgecnn.provenance import library_versions, machine_info, utc_now
+
+MODEL_FILENAME = "mnist_cnn.keras"
+REPORT_FILENAME = "train.json"
+CURVES_FILENAME = "train_curves.png"
+
+
+class LearningRateSchedule(str, Enum):
+    CONSTANT = "constant"
+    COSINE = "cosine"
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Small geometric jitter; MNIST digits tolerate ±10% shifts, ±10° and ±10% zoom without changing class."""
+
+    shift: float = 0.1
+    rotation_degrees: float = 10.0
+    zoom: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data: str | None = None
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    seed: int = 0
+    validation_split: float = 0.1
+    augment: bool = False
+    schedule: LearningRateSchedule | None = None
+    out: Path = Path("exports")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
+    progress: bool = True
+
+    def resolved_schedule(self) -> LearningRateSchedule:
+        """Augmented runs default to cosine decay: the jitter keeps the loss noisy, decay lets it settle."""
+        if self.schedule is not None:
+            return self.schedule
+        return LearningRateSchedule.COSINE if self.augment else LearningRateSchedule.CONSTANT
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise EdgecnnError(f"epochs must be at least 1, got {self.epochs}", "--epochs")
+        if self.batch_size < 1:
+            raise EdgecnnError(f"batch size must be at least 1, got {self.batch_size}", "--batch-size")
+        if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
+            raise EdgecnnError(f"learning rate must be a positive number, got {self.learning_rate}", "--learning-rate")
+        if not 0.0 <= self.validation_split < 1.0:
+            raise EdgecnnError(f"validation split must be in [0, 1), got {self.validation_split}", "--validation-split")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_path: Path
+    report_path: Path
+    curves_path: Path
+    test_accuracy: float
+    test_loss: float
+    images_per_second: float
+    wall_seconds: float
+    report: dict[str, Any]
+
+
+def train(options: TrainOptions) -> TrainResult:
+    options.check()
+    out = ensure_output_dir(options.out)
+    dataset = load_dataset(options.data)
+    x_fit, y_fit, validation = split_validation(dataset, options.validation_split, options.seed)
+    if len(x_fit) == 0:
+        raise EdgecnnError("no training images left after the validation split", "--validation-split")
+
+    keras = import_keras()
+    make_deterministic(options.seed)
+    model = build_model(options.model)
+    steps_per_epoch = int(np.ceil(len(x_fit) / options.batch_size))
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate(options, steps_per_epoch)),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    timer = throughput_timer()
+    started = time.perf_counter()
+    history = model.fit(
+        training_input(x_fit, y_fit, options),
+        epochs=options.epochs,
+        validation_data=validation,
+        callbacks=[timer],
+        shuffle=False,  # the tf.data pipeline shuffles, seeded
+        verbose=(1 if sys.stdout.isatty() else 2) if options.progress else 0,
+    )
+    fit_seconds = time.perf_counter() - started
+    test_loss, test_accuracy = model.evaluate(
+        to_model_input(dataset.x_test), one_hot(dataset.y_test), batch_size=1024, verbose=0
+    )
+    model_path = out / MODEL_FILENAME
+    with atomic_path(model_path) as temp:
+        model.save(temp)
+    wall_seconds = time.perf_counter() - started
+
+    images_per_second = len(x_fit) * options.epochs / timer.training_seconds
+    epochs = epoch_history(history.history, timer.epoch_seconds)
+    curves_path = out / CURVES_FILENAME
+    from edgecnn.plots import plot_training_curves
+
+    plot_training_curves(epochs, curves_path, title=f"mnist_cnn on {dataset.source.spec}")
+    report = {
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+        "images_per_second": round(images_per_second, 1),
+        "wall_seconds": round(wall_seconds, 2),
+        "fit_seconds": round(fit_seconds, 2),
+        "training_seconds": round(timer.training_seconds, 2),
+        "created": utc_now(),
+        "model": {"path": MODEL_FILENAME, "sha256": sha256_file(model_path), "params": int(model.count_params())},
+        "data": dataset.describe() | {"fit_size": int(len(x_fit)), "validation_size": int(len(validation[1]) if validation else 0)},
+        "hyperparameters": {
+            "epochs": options.epochs,
+            "batch_size": options.batch_size,
+            "learning_rate": options.learning_rate,
+            "schedule": options.resolved_schedule().value,
+            "validation_split": options.validation_split,
+            "optimizer": "adam",
+            "loss": "categorical_crossentropy",
+            "augment": asdict(options.augmentation) if options.augment else None,
+            "model": options.model.to_dict(),
+        },
+        "seed": options.seed,
+        "deterministic_ops": True,
+        "history": epochs,
+        "versions": library_versions(),
+        "machine": machine_info(),
+    }
+    report_path = out / REPORT_FILENAME
+    write_json_atomic(report_path, report)
+    return TrainResult(
+        model_path=model_path,
+        report_path=report_path,
+        curves_path=curves_path,
+        test_accuracy=float(test_accuracy),
+        test_loss=float(test_loss),
+        images_per_second=images_per_second,
+        wall_seconds=wall_seconds,
+        report=report,
+    )
+
+
+def make_deterministic(seed: int) -> None:
+    """Same seed on the same machine → same weights: seed Python, NumPy and TF, and ask TF for deterministic kernels."""
+    tf = import_tensorflow()
+    keras = import_keras()
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+
+
+def split_validation(
+    dataset: Dataset, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Hold out a seeded random `fraction` of the training images for validation curves."""
+    x, y = to_model_input(dataset.x_train), one_hot(dataset.y_train)
+    if fraction <= 0:
+        return x, y, None
+    order = np.random.default_rng(seed).permutation(len(y))
+    cut = int(round(len(y) * fraction))
+    held, kept = order[:cut], order[cut:]
+    return x[kept], y[kept], (x[held], y[held])
+
+
+def learning_rate(options: TrainOptions, steps_per_epoch: int) -> Any:
+    if options.resolved_schedule() is LearningRateSchedule.CONSTANT:
+        return options.learning_rate
+    keras = import_keras()
+    return keras.optimizers.schedules.CosineDecay(options.learning_rate, decay_steps=steps_per_epoch * options.epochs)
+
+
+def training_input(x: np.ndarray, y: np.ndarray, options: TrainOptions) -> Any:
+    """A shuffled, batched tf.data pipeline; augmentation runs here, so it never becomes part of the saved model."""
+    tf = import_tensorflow()
+    pipeline = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=options.seed, reshuffle_each_iteration=True)
+    pipeline = pipeline.batch(options.batch_size)
+    if options.augment:
+        augmenter = build_augmenter(options.augmentation, options.seed)
+        pipeline = pipeline.map(lambda images, labels: (augmenter(images, training=True), labels))
+    return pipeline.prefetch(tf.data.AUTOTUNE)
+
+
+def build_augmenter(config: AugmentConfig, seed: int) -> Any:
+    keras = import_keras()
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            layers.RandomTranslation(config.shift, config.shift, fill_mode="constant", seed=seed),
+            layers.RandomRotation(config.rotation_degrees / 360.0, fill_mode="constant", seed=seed + 1),
+            layers.RandomZoom(config.zoom, config.zoom, fill_mode="constant", seed=seed + 2),
+        ],
+        name="augment",
+    )
+
+
+def epoch_history(history: dict[str, list[float]], epoch_seconds: list[float]) -> list[dict[str, float]]:
+    rows = []
+    for index, seconds in enumerate(epoch_seconds):
+        row = {"epoch": index + 1, "seconds": round(seconds, 3)}
+        row |= {name: float(values[index]) for name, values in history.items() if index < len(values)}
+        rows.append(row)
+    return rows
+
+
+def throughput_timer() -> Any:
+    """A Keras callback that times each epoch minus its validation, so images/s counts training work only."""
+    keras = import_keras()
+
+    class ThroughputTimer(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch_seconds: list[float] = []
+            self.training_seconds = 0.0
+            self._epoch_start = 0.0
+            self._test_start = 0.0
+            self._test_seconds = 0.0
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self._epoch_start = time.perf_counter()
+            self._test_seconds = 0.0
+
+        def on_test_begin(self, logs: dict | None = None) -> None:
+            self._test_start = time.perf_counter()
+
+        def on_test_end(self, logs: dict | None = None) -> None:
+            self._test_seconds += time.perf_counter() - self._test_start
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            seconds = time.perf_counter() - self._epoch_start
+            self.epoch_seconds.append(seconds)
+            self.training_seconds += seconds - self._test_seconds
+
+    return ThroughputTimer()

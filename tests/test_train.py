@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.train import LearningRateSchedule, TrainOptions, train
+
+from conftest import SHARED_NPZ, assert_one_line_error, run_cli
+
+
+def small_run(small_npz, out, **overrides):
+    options = dict(data=str(small_npz), epochs=2, out=out, progress=False) | overrides
+    return train(TrainOptions(**options))
+
+
+@pytest.fixture(scope="module")
+def first_run(small_npz, tmp_path_factory):
+    return small_run(small_npz, tmp_path_factory.mktemp("train-a"))
+
+
+def test_training_writes_model_report_and_curves(first_run):
+    assert first_run.model_path.is_file() and first_run.curves_path.is_file()
+    assert first_run.curves_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads(first_run.report_path.read_text())
+    assert 0.8 < report["test_accuracy"] <= 1.0, "2 epochs on 1,800 real digits should already classify most of them"
+    assert report["images_per_second"] > 0
+    assert report["data"]["train_size"] == 2000 and report["data"]["fit_size"] == 1800 and report["data"]["test_size"] == 500
+    assert len(report["history"]) == 2 and {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(report["history"][0])
+    assert report["seed"] == 0 and report["hyperparameters"]["batch_size"] == 128
+    assert len(report["model"]["sha256"]) == 64 and report["versions"]["tensorflow"]
+    from edgecnn.files import sha256_file
+
+    assert report["model"]["sha256"] == sha256_file(first_run.model_path)
+
+
+def test_same_seed_gives_same_result(first_run, small_npz, tmp_path):
+    again = small_run(small_npz, tmp_path)
+    assert again.test_accuracy == first_run.test_accuracy
+    assert [row["loss"] for row in again.report["history"]] == [row["loss"] for row in first_run.report["history"]]
+
+
+def test_other_seed_gives_other_weights(first_run, small_npz, tmp_path):
+    other = small_run(small_npz, tmp_path, seed=1)
+    assert [row["loss"] for row in other.report["history"]] != [row["loss"] for row in first_run.report["history"]]
+
+
+def test_augmentation_is_training_only(small_npz, tmp_path):
+    result = small_run(small_npz, tmp_path, epochs=1, augment=True)
+    assert result.report["hyperparameters"]["augment"]["rotation_degrees"] == 10.0
+    assert result.report["hyperparameters"]["schedule"] == LearningRateSchedule.COSINE.value
+    import keras
+
+    saved = keras.saving.load_model(result.model_path, safe_mode=True)
+    assert not any("random" in layer.name.lower() or layer.name == "augment" for layer in saved.layers)
+    assert saved.count_params() == 600_810
+
+
+@pytest.mark.parametrize(
+    "overrides, option",
+    [({"epochs": 0}, "--epochs"), ({"batch_size": -1}, "--batch-size"), ({"learning_rate": 0.0}, "--learning-rate"),
+     ({"validation_split": 1.0}, "--validation-split")],
+)
+def test_bad_options_are_user_errors(small_npz, tmp_path, overrides, option):
+    with pytest.raises(EdgecnnError) as raised:
+        small_run(small_npz, tmp_path, **overrides)
+    assert raised.value.where == option
+
+
+def test_cli_rejects_a_file_as_output_folder(small_npz, tmp_path):
+    blocker = tmp_path / "exports"
+    blocker.write_text("not a folder")
+    assert_one_line_error(run_cli("train", "--data", str(small_npz), "--out", str(blocker)), "is a file, not a folder", "--out")
+
+
+@pytest.mark.slow
+def test_ten_epochs_on_offline_data_reach_seed_accuracy(tmp_path):
+    """Acceptance: the seed model on the 10k offline digits reaches >= 97.5% on the official test set."""
+    if not SHARED_NPZ.is_file():
+        pytest.skip("shared offline npz not present")
+    run = run_cli("train", "--data", str(SHARED_NPZ), "--epochs", "10", "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "train.json").read_text())
+    assert report["data"]["test_size"] == 10000
+    assert report["test_accuracy"] >= 0.975
