@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 from collections.abc import Iterator
@@ -10,18 +11,23 @@ from types import ModuleType
 
 
 @contextlib.contextmanager
-def quiet_native_stderr() -> Iterator[None]:
-    """Silence C++ log lines written straight to fd 2 (absl logs before TF's own log level applies)."""
+def quiet_native_output(descriptors: tuple[int, ...] = (2,)) -> Iterator[None]:
+    """Silence chatter written straight to file descriptors by C++ code (absl logs, converter dumps)."""
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = {fd: os.dup(fd) for fd in descriptors}
     try:
         with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
+            for fd in descriptors:
+                os.dup2(devnull.fileno(), fd)
+        with contextlib.redirect_stdout(io.StringIO()) if 1 in descriptors else contextlib.nullcontext():
+            yield
     finally:
+        sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def import_tensorflow() -> ModuleType:
@@ -29,7 +35,7 @@ def import_tensorflow() -> ModuleType:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    with quiet_native_stderr():
+    with quiet_native_output():
         import tensorflow as tf
     return tf
 

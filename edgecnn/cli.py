@@ -19,6 +19,7 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
+from edgecnn.export import ExportOptions, FormatChoice, IoType, Quantize
 from edgecnn.train import LearningRateSchedule, TrainOptions
 
 app = typer.Typer(
@@ -67,7 +68,10 @@ def train(
     data: DataOption = None,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Images per training step.")] = 128,
-    learning_rate: Annotated[float, typer.Option(help="Adam learning rate (initial, with a schedule).")] = 1e-3,
+    learning_rate: Annotated[
+        Optional[float],
+        typer.Option(help="Adam learning rate (peak, with a schedule). Default: 0.001 constant, 0.002 with cosine.", show_default=False),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and augmentation.")] = 0,
     validation_split: Annotated[float, typer.Option(help="Fraction of training images held out for validation curves.")] = 0.1,
     augment: Annotated[bool, typer.Option("--augment", help="Random shifts, rotations and zoom during training only.")] = False,
@@ -100,6 +104,63 @@ def train(
     typer.echo(f"wrote {result.model_path}, {result.report_path}, {result.curves_path}")
 
 
+@app.command("export")
+def export_command(
+    format: Annotated[FormatChoice, typer.Option("--format", help="onnx | tflite | all (every variant).")] = FormatChoice.ONNX,
+    quantize: Annotated[Quantize, typer.Option(help="none | fp16 | dynamic | int8 (ONNX: none, int8).")] = Quantize.NONE,
+    uint8_input: Annotated[bool, typer.Option("--uint8-input", help="ONNX graph takes raw uint8 pixels [batch, 28, 28].")] = False,
+    io_type: Annotated[Optional[IoType], typer.Option("--io-type", help="int8 TFLite input/output type (default int8).")] = None,
+    model: Annotated[Path, typer.Option("--model", help="Trained Keras model.")] = Path("exports/mnist_cnn.keras"),
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    data: DataOption = None,
+    calibration_images: Annotated[int, typer.Option(help="Training images used to calibrate int8.")] = 500,
+    out: OutOption = Path("exports"),
+) -> None:
+    """Convert the Keras model to ONNX / TFLite files and record them in <out>/manifest.json."""
+    from edgecnn.export import export
+    from edgecnn.render import export_table, stage_progress
+
+    options = ExportOptions(
+        model=model, format=format, quantize=quantize, uint8_input=uint8_input, io_type=io_type, opset=opset,
+        out=out, data=data, calibration_images=calibration_images,
+    )
+    with stage_progress("exporting") as advance:
+        result = export(options, progress=advance)
+    export_table(result.artifacts)
+    typer.echo(f"wrote {result.manifest_path} ({len(result.artifacts)} artifacts in {result.seconds:.1f} s)")
+
+
+@app.command("verify")
+def verify_command(
+    manifest: Annotated[Path, typer.Option("--manifest", help="Manifest written by edgecnn export.")] = Path("exports/manifest.json"),
+    data: DataOption = None,
+    artifact: Annotated[Optional[list[str]], typer.Option("--artifact", help="Only this artifact (repeatable).")] = None,
+    max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Max accuracy drop vs Keras, in points.", show_default=False)] = None,
+    min_agreement: Annotated[Optional[float], typer.Option("--min-agreement", help="Min top-1 agreement with Keras (0-1).", show_default=False)] = None,
+    atol: Annotated[Optional[float], typer.Option("--atol", help="Max |Δ probability| vs Keras.", show_default=False)] = None,
+    no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against the manifest.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
+) -> int:
+    """Compare every artifact with the Keras model on the whole test split; exit 1 if any fails."""
+    from edgecnn.render import print_json_file, verify_table
+    from edgecnn.verify import Thresholds, VerifyOptions, verify
+
+    options = VerifyOptions(
+        manifest=manifest,
+        data=data,
+        artifacts=tuple(artifact or ()),
+        overrides=Thresholds(max_drop_points=max_drop, min_agreement=min_agreement, atol=atol),
+        verify_hash=not no_verify_hash,
+    )
+    result = verify(options)
+    if json_output:
+        print_json_file(result.report_path)
+    else:
+        verify_table(result)
+        typer.echo(f"wrote {result.report_path}, {result.confusion_path}")
+    return 0 if result.passed else 1
+
+
 def _configure_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
@@ -129,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     except click_exceptions.ClickException as exc:
         typer.echo(_usage_error_line(exc), err=True)
         sys.exit(2)
-    except (click_exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("error: interrupted", err=True)
         sys.exit(130)
     except Exception as exc:

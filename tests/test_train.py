@@ -48,7 +48,7 @@ def test_other_seed_gives_other_weights(first_run, small_npz, tmp_path):
 
 def test_augmentation_is_training_only(small_npz, tmp_path):
     result = small_run(small_npz, tmp_path, epochs=1, augment=True)
-    assert result.report["hyperparameters"]["augment"]["rotation_degrees"] == 10.0
+    assert result.report["hyperparameters"]["augment"]["rotation_degrees"] == 8.0
     assert result.report["hyperparameters"]["schedule"] == LearningRateSchedule.COSINE.value
     import keras
 

@@ -1,0 +1,193 @@
+"""`exports/manifest.json`: the contract between stages. Export writes it; verify, bench and predict read it.
+
+Every artifact entry says what the file is and how to feed it (input name, shape, dtype, quantization), so no later
+stage re-derives it. Paths are relative to the manifest and must stay inside its folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.files import read_json, sha256_file, write_json_atomic
+
+MANIFEST_FILENAME = "manifest.json"
+SCHEMA_VERSION = 1
+LOCK_TIMEOUT_SECONDS = 120
+
+
+class ArtifactFormat(str, Enum):
+    ONNX = "onnx"
+    TFLITE = "tflite"
+
+
+class Precision(str, Enum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    DYNAMIC = "dynamic"
+    INT8 = "int8"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """How to feed or read one tensor. `scale`/`zero_point` are set for quantized tensors: real = scale * (q - zero_point)."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+    scale: float | None = None
+    zero_point: int | None = None
+    layout: str = ""
+    meaning: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TensorSpec:
+        return cls(**(raw | {"shape": tuple(raw["shape"])}))
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    path: str
+    sha256: str
+    test_accuracy: float | None
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ArtifactEntry:
+    name: str
+    path: str
+    format: ArtifactFormat
+    precision: Precision
+    input: TensorSpec
+    output: TensorSpec
+    bytes: int
+    sha256: str
+    source_model_sha256: str
+    converter: dict[str, str]
+    export_seconds: float
+    created: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {
+            "format": self.format.value,
+            "precision": self.precision.value,
+            "input": self.input.to_dict(),
+            "output": self.output.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ArtifactEntry:
+        return cls(
+            **raw
+            | {
+                "format": ArtifactFormat(raw["format"]),
+                "precision": Precision(raw["precision"]),
+                "input": TensorSpec.from_dict(raw["input"]),
+                "output": TensorSpec.from_dict(raw["output"]),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    folder: Path
+    model: ModelEntry | None
+    artifacts: tuple[ArtifactEntry, ...]
+
+    @property
+    def path(self) -> Path:
+        return self.folder / MANIFEST_FILENAME
+
+    def resolve(self, relative: str) -> Path:
+        """The file a manifest path names, refusing any path that leaves the manifest's folder."""
+        return inside_folder(self.folder, relative, self.path)
+
+    def artifact(self, name: str) -> ArtifactEntry:
+        for entry in self.artifacts:
+            if entry.name == name:
+                return entry
+        known = ", ".join(entry.name for entry in self.artifacts) or "none"
+        raise EdgecnnError(f"no artifact named {name!r} in the manifest (known: {known})", self.path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model.to_dict() if self.model else None,
+            "artifacts": [entry.to_dict() for entry in self.artifacts],
+        }
+
+
+def inside_folder(folder: Path, relative: str, where: Path) -> Path:
+    candidate = Path(relative)
+    if candidate.is_absolute():
+        raise EdgecnnError(f"path {relative!r} must be relative to the manifest", where)
+    root = Path(folder).resolve()
+    resolved = (root / candidate).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise EdgecnnError(f"path {relative!r} points outside the manifest's folder", where)
+    return resolved
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read and validate a manifest; every way it can be broken is a one-line user error."""
+    path = Path(path)
+    raw = read_json(path, "manifest")
+    try:
+        if raw.get("schema_version") != SCHEMA_VERSION:
+            raise EdgecnnError(f"unsupported manifest schema_version {raw.get('schema_version')!r}", path)
+        model = ModelEntry(**raw["model"]) if raw.get("model") else None
+        artifacts = tuple(ArtifactEntry.from_dict(entry) for entry in raw["artifacts"])
+    except EdgecnnError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise EdgecnnError(f"malformed manifest: {type(exc).__name__}: {exc}", path) from None
+    manifest = Manifest(folder=path.parent, model=model, artifacts=artifacts)
+    for entry in artifacts:
+        manifest.resolve(entry.path)
+    if model is not None:
+        manifest.resolve(model.path)
+    return manifest
+
+
+def update_manifest(folder: Path, model: ModelEntry, entries: list[ArtifactEntry]) -> Manifest:
+    """Merge new entries into the manifest under a file lock, so concurrent exports never lose each other's work."""
+    path = Path(folder) / MANIFEST_FILENAME
+    try:
+        with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_SECONDS):
+            existing = load_manifest(path).artifacts if path.exists() else ()
+            replaced = {entry.name for entry in entries}
+            merged = tuple(entry for entry in existing if entry.name not in replaced) + tuple(entries)
+            manifest = Manifest(folder=Path(folder), model=model, artifacts=merged)
+            write_json_atomic(path, manifest.to_dict())
+    except Timeout:
+        raise EdgecnnError(f"manifest is locked by another edgecnn process for over {LOCK_TIMEOUT_SECONDS} s", path) from None
+    return manifest
+
+
+class IntegrityError(EdgecnnError):
+    """A file's bytes no longer match the sha256 the manifest recorded for it."""
+
+
+def check_integrity(manifest: Manifest, entry: ArtifactEntry) -> Path:
+    path = manifest.resolve(entry.path)
+    if not path.is_file():
+        raise IntegrityError(f"artifact {entry.name} is missing", path)
+    actual = sha256_file(path)
+    if actual != entry.sha256:
+        raise IntegrityError(
+            f"artifact {entry.name} changed since export: sha256 {actual[:12]}… != manifest {entry.sha256[:12]}…", path
+        )
+    return path

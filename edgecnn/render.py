@@ -1,0 +1,66 @@
+"""Terminal output for the CLI: rich tables and progress, kept apart from the stages that compute the values."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+from edgecnn.manifest import ArtifactEntry
+
+if TYPE_CHECKING:
+    from edgecnn.verify import VerifyResult
+
+console = Console()
+if not console.is_terminal:
+    console = Console(width=140)  # logs and CI: do not squeeze tables into 80 columns
+
+
+@contextlib.contextmanager
+def stage_progress(label: str) -> Iterator[Callable[[str], None]]:
+    """A spinner naming the step under way; yields the callback a stage calls as it starts each step."""
+    with console.status(f"{label}…") as status:
+        yield lambda step: status.update(f"{label} {step}…")
+
+
+def export_table(entries: Sequence[ArtifactEntry]) -> None:
+    table = Table(title="exported artifacts")
+    for column in ("artifact", "file", "format", "precision", "input", "size (KB)", "export (s)"):
+        table.add_column(column, justify="right" if column in ("size (KB)", "export (s)") else "left")
+    for entry in entries:
+        shape = "x".join("N" if dim is None else str(dim) for dim in entry.input.shape)
+        table.add_row(
+            entry.name, entry.path, entry.format.value, entry.precision.value, f"{entry.input.dtype} {shape}",
+            f"{entry.bytes / 1024:,.1f}", f"{entry.export_seconds:.1f}",
+        )
+    console.print(table)
+
+
+def print_json_file(path: Path) -> None:
+    """Machine-readable output: the report exactly as written, on stdout."""
+    print(json.dumps(json.loads(Path(path).read_text()), indent=2))
+
+
+def _number(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def verify_table(result: VerifyResult) -> None:
+    table = Table(title=f"parity with Keras ({result.keras_accuracy:.2%} on {result.test_size:,} test images)")
+    for column in ("artifact", "precision", "accuracy", "Δ points", "agreement", "max |Δp|", "mean |Δp|", "McNemar p", "result"):
+        table.add_column(column, justify="left" if column in ("artifact", "precision", "result") else "right")
+    for item in result.results:
+        status = {"PASS": "[green]PASS[/]", "FAIL": "[red]FAIL[/]"}.get(item.status.value, f"[red]{item.status.value}[/]")
+        if item.failures:
+            status += " " + "; ".join(failure.describe() for failure in item.failures)
+        table.add_row(
+            item.name, item.precision, _number(item.accuracy, ".2%"), _number(item.delta_points, "+.2f"),
+            _number(item.agreement, ".2%"), _number(item.max_abs_diff, ".1e"), _number(item.mean_abs_diff, ".1e"),
+            _number(item.mcnemar_p, ".3f"), status,
+        )
+    console.print(table)
