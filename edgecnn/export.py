@@ -23,7 +23,7 @@ import numpy as np
 from edgecnn import __version__
 from edgecnn.data import IMAGE_SHAPE, load_dataset, to_model_input
 from edgecnn.errors import EdgecnnError
-from edgecnn.files import ensure_output_dir, read_json, sha256_file
+from edgecnn.files import atomic_path, ensure_output_dir, read_json, sha256_file
 from edgecnn.manifest import (
     ArtifactEntry,
     ArtifactFormat,
@@ -184,6 +184,7 @@ def export(options: ExportOptions, progress: Callable[[str], None] | None = None
             if progress:
                 progress(spec.name)
             staged.append(convert(spec, context))
+        bundle_model(options.model, out)
         entries = [publish(spec, staged_path, out, context, seconds) for spec, staged_path, seconds in staged]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -227,14 +228,17 @@ def describe_source_model(model_path: Path, out: Path) -> ModelEntry:
     report_path = model_path.parent / "train.json"
     report = read_json(report_path, "training report") if report_path.is_file() else {}
     sha = sha256_file(model_path)
-    recorded = report.get("model", {}).get("sha256")
-    if recorded and recorded != sha:
+    if report.get("model", {}).get("sha256") != sha:
         report = {}  # the report describes another model; do not borrow its accuracy
-    try:
-        relative = str(model_path.resolve().relative_to(Path(out).resolve()))
-    except ValueError:
-        relative = str(model_path.resolve())
-    return ModelEntry(path=relative, sha256=sha, test_accuracy=report.get("test_accuracy"), data=report.get("data", {}))
+    return ModelEntry(path=model_path.name, sha256=sha, test_accuracy=report.get("test_accuracy"), data=report.get("data", {}))
+
+
+def bundle_model(model_path: Path, out: Path) -> None:
+    """Copy a model from outside the output folder in, so the folder is self-contained and manifest paths stay inside."""
+    bundled = Path(out) / Path(model_path).name
+    if not bundled.exists() or not bundled.samefile(model_path):
+        with atomic_path(bundled) as temp:
+            shutil.copyfile(model_path, temp)
 
 
 def calibration_images(options: ExportOptions, model_entry: ModelEntry) -> np.ndarray:

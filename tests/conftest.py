@@ -85,3 +85,29 @@ def assert_one_line_error(run: CliRun, *fragments: str) -> None:
     assert "Traceback" not in run.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="session")
+def trained_model(small_npz, tmp_path_factory) -> Path:
+    """A model trained for 3 epochs on the small slice of real digits (the train.json beside it names the data)."""
+    from edgecnn.train import TrainOptions, train
+
+    out = tmp_path_factory.mktemp("trained")
+    return train(TrainOptions(data=str(small_npz), epochs=3, out=out, progress=False)).model_path
+
+
+@pytest.fixture(scope="session")
+def exported(trained_model, tmp_path_factory) -> Path:
+    """`export --format all` of the trained model; returns its manifest path. Tests must not modify this folder."""
+    from edgecnn.export import ExportOptions, FormatChoice, export
+
+    out = tmp_path_factory.mktemp("exported")
+    return export(ExportOptions(model=trained_model, format=FormatChoice.ALL, out=out)).manifest_path
+
+
+def copy_exports(manifest_path: Path, destination: Path) -> Path:
+    """A private copy of an export folder (with the model it points to), for tests that modify files."""
+    import shutil
+
+    shutil.copytree(manifest_path.parent, destination)
+    return destination / manifest_path.name

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from edgecnn.files import sha256_file
+from edgecnn.manifest import Precision, load_manifest, update_manifest
+from edgecnn.verify import DEFAULT_THRESHOLDS, ParityResult, Status, Thresholds, VerifyOptions, compare, verify
+
+from conftest import assert_one_line_error, copy_exports, run_cli
+
+REPORT_FIELDS = {"path", "sha256", "accuracy", "delta_points", "agreement", "max_abs_diff", "mean_abs_diff", "thresholds", "passed",
+                 "flipped", "mcnemar_p"}
+
+
+@pytest.fixture(scope="module")
+def verified_copy(exported, tmp_path_factory):
+    manifest_path = copy_exports(exported, tmp_path_factory.mktemp("verify") / "exports")
+    return manifest_path, verify(VerifyOptions(manifest=manifest_path))
+
+
+def test_every_exported_artifact_passes(verified_copy):
+    manifest_path, result = verified_copy
+    assert result.passed, [(r.name, r.failures) for r in result.results]
+    report = json.loads(result.report_path.read_text())
+    assert report["passed"] is True and report["data"]["test_size"] == 500
+    assert len(report["artifacts"]) == 7
+    for entry in report["artifacts"]:
+        assert REPORT_FIELDS <= set(entry)
+    fp32 = next(entry for entry in report["artifacts"] if entry["name"] == "onnx-fp32")
+    assert fp32["max_abs_diff"] <= 1e-5 and fp32["agreement"] == 1.0 and fp32["flipped"] == []
+    assert result.confusion_path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_reverify_uses_cached_keras_predictions_without_tensorflow(verified_copy):
+    manifest_path, _ = verified_copy
+    probe = (
+        "import sys\nfrom edgecnn.cli import main\n"
+        f"try:\n    main(['verify', '--manifest', {str(manifest_path)!r}, '--artifact', 'onnx-fp32'])\n"
+        "except SystemExit as exit:\n    print('EXIT', exit.code)\n"
+        "print('TF' if 'tensorflow' in sys.modules else 'NO_TF')\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert completed.stdout.strip().splitlines()[-2:] == ["EXIT 0", "NO_TF"], completed.stderr
+
+
+def perturbed_onnx(source: Path, destination: Path, scale: float) -> None:
+    """The same graph with the dense layer's weights disturbed: a regression verify must catch."""
+    model = onnx.load(source)
+    rng = np.random.default_rng(0)
+    biggest = max(model.graph.initializer, key=lambda tensor: np.prod(tensor.dims))
+    weights = onnx.numpy_helper.to_array(biggest)
+    noisy = weights + rng.normal(0, scale * weights.std(), weights.shape).astype(weights.dtype)
+    biggest.CopyFrom(onnx.numpy_helper.from_array(noisy, biggest.name))
+    onnx.save(model, destination)
+
+
+def test_perturbed_weights_fail_and_every_artifact_is_still_reported(exported, tmp_path):
+    manifest_path = copy_exports(exported, tmp_path / "exports")
+    manifest = load_manifest(manifest_path)
+    perturbed_onnx(manifest.resolve("mnist_cnn.onnx"), manifest_path.parent / "perturbed.onnx", scale=3.0)
+    perturbed = manifest_path.parent / "perturbed.onnx"
+    entry = replace(
+        manifest.artifact("onnx-fp32"), name="onnx-perturbed", path=perturbed.name,
+        sha256=sha256_file(perturbed), bytes=perturbed.stat().st_size,
+    )
+    update_manifest(manifest_path.parent, manifest.model, [entry])
+
+    run = run_cli("verify", "--manifest", str(manifest_path))
+    assert run.returncode == 1, run.stderr
+    report = json.loads((manifest_path.parent / "verify.json").read_text())
+    by_name = {item["name"]: item for item in report["artifacts"]}
+    assert len(by_name) == 8 and by_name["onnx-perturbed"]["status"] == "FAIL"
+    assert {failure["check"] for failure in by_name["onnx-perturbed"]["failures"]} >= {"agreement", "max_abs_diff"}
+    assert all(item["passed"] for name, item in by_name.items() if name != "onnx-perturbed")
+    assert "FAIL" in run.stdout
+
+
+def test_changed_bytes_are_reported_as_changed_not_verified(exported, tmp_path):
+    manifest_path = copy_exports(exported, tmp_path / "exports")
+    path = manifest_path.parent / "mnist_cnn.onnx"
+    model = onnx.load(path)
+    model.doc_string = "edited after export"
+    onnx.save(model, path)
+    run = run_cli("verify", "--manifest", str(manifest_path), "--artifact", "onnx-fp32", "--json")
+    assert run.returncode == 1
+    (item,) = json.loads(run.stdout)["artifacts"]
+    assert item["status"] == "CHANGED" and item["accuracy"] is None and "changed since export" in item["failures"][0]["value"]
+    trusted = run_cli("verify", "--manifest", str(manifest_path), "--artifact", "onnx-fp32", "--no-verify-hash")
+    assert trusted.returncode == 0, trusted.stderr
+
+
+def test_mcnemar_and_statistics_on_known_predictions():
+    labels = np.arange(100) % 10
+    reference = np.eye(10, dtype=np.float32)[labels]
+    worse = reference.copy()
+    worse[:10] = np.eye(10, dtype=np.float32)[(labels[:10] + 1) % 10]
+    base = ParityResult("x", "x.onnx", "int8", "0" * 64, Status.PASS, DEFAULT_THRESHOLDS[Precision.INT8])
+    result = compare(base, worse, reference, labels)
+    assert result.accuracy == 0.9 and result.delta_points == -10.0 and result.agreement == 0.9
+    assert result.mcnemar_p == pytest.approx(2 * 0.5**10)
+    assert result.flipped == tuple(range(10))
+    assert [failure.check for failure in result.failures] == ["accuracy_drop_points", "agreement"]
+    same = compare(base, reference, reference, labels)
+    assert same.passed and same.mcnemar_p == 1.0
+
+
+def test_threshold_overrides_apply():
+    strict = DEFAULT_THRESHOLDS[Precision.INT8].overridden(Thresholds(min_agreement=1.0))
+    assert strict == Thresholds(max_drop_points=0.5, min_agreement=1.0, atol=None)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [(["--min-agreement", "1.5"], "--min-agreement"), (["--atol", "-1"], "--atol"), (["--max-drop", "-0.1"], "--max-drop"),
+     (["--artifact", "onnx-fp64"], "no artifact named 'onnx-fp64'")],
+)
+def test_bad_verify_options(verified_copy, args, fragment):
+    manifest_path, _ = verified_copy
+    assert_one_line_error(run_cli("verify", "--manifest", str(manifest_path), *args), fragment)
+
+
+def test_bad_manifests(tmp_path):
+    missing = tmp_path / "none" / "manifest.json"
+    assert_one_line_error(run_cli("verify", "--manifest", str(missing)), "manifest not found", str(missing))
+    malformed = tmp_path / "manifest.json"
+    malformed.write_text("{not json")
+    assert_one_line_error(run_cli("verify", "--manifest", str(malformed)), "not valid JSON")
+    malformed.write_text(json.dumps({"schema_version": 1, "model": None, "artifacts": [{"name": "x"}]}))
+    assert_one_line_error(run_cli("verify", "--manifest", str(malformed)), "malformed manifest")
+
+
+def test_manifest_paths_must_stay_inside_the_folder(exported, tmp_path):
+    manifest_path = copy_exports(exported, tmp_path / "exports")
+    raw = json.loads(manifest_path.read_text())
+    raw["artifacts"][0]["path"] = "../../etc/passwd"
+    manifest_path.write_text(json.dumps(raw))
+    assert_one_line_error(run_cli("verify", "--manifest", str(manifest_path)), "outside the manifest's folder")
