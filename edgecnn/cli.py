@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,6 +20,7 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
+from edgecnn.runners import Provider
 from edgecnn.export import ExportOptions, FormatChoice, IoType, Quantize
 from edgecnn.train import LearningRateSchedule, TrainOptions
 
@@ -159,6 +161,53 @@ def verify_command(
         verify_table(result)
         typer.echo(f"wrote {result.report_path}, {result.confusion_path}")
     return 0 if result.passed else 1
+
+
+class Baseline(str, Enum):
+    KERAS = "keras"
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise EdgecnnError(f"expected comma-separated whole numbers, got {text!r}", "--batch-sizes") from None
+
+
+@app.command("bench")
+def bench_command(
+    manifest: Annotated[Path, typer.Option("--manifest", help="Manifest written by edgecnn export.")] = Path("exports/manifest.json"),
+    model: Annotated[Optional[list[Path]], typer.Option("--model", help="Bench this .onnx/.tflite file instead (repeatable).")] = None,
+    artifact: Annotated[Optional[list[str]], typer.Option("--artifact", help="Only this manifest artifact (repeatable).")] = None,
+    provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider.")] = Provider.CPU,
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")] = "1,8,64,256",
+    threads: Annotated[Optional[int], typer.Option(help="Threads for every runtime (default: all cores).", show_default=False)] = None,
+    warmup: Annotated[int, typer.Option(help="Untimed calls before measuring.")] = 50,
+    iterations: Annotated[Optional[int], typer.Option(help="Timed calls per measurement.", show_default=False)] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Time per measurement (default 1 s).", show_default=False)] = None,
+    allow_fallback: Annotated[bool, typer.Option("--allow-fallback", help="Warn instead of failing when the provider is not active.")] = False,
+    baseline: Annotated[Optional[Baseline], typer.Option("--baseline", help="Also time the Keras model.")] = None,
+    data: DataOption = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: the manifest's).", show_default=False)] = None,
+    no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against the manifest.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
+) -> None:
+    """Latency (p50/p90/p99) and throughput per artifact, provider and batch size."""
+    from edgecnn.bench import BenchOptions, bench
+    from edgecnn.render import bench_table, print_json_file
+
+    options = BenchOptions(
+        manifest=manifest, models=tuple(model or ()), artifacts=tuple(artifact or ()), provider=provider,
+        batch_sizes=_batch_sizes(batch_sizes), threads=threads, warmup=warmup, iterations=iterations, seconds=seconds,
+        allow_fallback=allow_fallback, baseline_keras=baseline is Baseline.KERAS, data=data, out=out,
+        verify_hash=not no_verify_hash,
+    )
+    report = bench(options)
+    if json_output:
+        print_json_file(report.report_path)
+    else:
+        bench_table(report.results)
+        typer.echo(f"wrote {report.report_path}, {report.chart_path}")
 
 
 def _configure_logging() -> None:

@@ -398,7 +398,7 @@ def export_tflite(spec: ArtifactSpec, context: ExportContext) -> Path:
         io_dtype = tf.uint8 if spec.io_type is IoType.UINT8 else tf.int8
         converter.inference_input_type = io_dtype
         converter.inference_output_type = io_dtype
-    from edgecnn.backend import quiet_native_output
+    from edgecnn.native_output import quiet_native_output
 
     with quiet_native_output((1, 2)):
         flatbuffer = converter.convert()

@@ -14,6 +14,7 @@ from rich.table import Table
 from edgecnn.manifest import ArtifactEntry
 
 if TYPE_CHECKING:
+    from edgecnn.bench import BenchResult
     from edgecnn.verify import VerifyResult
 
 console = Console()
@@ -62,5 +63,18 @@ def verify_table(result: VerifyResult) -> None:
             item.name, item.precision, _number(item.accuracy, ".2%"), _number(item.delta_points, "+.2f"),
             _number(item.agreement, ".2%"), _number(item.max_abs_diff, ".1e"), _number(item.mean_abs_diff, ".1e"),
             _number(item.mcnemar_p, ".3f"), status,
+        )
+    console.print(table)
+
+
+def bench_table(results: Sequence[BenchResult]) -> None:
+    table = Table(title="latency per call (µs) and throughput")
+    for column in ("artifact", "precision", "provider used", "batch", "p50", "p90", "p99", "mean", "images/s", "session (ms)", "first run"):
+        table.add_column(column, justify="left" if column in ("artifact", "precision", "provider used") else "right")
+    for row in results:
+        table.add_row(
+            row.artifact, row.precision, row.provider_used, str(row.batch_size), f"{row.p50_us:,.1f}", f"{row.p90_us:,.1f}",
+            f"{row.p99_us:,.1f}", f"{row.mean_us:,.1f}", f"{row.images_per_second:,.0f}", f"{row.session_create_ms:,.1f}",
+            f"{row.first_run_us:,.0f}",
         )
     console.print(table)

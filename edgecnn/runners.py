@@ -7,6 +7,8 @@ Only `KerasRunner` imports TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import time
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ import numpy as np
 from edgecnn.data import first_line, to_model_input
 from edgecnn.errors import EdgecnnError
 from edgecnn.manifest import ArtifactFormat, TensorSpec
+from edgecnn.native_output import quiet_native_output
 
 log = logging.getLogger("edgecnn")
 
@@ -50,6 +53,8 @@ class Runner(Protocol):
     def infer(self, images: np.ndarray) -> np.ndarray: ...
 
     def details(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 def encode_images(images: np.ndarray, spec: TensorSpec) -> np.ndarray:
@@ -116,6 +121,10 @@ class OnnxRunner:
     def infer(self, images: np.ndarray) -> np.ndarray:
         return decode_output(self.run_encoded(encode_images(images, self.input_spec())), self.output_spec())
 
+    def close(self) -> None:
+        """Drop the session, and with it the thread pool whose spinning threads would disturb the next measurement."""
+        self._session = None
+
     def details(self) -> dict[str, Any]:
         meta = self.session.get_modelmeta()
         return {"custom_metadata": dict(meta.custom_metadata_map), "providers": self.session.get_providers()}
@@ -140,40 +149,48 @@ def create_session(path: Path, settings: OnnxSettings) -> Any:
     if not settings.allow_spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     wanted = settings.provider.execution_provider
-    providers: list[Any] = ["CPUExecutionProvider"]
-    if settings.provider is not Provider.CPU:
-        preload_gpu_libraries(ort)
-        if not settings.allow_fallback:
-            options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
-        providers = [(wanted, {"device_id": settings.device_id})] + (["CPUExecutionProvider"] if settings.allow_fallback else [])
+    if settings.provider is Provider.CPU:
+        try:
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise EdgecnnError(f"ONNX Runtime cannot load the model: {first_line(exc)}", path) from None
+    missing = preload_gpu_libraries(ort)
+    if not settings.allow_fallback:
+        options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    providers = [(wanted, {"device_id": settings.device_id})] + (["CPUExecutionProvider"] if settings.allow_fallback else [])
     try:
-        session = ort.InferenceSession(str(path), options, providers=providers)
+        with quiet_native_output():  # ORT logs each failed library load; the error below says it in one line
+            session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:
-        if settings.provider is not Provider.CPU:
-            raise provider_error(settings.provider, ort, f"session creation failed: {first_line(exc)}", path) from None
-        raise EdgecnnError(f"ONNX Runtime cannot load the model: {first_line(exc)}", path) from None
+        raise provider_error(settings.provider, ort, f"session creation failed: {first_line(exc)}", missing) from None
     active = session.get_providers()
     if active[0] != wanted:
         if not settings.allow_fallback:
-            raise provider_error(settings.provider, ort, f"ONNX Runtime fell back to {active[0]}", path)
-        log.warning("%s is not active; running on %s instead (--allow-fallback)", wanted, active[0])
+            raise provider_error(settings.provider, ort, f"ONNX Runtime fell back to {active[0]}", missing)
+        log.warning("%s is not active (%s); running on %s instead (--allow-fallback)", wanted, missing or "provider failed to load", active[0])
     return session
 
 
-def preload_gpu_libraries(ort: Any) -> None:
-    """ORT >= 1.21 can load CUDA/cuDNN from the nvidia-* wheels that `onnxruntime-gpu[cuda,cudnn]` installs."""
-    if hasattr(ort, "preload_dlls"):
-        try:
+def preload_gpu_libraries(ort: Any) -> str:
+    """ORT >= 1.21 loads CUDA/cuDNN from the nvidia-* wheels of `onnxruntime-gpu[cuda,cudnn]`; returns what it missed."""
+    if not hasattr(ort, "preload_dlls"):
+        return ""
+    printed = io.StringIO()
+    try:
+        with quiet_native_output(), contextlib.redirect_stdout(printed):
             ort.preload_dlls()
-        except Exception as exc:  # missing wheels are reported by the provider check that follows
-            log.debug("onnxruntime.preload_dlls failed: %s", exc)
+    except Exception as exc:  # the provider check that follows reports the consequence
+        return first_line(exc)
+    failed = [line.split(":")[0].replace("Failed to load ", "") for line in printed.getvalue().splitlines() if line.startswith("Failed to load")]
+    return f"missing {', '.join(failed)}" if failed else ""
 
 
-def provider_error(provider: Provider, ort: Any, what: str, path: Path) -> ProviderError:
+def provider_error(provider: Provider, ort: Any, what: str, missing: str) -> ProviderError:
     available = ", ".join(ort.get_available_providers())
+    libraries = f"; {missing}" if missing else ""
     return ProviderError(
-        f"execution provider {provider.execution_provider} requested but not active ({what}; built into this "
-        f"onnxruntime: {available}). Fix: {CUDA_FIX}, or pass --allow-fallback to run on CPU and record it",
+        f"execution provider {provider.execution_provider} requested but not active ({what}{libraries}; built into "
+        f"this onnxruntime: {available}). Fix: {CUDA_FIX}, or pass --allow-fallback to run on CPU and record it",
         f"--provider {provider.value}",
     )
 
@@ -193,8 +210,6 @@ class TfliteRunner:
     def interpreter(self) -> Any:
         if self._interpreter is None:
             from ai_edge_litert.interpreter import Interpreter
-
-            from edgecnn.backend import quiet_native_output
 
             started = time.perf_counter()
             try:
@@ -243,6 +258,10 @@ class TfliteRunner:
     def infer(self, images: np.ndarray) -> np.ndarray:
         return decode_output(self.run_encoded(encode_images(images, self.input_spec())), self.output_spec())
 
+    def close(self) -> None:
+        self._interpreter = None
+        self._batch = 0
+
     def details(self) -> dict[str, Any]:
         return {"signatures": list(self.interpreter.get_signature_list())}
 
@@ -277,6 +296,9 @@ class KerasRunner:
 
     def infer(self, images: np.ndarray) -> np.ndarray:
         return self.run_encoded(encode_images(images, self.input_spec()))
+
+    def close(self) -> None:
+        self._model = None
 
     def details(self) -> dict[str, Any]:
         return {}

@@ -1,0 +1,354 @@
+"""Bench stage: latency and throughput of each artifact per execution provider and batch size.
+
+What is timed, per call, with `time.perf_counter_ns`: one inference on a fixed batch of test digits whose input is
+already encoded and bound (ONNX Runtime IO binding with pre-allocated input/output; LiteRT `set_tensor` +
+`invoke`; Keras a direct call). Warm-up calls are excluded. Session creation and the first (cold) call are
+reported separately, because that is what an app feels at start-up. On CUDA the input and output stay on the
+device (IO binding) and the call synchronizes before the clock is read, so transfer time is not included.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.data import load_dataset
+from edgecnn.errors import EdgecnnError
+from edgecnn.files import ensure_output_dir, write_json_atomic
+from edgecnn.manifest import ArtifactEntry, ArtifactFormat, Precision, check_integrity, load_manifest
+from edgecnn.provenance import library_versions, machine_info, utc_now
+from edgecnn.runners import KerasRunner, OnnxRunner, OnnxSettings, Provider, TfliteRunner, encode_images
+
+REPORT_FILENAME = "bench.json"
+CHART_FILENAME = "bench.png"
+DEFAULT_SECONDS = 1.0
+MIN_ITERATIONS = 10
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    manifest: Path | None = Path("exports/manifest.json")
+    models: tuple[Path, ...] = ()
+    artifacts: tuple[str, ...] = ()
+    provider: Provider = Provider.CPU
+    batch_sizes: tuple[int, ...] = (1, 8, 64, 256)
+    threads: int | None = None
+    warmup: int = 50
+    iterations: int | None = None
+    seconds: float | None = None
+    allow_fallback: bool = False
+    baseline_keras: bool = False
+    data: str | None = None
+    out: Path | None = None
+    verify_hash: bool = True
+
+    def resolved_threads(self) -> int:
+        """One thread count for every runtime, so the comparison is fair; default: all cores."""
+        return self.threads or os.cpu_count() or 1
+
+    def check(self) -> None:
+        if not self.batch_sizes:
+            raise EdgecnnError("at least one batch size is needed", "--batch-sizes")
+        bad = [size for size in self.batch_sizes if size < 1]
+        if bad:
+            raise EdgecnnError(f"batch sizes must be positive, got {bad[0]}", "--batch-sizes")
+        if self.threads is not None and self.threads < 1:
+            raise EdgecnnError(f"threads must be at least 1, got {self.threads}", "--threads")
+        if self.warmup < 0:
+            raise EdgecnnError(f"warm-up must be 0 or more, got {self.warmup}", "--warmup")
+        if self.iterations is not None and self.seconds is not None:
+            raise EdgecnnError("give --iterations or --seconds, not both", "--iterations/--seconds")
+        if self.iterations is not None and self.iterations < 1:
+            raise EdgecnnError(f"iterations must be at least 1, got {self.iterations}", "--iterations")
+        if self.seconds is not None and not self.seconds > 0:
+            raise EdgecnnError(f"seconds must be positive, got {self.seconds}", "--seconds")
+        if not self.models and self.manifest is None:
+            raise EdgecnnError("name a manifest or at least one model file", "--manifest/--model")
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    p50_us: float
+    p90_us: float
+    p99_us: float
+    mean_us: float
+    iterations: int
+
+    @classmethod
+    def from_nanoseconds(cls, samples: np.ndarray) -> LatencyStats:
+        micros = samples.astype(np.float64) / 1000.0
+        p50, p90, p99 = np.percentile(micros, [50, 90, 99])
+        return cls(float(p50), float(p90), float(p99), float(micros.mean()), int(len(micros)))
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    artifact: str
+    path: str
+    format: str
+    precision: str
+    provider_requested: str
+    provider_used: str
+    batch_size: int
+    p50_us: float
+    p90_us: float
+    p99_us: float
+    mean_us: float
+    images_per_second: float
+    iterations: int
+    session_create_ms: float
+    first_run_us: float
+    transfer_included: bool
+    threads: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    results: tuple[BenchResult, ...]
+    report_path: Path
+    chart_path: Path
+
+
+@dataclass(frozen=True)
+class Target:
+    """Something to time: a name, how it was produced, and a runner that can give a timed call per batch size."""
+
+    name: str
+    path: Path
+    format: str
+    precision: str
+    runner: Any
+
+
+def bench(options: BenchOptions) -> BenchReport:
+    options.check()
+    targets, folder, data_spec = collect_targets(options)
+    out = ensure_output_dir(options.out or folder, "--out")
+    images = load_dataset(data_spec).x_test
+    if len(images) < max(options.batch_sizes):
+        images = np.resize(images, (max(options.batch_sizes), *images.shape[1:]))
+    results = []
+    for target in targets:
+        try:
+            results.extend(bench_target(target, images, options))
+        finally:
+            target.runner.close()
+            gc.collect()
+    report_path, chart_path = out / REPORT_FILENAME, out / CHART_FILENAME
+    write_json_atomic(report_path, report_payload(results, options, data_spec))
+    from edgecnn.plots import plot_latency
+
+    series: dict[str, list[tuple[int, float]]] = {}
+    for row in results:
+        series.setdefault(f"{row.artifact} ({row.provider_used})", []).append((row.batch_size, row.p50_us))
+    plot_latency(series, chart_path, title=f"p50 latency per image, {options.resolved_threads()} threads")
+    return BenchReport(tuple(results), report_path, chart_path)
+
+
+def collect_targets(options: BenchOptions) -> tuple[list[Target], Path, str | None]:
+    """Artifacts from the manifest (hash-checked) or files named with --model; the Keras baseline if asked."""
+    threads = options.resolved_threads()
+    targets: list[Target] = []
+    if options.models:
+        for path in options.models:
+            targets.append(target_for_file(Path(path), options, threads))
+        folder, data_spec, keras_path = Path(options.models[0]).parent, options.data, None
+    else:
+        manifest = load_manifest(options.manifest)
+        entries = [manifest.artifact(name) for name in options.artifacts] if options.artifacts else list(manifest.artifacts)
+        for entry in entries:
+            path = check_integrity(manifest, entry) if options.verify_hash else manifest.resolve(entry.path)
+            targets.append(target_for_entry(entry, path, options, threads))
+        folder = manifest.folder
+        data_spec = options.data or (manifest.model.data.get("spec") if manifest.model else None)
+        keras_path = manifest.resolve(manifest.model.path) if manifest.model else None
+    if options.baseline_keras:
+        if keras_path is None:
+            raise EdgecnnError("--baseline keras needs a manifest with a model entry", "--baseline")
+        targets.insert(0, Target("keras", keras_path, "keras", Precision.FP32.value, KerasRunner(keras_path)))
+    return targets, folder, data_spec
+
+
+def onnx_settings(options: BenchOptions, threads: int) -> OnnxSettings:
+    return OnnxSettings(provider=options.provider, intra_op_threads=threads, allow_fallback=options.allow_fallback)
+
+
+def target_for_entry(entry: ArtifactEntry, path: Path, options: BenchOptions, threads: int) -> Target:
+    if entry.format is ArtifactFormat.ONNX:
+        runner: Any = OnnxRunner(path, onnx_settings(options, threads))
+    else:
+        runner = TfliteRunner(path, threads)
+    return Target(entry.name, path, entry.format.value, entry.precision.value, runner)
+
+
+def target_for_file(path: Path, options: BenchOptions, threads: int) -> Target:
+    if not path.is_file():
+        raise EdgecnnError("model file not found", path)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return Target(path.name, path, "onnx", "unknown", OnnxRunner(path, onnx_settings(options, threads)))
+    if suffix == ".tflite":
+        return Target(path.name, path, "tflite", "unknown", TfliteRunner(path, threads))
+    raise EdgecnnError("unsupported model file: expected .onnx or .tflite", path)
+
+
+def bench_target(target: Target, images: np.ndarray, options: BenchOptions) -> list[BenchResult]:
+    runner = target.runner
+    spec = runner.input_spec()  # creates the session / interpreter: timed by the runner
+    provider_used, transfer_included = runtime_of(target, runner)
+    rows = []
+    for batch_size in options.batch_sizes:
+        call = timed_call(runner, encode_images(images[:batch_size], spec), provider_used)
+        first = time.perf_counter_ns()
+        call()
+        first_run_us = (time.perf_counter_ns() - first) / 1000.0
+        stats = measure(call, options.warmup, options.iterations, options.seconds)
+        rows.append(
+            BenchResult(
+                artifact=target.name,
+                path=str(target.path),
+                format=target.format,
+                precision=target.precision,
+                provider_requested=options.provider.execution_provider if target.format == "onnx" else "cpu",
+                provider_used=provider_used,
+                batch_size=batch_size,
+                p50_us=round(stats.p50_us, 2),
+                p90_us=round(stats.p90_us, 2),
+                p99_us=round(stats.p99_us, 2),
+                mean_us=round(stats.mean_us, 2),
+                images_per_second=round(batch_size * 1e6 / stats.mean_us, 1),
+                iterations=stats.iterations,
+                session_create_ms=round(runner.session_create_ms, 2),
+                first_run_us=round(first_run_us, 2),
+                transfer_included=transfer_included,
+                threads=options.resolved_threads(),
+            )
+        )
+    return rows
+
+
+def runtime_of(target: Target, runner: Any) -> tuple[str, bool]:
+    if isinstance(runner, OnnxRunner):
+        used = runner.provider_used
+        return used, used == "CPUExecutionProvider"
+    if isinstance(runner, TfliteRunner):
+        return "LiteRT (XNNPACK, CPU)", True
+    return "Keras (TensorFlow, CPU)", True
+
+
+def timed_call(runner: Any, feed: np.ndarray, provider_used: str) -> Callable[[], Any]:
+    """The cheapest honest per-call path for each runtime: inputs pre-encoded, buffers pre-allocated."""
+    if isinstance(runner, OnnxRunner):
+        return onnx_bound_call(runner, feed, provider_used)
+    if isinstance(runner, TfliteRunner):
+        runner.prepare(len(feed))
+        interpreter = runner.interpreter
+        index = interpreter.get_input_details()[0]["index"]
+
+        def invoke() -> None:
+            interpreter.set_tensor(index, feed)
+            interpreter.invoke()
+
+        return invoke
+    model = runner.model
+    return lambda: model(feed, training=False)
+
+
+def onnx_bound_call(runner: OnnxRunner, feed: np.ndarray, provider_used: str) -> Callable[[], Any]:
+    """IO binding with pre-allocated OrtValues; on a GPU they live on the device and each call synchronizes."""
+    import onnxruntime as ort
+
+    session = runner.session
+    on_device = provider_used in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+    device, device_id = ("cuda", runner.settings.device_id) if on_device else ("cpu", 0)
+    output = session.get_outputs()[0]
+    output_shape = [len(feed), *[dim for dim in output.shape[1:]]]
+    output_dtype = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}[output.type]
+    binding = session.io_binding()
+    binding.bind_ortvalue_input(session.get_inputs()[0].name, ort.OrtValue.ortvalue_from_numpy(feed, device, device_id))
+    binding.bind_ortvalue_output(
+        output.name, ort.OrtValue.ortvalue_from_shape_and_type(output_shape, output_dtype, device, device_id)
+    )
+    run_with_iobinding = session.run_with_iobinding
+    if not on_device:
+        return lambda: run_with_iobinding(binding)
+
+    def run_synchronized() -> None:
+        run_with_iobinding(binding)
+        binding.synchronize_outputs()
+
+    return run_synchronized
+
+
+def measure(call: Callable[[], Any], warmup: int, iterations: int | None, seconds: float | None) -> LatencyStats:
+    """Per-call wall times after warm-up: a fixed count, or as many as fit in `seconds` (at least MIN_ITERATIONS)."""
+    for _ in range(warmup):
+        call()
+    clock = time.perf_counter_ns
+    samples: list[int] = []
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a collection inside the loop would be charged to one unlucky call
+    try:
+        timed_loop(call, iterations, seconds, clock, samples)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return LatencyStats.from_nanoseconds(np.asarray(samples, dtype=np.int64))
+
+
+def timed_loop(call: Callable[[], Any], iterations: int | None, seconds: float | None, clock: Callable[[], int], samples: list[int]) -> None:
+    if iterations is not None:
+        for _ in range(iterations):
+            started = clock()
+            call()
+            samples.append(clock() - started)
+    else:
+        deadline = clock() + int((seconds or DEFAULT_SECONDS) * 1e9)
+        while len(samples) < MIN_ITERATIONS or clock() < deadline:
+            started = clock()
+            call()
+            samples.append(clock() - started)
+
+
+def report_payload(results: list[BenchResult], options: BenchOptions, data_spec: str | None) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    return {
+        "created": utc_now(),
+        "results": [row.to_dict() for row in results],
+        "settings": {
+            "provider_requested": options.provider.value,
+            "allow_fallback": options.allow_fallback,
+            "batch_sizes": list(options.batch_sizes),
+            "threads": options.resolved_threads(),
+            "warmup": options.warmup,
+            "iterations": options.iterations,
+            "seconds": options.seconds if options.iterations is None else None,
+            "onnxruntime_session": {
+                "intra_op_num_threads": options.resolved_threads(),
+                "graph_optimization_level": "ORT_ENABLE_ALL",
+                "execution_mode": "ORT_SEQUENTIAL",
+                "intra_op_allow_spinning": True,
+                "io_binding": True,
+                "disable_cpu_ep_fallback": options.provider is not Provider.CPU and not options.allow_fallback,
+                "available_providers": ort.get_available_providers(),
+            },
+            "litert": {"num_threads": options.resolved_threads(), "delegate": "XNNPACK (default)"},
+            "timed_call": "input pre-encoded and bound; output left in a pre-allocated runtime buffer",
+            "transfer_time": "excluded on CUDA/TensorRT (IO binding on device, synchronized); not applicable on CPU",
+        },
+        "data": {"spec": data_spec, "input": "first batch_size images of the test split"},
+        "manifest": str(options.manifest) if not options.models else None,
+        "machine": machine_info(),
+        "versions": library_versions(),
+    }
