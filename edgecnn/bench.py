@@ -175,7 +175,8 @@ def collect_targets(options: BenchOptions) -> tuple[list[Target], Path, str | No
     if options.baseline_keras:
         if keras_path is None:
             raise EdgecnnError("--baseline keras needs a manifest with a model entry", "--baseline")
-        targets.insert(0, Target("keras", keras_path, "keras", Precision.FP32.value, KerasRunner(keras_path)))
+        # last: TensorFlow's thread pools outlive the model and would disturb whatever ran after it
+        targets.append(Target("keras", keras_path, "keras", Precision.FP32.value, KerasRunner(keras_path)))
     return targets, folder, data_spec
 
 
