@@ -210,6 +210,34 @@ def bench_command(
         typer.echo(f"wrote {report.report_path}, {report.chart_path}")
 
 
+@app.command("predict")
+def predict_command(
+    images: Annotated[list[Path], typer.Argument(help="PNG/JPEG/BMP or .npy files: any size, color or gray.", show_default=False)],
+    model: Annotated[Path, typer.Option("--model", help="Exported .onnx or .tflite model.")] = Path("exports/mnist_cnn.onnx"),
+    top_k: Annotated[int, typer.Option("--top-k", help="How many classes to list per image.")] = 3,
+    no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against a manifest beside the model.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Classify digit images with an exported model (MNIST-style preprocessing; never imports TensorFlow)."""
+    from edgecnn.predict import PredictOptions, predict
+    from edgecnn.render import print_predictions
+
+    predictions = predict(PredictOptions(images=tuple(images), model=model, top_k=top_k, verify_hash=not no_verify_hash))
+    print_predictions(predictions, json_output)
+
+
+@app.command("info")
+def info_command(
+    model: Annotated[Path, typer.Argument(help="An .onnx or .tflite file.", show_default=False)],
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Describe a model file: format, inputs/outputs, quantization, metadata, size, sha256, opset and ops."""
+    from edgecnn.info import describe
+    from edgecnn.render import print_model_info
+
+    print_model_info(describe(model), json_output)
+
+
 def _configure_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))

@@ -137,7 +137,7 @@ def inside_folder(folder: Path, relative: str, where: Path) -> Path:
     root = Path(folder).resolve()
     resolved = (root / candidate).resolve()
     if resolved != root and root not in resolved.parents:
-        raise EdgecnnError(f"path {relative!r} points outside the manifest's folder", where)
+        raise EdgecnnError(f"path {relative!r} points outside the folder of {Path(where).name}", where)
     return resolved
 
 

@@ -11,6 +11,7 @@ Profiling the tf2onnx graph under ONNX Runtime (see bench/RESULTS.md) showed two
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,3 +89,24 @@ def fuse_matmul_add_into_gemm(model: Any) -> Any:
 
 def first_node_of_type(model: Any, op_type: str) -> str | None:
     return next((node.name for node in model.graph.node if node.op_type == op_type), None)
+
+
+def load_onnx_checked(path: Path) -> Any:
+    """Parse an ONNX file without loading external data, refusing external-data paths that leave its folder."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    from edgecnn.errors import EdgecnnError
+    from edgecnn.manifest import inside_folder
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, OSError, ValueError, RuntimeError) as exc:
+        raise EdgecnnError(f"not a valid ONNX file: {exc}", path) from None
+    if not model.graph.node and not model.graph.input:
+        raise EdgecnnError("not a valid ONNX file: no graph", path)
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
+            inside_folder(Path(path).parent, location, path)
+    return model

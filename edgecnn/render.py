@@ -15,6 +15,8 @@ from edgecnn.manifest import ArtifactEntry
 
 if TYPE_CHECKING:
     from edgecnn.bench import BenchResult
+    from edgecnn.info import ModelInfo
+    from edgecnn.predict import Prediction
     from edgecnn.verify import VerifyResult
 
 console = Console()
@@ -78,3 +80,30 @@ def bench_table(results: Sequence[BenchResult]) -> None:
             f"{row.first_run_us:,.0f}",
         )
     console.print(table)
+
+
+def print_predictions(predictions: Sequence[Prediction], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([item.to_dict() for item in predictions], indent=2))
+        return
+    for item in predictions:
+        ranked = "  ".join(f"{digit}: {probability:.3f}" for digit, probability in item.top)
+        print(f"{item.path}: {item.digit}   ({ranked})")
+
+
+def print_model_info(info: ModelInfo, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(info.to_dict(), indent=2))
+        return
+    print(f"{info.path}\n  format   {info.format}\n  size     {info.bytes:,} bytes\n  sha256   {info.sha256}")
+    for role, tensors in (("input", info.inputs), ("output", info.outputs)):
+        for tensor in tensors:
+            shape = "x".join("N" if dim is None else str(dim) for dim in tensor["shape"])
+            quantized = f", scale {tensor['scale']:.6g}, zero point {tensor['zero_point']}" if tensor.get("scale") else ""
+            print(f"  {role:8s} {tensor['name']}: {tensor['dtype']} [{shape}]{quantized}")
+    if info.opset:
+        print("  opset    " + ", ".join(f"{domain} {version}" for domain, version in info.opset.items()))
+    if info.ops:
+        print("  ops      " + ", ".join(f"{op} x{count}" for op, count in sorted(info.ops.items())))
+    for key, value in info.metadata.items():
+        print(f"  meta     {key} = {value}")

@@ -142,4 +142,4 @@ def test_manifest_paths_must_stay_inside_the_folder(exported, tmp_path):
     raw = json.loads(manifest_path.read_text())
     raw["artifacts"][0]["path"] = "../../etc/passwd"
     manifest_path.write_text(json.dumps(raw))
-    assert_one_line_error(run_cli("verify", "--manifest", str(manifest_path)), "outside the manifest's folder")
+    assert_one_line_error(run_cli("verify", "--manifest", str(manifest_path)), "points outside the folder of manifest.json")
