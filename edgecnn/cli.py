@@ -210,6 +210,35 @@ def bench_command(
         typer.echo(f"wrote {report.report_path}, {report.chart_path}")
 
 
+@app.command("pipeline")
+def pipeline_command(
+    data: DataOption = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
+    augment: Annotated[bool, typer.Option("--augment", help="Train with random shifts, rotations and zoom.")] = False,
+    formats: Annotated[FormatChoice, typer.Option("--formats", help="What to export: all | onnx | tflite.")] = FormatChoice.ALL,
+    provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for the benchmark.")] = Provider.CPU,
+    allow_fallback: Annotated[bool, typer.Option("--allow-fallback", help="Benchmark on CPU if the provider is not active.")] = False,
+    skip_train: Annotated[bool, typer.Option("--skip-train", help="Reuse <out>/mnist_cnn.keras.")] = False,
+    out: OutOption = Path("exports"),
+) -> int:
+    """Train → export → verify → bench, then write <out>/report.md and report.html."""
+    from edgecnn.pipeline import STAGES, PipelineOptions, run_pipeline
+    from edgecnn.render import bench_table, export_table, pipeline_progress, verify_table
+
+    options = PipelineOptions(
+        data=data, epochs=epochs, augment=augment, formats=formats, provider=provider, allow_fallback=allow_fallback,
+        out=out, skip_train=skip_train,
+    )
+    with pipeline_progress(STAGES) as stage_started:
+        result = run_pipeline(options, stage_started)
+    export_table(result.export.artifacts)
+    verify_table(result.verify)
+    if result.bench is not None:
+        bench_table(result.bench.results)
+    typer.echo(f"wrote {result.report_markdown} and {result.report_html}")
+    return 0 if result.passed else 1
+
+
 @app.command("predict")
 def predict_command(
     images: Annotated[list[Path], typer.Argument(help="PNG/JPEG/BMP or .npy files: any size, color or gray.", show_default=False)],

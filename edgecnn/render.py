@@ -19,6 +19,14 @@ if TYPE_CHECKING:
     from edgecnn.predict import Prediction
     from edgecnn.verify import VerifyResult
 
+SHORT_PROVIDER_NAMES = {
+    "CPUExecutionProvider": "ORT CPU",
+    "CUDAExecutionProvider": "ORT CUDA",
+    "TensorrtExecutionProvider": "ORT TensorRT",
+    "LiteRT (XNNPACK, CPU)": "LiteRT CPU",
+    "Keras (TensorFlow, CPU)": "Keras",
+}
+
 console = Console()
 if not console.is_terminal:
     console = Console(width=140)  # logs and CI: do not squeeze tables into 80 columns
@@ -29,6 +37,25 @@ def stage_progress(label: str) -> Iterator[Callable[[str], None]]:
     """A spinner naming the step under way; yields the callback a stage calls as it starts each step."""
     with console.status(f"{label}…") as status:
         yield lambda step: status.update(f"{label} {step}…")
+
+
+@contextlib.contextmanager
+def pipeline_progress(stages: Sequence[str]) -> Iterator[Callable[[str], None]]:
+    """One bar over the pipeline's stages; each stage's own output (Keras epochs) prints above it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("pipeline", total=len(stages))
+        started: list[str] = []
+
+        def stage_started(stage: str) -> None:
+            if started:
+                progress.advance(task)
+            started.append(stage)
+            progress.update(task, description=f"pipeline: {stage} ({len(started)}/{len(stages)})")
+
+        yield stage_started
+        progress.update(task, completed=len(stages), description="pipeline: done")
 
 
 def export_table(entries: Sequence[ArtifactEntry]) -> None:
@@ -75,7 +102,7 @@ def bench_table(results: Sequence[BenchResult]) -> None:
         table.add_column(column, justify="left" if column in ("artifact", "precision", "provider used") else "right")
     for row in results:
         table.add_row(
-            row.artifact, row.precision, row.provider_used, str(row.batch_size), f"{row.p50_us:,.1f}", f"{row.p90_us:,.1f}",
+            row.artifact, row.precision, SHORT_PROVIDER_NAMES.get(row.provider_used, row.provider_used), str(row.batch_size), f"{row.p50_us:,.1f}", f"{row.p90_us:,.1f}",
             f"{row.p99_us:,.1f}", f"{row.mean_us:,.1f}", f"{row.images_per_second:,.0f}", f"{row.session_create_ms:,.1f}",
             f"{row.first_run_us:,.0f}",
         )
