@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from edgecnn.manifest import load_manifest
+from edgecnn.runners import OnnxRunner, TfliteRunner
+
+from conftest import assert_one_line_error, copy_exports, run_cli
+
+
+@pytest.fixture(scope="module")
+def digit_pngs(real_arrays, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pngs")
+    paths = []
+    for index, digit in enumerate(real_arrays["x_test"][:100]):
+        Image.fromarray(digit).save(folder / f"{index:03d}.png")
+        paths.append(folder / f"{index:03d}.png")
+    return paths
+
+
+@pytest.mark.parametrize("artifact", ["mnist_cnn.onnx", "mnist_cnn_int8.tflite"])
+def test_predict_matches_what_verify_computes_on_the_first_100_test_digits(exported, digit_pngs, real_arrays, artifact):
+    model = exported.parent / artifact
+    run = run_cli("predict", *map(str, digit_pngs), "--model", str(model), "--json", "--top-k", "2")
+    assert run.returncode == 0, run.stderr
+    predicted = [item["digit"] for item in json.loads(run.stdout)]
+    runner = OnnxRunner(model) if artifact.endswith(".onnx") else TfliteRunner(model)
+    expected = runner.infer(real_arrays["x_test"][:100]).argmax(axis=1)
+    assert predicted == expected.tolist()
+    assert np.mean(np.array(predicted) == real_arrays["y_test"][:100]) > 0.8
+    assert all(len(item["top"]) == 2 for item in json.loads(run.stdout))
+
+
+def test_predict_never_imports_tensorflow(exported, digit_pngs):
+    probe = (
+        "import sys\nfrom edgecnn.cli import main\n"
+        f"try:\n    main(['predict', {str(digit_pngs[0])!r}, '--model', {str(exported.parent / 'mnist_cnn.onnx')!r}])\n"
+        "except SystemExit as exit:\n    print('EXIT', exit.code)\n"
+        "print('TF' if 'tensorflow' in sys.modules else 'NO_TF', 'MPL' if 'matplotlib' in sys.modules else 'NO_MPL')\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert completed.stdout.strip().splitlines()[-2:] == ["EXIT 0", "NO_TF NO_MPL"], completed.stderr
+
+
+def test_predict_refuses_a_tampered_model_unless_told(exported, digit_pngs, tmp_path):
+    manifest = copy_exports(exported, tmp_path / "exports")
+    model_path = manifest.parent / "mnist_cnn.onnx"
+    model = onnx.load(model_path)
+    model.doc_string = "tampered"
+    onnx.save(model, model_path)
+    assert_one_line_error(run_cli("predict", str(digit_pngs[0]), "--model", str(model_path)), "changed since export", str(model_path))
+    assert run_cli("predict", str(digit_pngs[0]), "--model", str(model_path), "--no-verify-hash").returncode == 0
+
+
+def test_info_describes_onnx_and_tflite(exported):
+    manifest = load_manifest(exported)
+    onnx_run = run_cli("info", str(manifest.resolve("mnist_cnn_int8.onnx")), "--json")
+    assert onnx_run.returncode == 0, onnx_run.stderr
+    info = json.loads(onnx_run.stdout)
+    assert info["format"] == "onnx" and info["inputs"][0]["name"] == "image" and info["opset"]["ai.onnx"] == 17
+    assert info["sha256"] == manifest.artifact("onnx-int8").sha256 and info["ops"]["QuantizeLinear"] >= 1
+    assert json.loads(info["metadata"]["class_labels"]) == [str(d) for d in range(10)]
+    tflite_run = run_cli("info", str(manifest.resolve("mnist_cnn_int8.tflite")))
+    assert tflite_run.returncode == 0 and "scale 0.00392157, zero point -128" in tflite_run.stdout and "CONV_2D" in tflite_run.stdout
+
+
+def test_info_refuses_external_data_outside_the_folder(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "secret.bin").write_bytes(b"\x00" * 8)
+    weight = numpy_helper.from_array(np.ones((2,), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])], [weight])
+    model = helper.make_model(graph, ir_version=9, opset_imports=[helper.make_opsetid("", 17)])
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "../secret.bin"), ("offset", "0"), ("length", "8")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    path = tmp_path / "models" / "evil.onnx"
+    onnx.save(model, path)
+    assert_one_line_error(run_cli("info", str(path)), "'../secret.bin' points outside", str(path))
+    assert_one_line_error(run_cli("predict", str(path), "--model", str(path)), "unsupported image type .onnx")
