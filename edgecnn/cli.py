@@ -22,7 +22,7 @@ from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
 from edgecnn.runners import Provider
 from edgecnn.export import ExportOptions, FormatChoice, IoType, Quantize
-from edgecnn.train import LearningRateSchedule, TrainOptions
+from edgecnn.train import Distribution, LearningRateSchedule, TrainOptions
 
 app = typer.Typer(
     name="edgecnn",
@@ -81,6 +81,9 @@ def train(
         Optional[LearningRateSchedule],
         typer.Option("--lr-schedule", help="Learning-rate schedule (default: cosine with --augment, else constant)."),
     ] = None,
+    distribute: Annotated[
+        Distribution, typer.Option(help="tf.distribute: mirrored (local GPUs/CPUs) or multi-worker (TF_CONFIG).")
+    ] = Distribution.NONE,
     out: OutOption = Path("exports"),
 ) -> None:
     """Train the reference CNN and write mnist_cnn.keras, train.json and train_curves.png."""
@@ -95,6 +98,7 @@ def train(
         validation_split=validation_split,
         augment=augment,
         schedule=lr_schedule,
+        distribute=distribute,
         out=out,
     )
     result = run_training(options)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,6 +23,12 @@ from edgecnn.provenance import library_versions, machine_info, utc_now
 MODEL_FILENAME = "mnist_cnn.keras"
 REPORT_FILENAME = "train.json"
 CURVES_FILENAME = "train_curves.png"
+
+
+class Distribution(str, Enum):
+    NONE = "none"
+    MIRRORED = "mirrored"
+    MULTI_WORKER = "multi-worker"
 
 
 class LearningRateSchedule(str, Enum):
@@ -50,6 +58,7 @@ class TrainOptions:
     out: Path = Path("exports")
     model: ModelConfig = field(default_factory=ModelConfig)
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
+    distribute: Distribution = Distribution.NONE
     progress: bool = True
 
     def resolved_schedule(self) -> LearningRateSchedule:
@@ -73,6 +82,8 @@ class TrainOptions:
             raise EdgecnnError(f"learning rate must be a positive number, got {self.learning_rate}", "--learning-rate")
         if not 0.0 <= self.validation_split < 1.0:
             raise EdgecnnError(f"validation split must be in [0, 1), got {self.validation_split}", "--validation-split")
+        if self.distribute is Distribution.MULTI_WORKER and not os.environ.get("TF_CONFIG"):
+            raise EdgecnnError("multi-worker training needs the TF_CONFIG variable describing the cluster (see README)", "--distribute")
 
 
 @dataclass(frozen=True)
@@ -97,17 +108,22 @@ def train(options: TrainOptions) -> TrainResult:
 
     keras = import_keras()
     make_deterministic(options.seed)
-    model = build_model(options.model)
-    steps_per_epoch = int(np.ceil(len(x_fit) / options.batch_size))
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate(options, steps_per_epoch)),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    strategy = distribution_strategy(options.distribute)
+    replicas = int(strategy.num_replicas_in_sync)
+    global_batch = options.batch_size * replicas
+    out = worker_output_dir(out, options.distribute)
+    steps_per_epoch = int(np.ceil(len(x_fit) / global_batch))
+    with strategy.scope():
+        model = build_model(options.model)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=learning_rate(options, steps_per_epoch)),
+            loss="categorical_crossentropy",
+            metrics=["accuracy"],
+        )
     timer = throughput_timer()
     started = time.perf_counter()
     history = model.fit(
-        training_input(x_fit, y_fit, options),
+        training_input(x_fit, y_fit, options, global_batch),
         epochs=options.epochs,
         validation_data=validation,
         callbacks=[timer],
@@ -152,6 +168,13 @@ def train(options: TrainOptions) -> TrainResult:
         },
         "seed": options.seed,
         "deterministic_ops": True,
+        "distribution": {
+            "strategy": options.distribute.value,
+            "replicas": replicas,
+            "devices": list(getattr(strategy.extended, "worker_devices", ())),
+            "batch_size_per_replica": options.batch_size,
+            "global_batch_size": global_batch,
+        },
         "history": epochs,
         "versions": library_versions(),
         "machine": machine_info(),
@@ -176,6 +199,29 @@ def make_deterministic(seed: int) -> None:
     keras = import_keras()
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+def distribution_strategy(kind: Distribution) -> Any:
+    """tf.distribute: Mirrored over the local GPUs (or every logical CPU when there is none), MultiWorkerMirrored
+    over the machines TF_CONFIG names; the default strategy otherwise. The global batch is per-replica x replicas."""
+    tf = import_tensorflow()
+    if kind is Distribution.MIRRORED:
+        devices = [device.name for device in tf.config.list_logical_devices("GPU")] or [
+            device.name for device in tf.config.list_logical_devices("CPU")
+        ]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if kind is Distribution.MULTI_WORKER:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def worker_output_dir(out: Path, kind: Distribution) -> Path:
+    """In multi-worker training every worker saves (Keras requires it), but only the chief writes to --out."""
+    if kind is not Distribution.MULTI_WORKER:
+        return out
+    task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
+    is_chief = task.get("type") == "chief" or (task.get("type") == "worker" and task.get("index", 0) == 0)
+    return out if is_chief else ensure_output_dir(out / f".worker-{task.get('index', 0)}")
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:
@@ -203,11 +249,11 @@ def learning_rate(options: TrainOptions, steps_per_epoch: int) -> Any:
     return keras.optimizers.schedules.CosineDecay(rate, decay_steps=steps_per_epoch * options.epochs)
 
 
-def training_input(x: np.ndarray, y: np.ndarray, options: TrainOptions) -> Any:
+def training_input(x: np.ndarray, y: np.ndarray, options: TrainOptions, global_batch: int) -> Any:
     """A shuffled, batched tf.data pipeline; augmentation runs here, so it never becomes part of the saved model."""
     tf = import_tensorflow()
     pipeline = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=options.seed, reshuffle_each_iteration=True)
-    pipeline = pipeline.batch(options.batch_size)
+    pipeline = pipeline.batch(global_batch)
     if options.augment:
         augmenter = build_augmenter(options.augmentation, options.seed)
         pipeline = pipeline.map(lambda images, labels: (augmenter(images, training=True), labels))

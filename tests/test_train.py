@@ -84,3 +84,33 @@ def test_ten_epochs_on_offline_data_reach_seed_accuracy(tmp_path):
     report = json.loads((tmp_path / "train.json").read_text())
     assert report["data"]["test_size"] == 10000
     assert report["test_accuracy"] >= 0.975
+
+
+MIRRORED_PROBE = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from pathlib import Path
+from edgecnn.train import Distribution, TrainOptions, train
+result = train(TrainOptions(data=sys.argv[1], epochs=1, out=Path(sys.argv[2]), distribute=Distribution.MIRRORED, progress=False))
+print(json.dumps({"distribution": result.report["distribution"], "accuracy": result.test_accuracy}))
+"""
+
+
+def test_mirrored_strategy_on_two_logical_cpus(small_npz, tmp_path):
+    import subprocess
+    import sys
+
+    completed = subprocess.run([sys.executable, "-c", MIRRORED_PROBE, str(small_npz), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["distribution"]["strategy"] == "mirrored" and report["distribution"]["replicas"] == 2
+    assert report["distribution"]["global_batch_size"] == 256 and len(report["distribution"]["devices"]) == 2
+    assert report["accuracy"] > 0.5 and (tmp_path / "mnist_cnn.keras").is_file()
+
+
+def test_multi_worker_needs_tf_config(small_npz, tmp_path):
+    env = {"TF_CONFIG": ""}
+    assert_one_line_error(run_cli("train", "--data", str(small_npz), "--distribute", "multi-worker", "--out", str(tmp_path), env=env),
+                          "TF_CONFIG", "--distribute")
