@@ -171,7 +171,7 @@ def train(options: TrainOptions) -> TrainResult:
         "distribution": {
             "strategy": options.distribute.value,
             "replicas": replicas,
-            "devices": list(getattr(strategy.extended, "worker_devices", ())),
+            "devices": [] if options.distribute is Distribution.NONE else list(strategy.extended.worker_devices),
             "batch_size_per_replica": options.batch_size,
             "global_batch_size": global_batch,
         },

@@ -111,3 +111,25 @@ def copy_exports(manifest_path: Path, destination: Path) -> Path:
 
     shutil.copytree(manifest_path.parent, destination)
     return destination / manifest_path.name
+
+
+def external_data_model(folder: Path) -> Path:
+    """An ONNX model whose weights live in an external file outside its folder (`../secret.bin`): must be refused."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    (folder / "models").mkdir(parents=True)
+    (folder / "secret.bin").write_bytes(b"\x00" * 8)
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+                              [numpy_helper.from_array(np.ones((2,), np.float32), "w")])
+    model = helper.make_model(graph, ir_version=9, opset_imports=[helper.make_opsetid("", 17)])
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "../secret.bin"), ("offset", "0"), ("length", "8")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, folder / "models" / "evil.onnx")
+    return folder / "models" / "evil.onnx"
