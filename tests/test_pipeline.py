@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import SHARED_NPZ, run_cli
+
+
+def test_pipeline_with_skip_train_writes_the_report(trained_model, small_npz, tmp_path):
+    out = tmp_path / "exports"
+    shutil.copytree(trained_model.parent, out)
+    run = run_cli("pipeline", "--skip-train", "--out", str(out), "--data", str(small_npz))
+    assert run.returncode == 0, run.stderr
+    markdown = (out / "report.md").read_text()
+    for heading in ("## Data and training", "## Exported artifacts", "## Parity with Keras", "## Latency", "## Provenance"):
+        assert heading in markdown
+    assert markdown.count("| PASS") == 7 and "mnist_cnn_int8.tflite" in markdown and "![Latency](bench.png)" in markdown
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3  # curves, confusion matrices, latency chart and "<table>" in html
+    bench = json.loads((out / "bench.json").read_text())
+    assert {row["batch_size"] for row in bench["results"]} == {1, 64}
+
+
+@pytest.mark.slow
+def test_main_job_end_to_end_on_offline_data(tmp_path):
+    """Acceptance, as the README's main command runs it (EDGECNN_DATA points at the offline npz in CI):
+    10 epochs reach >= 97.5% on the official test set, every artifact passes parity, and the report is written."""
+    if not SHARED_NPZ.is_file():
+        pytest.skip("shared offline npz not present")
+    run = run_cli("pipeline", cwd=tmp_path, env={"EDGECNN_DATA": str(SHARED_NPZ)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = tmp_path / "exports"
+    train = json.loads((out / "train.json").read_text())
+    assert train["data"]["test_size"] == 10000 and train["test_accuracy"] >= 0.975
+    verify = json.loads((out / "verify.json").read_text())
+    assert verify["passed"] and len(verify["artifacts"]) == 7
+    by_name = {item["name"]: item for item in verify["artifacts"]}
+    assert by_name["onnx-fp32"]["max_abs_diff"] <= 1e-5 and by_name["onnx-fp32-uint8-input"]["max_abs_diff"] <= 1e-5
+    assert by_name["onnx-int8"]["delta_points"] >= -0.3 and by_name["tflite-int8"]["delta_points"] >= -0.3
+    manifest = json.loads((out / "manifest.json").read_text())
+    sizes = {entry["name"]: entry["bytes"] for entry in manifest["artifacts"]}
+    assert sizes["onnx-int8"] <= 0.3 * sizes["onnx-fp32"] and sizes["tflite-int8"] <= 0.3 * sizes["onnx-fp32"]
+    assert (out / "report.html").is_file()
