@@ -20,8 +20,8 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
-from edgecnn.runners import Provider
 from edgecnn.export import ExportOptions, FormatChoice, IoType, Quantize
+from edgecnn.runners import Provider
 from edgecnn.train import Distribution, LearningRateSchedule, TrainOptions
 
 app = typer.Typer(

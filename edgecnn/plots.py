@@ -46,7 +46,7 @@ def plot_confusion_matrices(matrices: dict[str, np.ndarray], path: Path) -> None
     """One heat map per named confusion matrix (rows: true class, columns: predicted)."""
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(matrices), figsize=(5.2 * len(matrices), 4.6), squeeze=False)
-    for axis, (name, matrix) in zip(axes[0], matrices.items()):
+    for axis, (name, matrix) in zip(axes[0], matrices.items(), strict=True):
         axis.imshow(matrix, cmap="Blues")
         for (row, column), count in np.ndenumerate(matrix):
             if count:

@@ -49,7 +49,7 @@ def predict(options: PredictOptions) -> list[Prediction]:
             digit=int(row.argmax()),
             top=tuple((int(index), float(row[index])) for index in np.argsort(-row, kind="stable")[: options.top_k]),
         )
-        for path, row in zip(options.images, probabilities)
+        for path, row in zip(options.images, probabilities, strict=True)
     ]
 
 

@@ -133,3 +133,33 @@ def external_data_model(folder: Path) -> Path:
         entry.key, entry.value = key, value
     onnx.save(model, folder / "models" / "evil.onnx")
     return folder / "models" / "evil.onnx"
+
+
+def tamper_onnx(path: Path, note: str = "edited after export") -> None:
+    """Change an ONNX file's bytes without breaking it: it still loads, but no longer matches its manifest sha256."""
+    import onnx
+
+    model = onnx.load(path)
+    model.doc_string = note
+    onnx.save(model, path)
+
+
+IMPORT_PROBE = """
+import sys
+from edgecnn.cli import main
+try:
+    main({args!r})
+except SystemExit as exit:
+    code = exit.code
+print("EXIT", code, " ".join(sorted(name for name in {watched!r} if name in sys.modules)))
+"""
+
+
+def run_in_fresh_process(*args: str, watched: tuple[str, ...] = ("tensorflow", "matplotlib")) -> tuple[int, set[str]]:
+    """Run the CLI in a new interpreter; returns its exit code and which of the `watched` modules it imported."""
+    completed = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE.format(args=list(args), watched=list(watched))], capture_output=True, text=True, timeout=120
+    )
+    last = completed.stdout.strip().splitlines()[-1].split()
+    assert last[0] == "EXIT", completed.stderr
+    return int(last[1]), set(last[2:])

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
+from conftest import assert_one_line_error, copy_exports, external_data_model, run_cli, tamper_onnx
 from PIL import Image
-
-from conftest import assert_one_line_error, copy_exports, external_data_model, run_cli
 from test_images import huge_png_header
 
 
@@ -107,9 +104,7 @@ def files(tmp_path_factory, real_arrays, real_npz, trained_model, exported) -> d
     found["gif"] = root / "digit.gif"
     found["gif"].write_bytes(b"GIF89a")
     found["tampered_folder"] = copy_exports(exported, root / "tampered").parent
-    tampered = onnx.load(found["tampered_folder"] / "mnist_cnn.onnx")
-    tampered.doc_string = "edited"
-    onnx.save(tampered, found["tampered_folder"] / "mnist_cnn.onnx")
+    tamper_onnx(found["tampered_folder"] / "mnist_cnn.onnx")
     found["tampered_onnx"] = found["tampered_folder"] / "mnist_cnn.onnx"
     for name, mutate in {
         "escaping_manifest": lambda raw: raw["artifacts"][0].update(path="../../etc/passwd"),

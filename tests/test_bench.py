@@ -5,10 +5,9 @@ import time
 
 import onnx
 import pytest
+from conftest import assert_one_line_error, copy_exports, run_cli, tamper_onnx
 
 from edgecnn.bench import LatencyStats, measure
-
-from conftest import assert_one_line_error, copy_exports, run_cli
 
 RESULT_FIELDS = {"artifact", "format", "precision", "provider_requested", "provider_used", "batch_size", "p50_us", "p90_us", "p99_us",
                  "mean_us", "images_per_second", "session_create_ms", "first_run_us"}
@@ -86,9 +85,7 @@ def test_bench_a_model_file_directly(bench_copy, tmp_path):
 def test_changed_artifact_is_refused(bench_copy, tmp_path):
     manifest = copy_exports(bench_copy, tmp_path / "exports")
     path = manifest.parent / "mnist_cnn.onnx"
-    model = onnx.load(path)
-    model.doc_string = "tampered"
-    onnx.save(model, path)
+    tamper_onnx(path)
     args = ("bench", "--manifest", str(manifest), "--artifact", "onnx-fp32", "--batch-sizes", "1", "--iterations", "3")
     assert_one_line_error(run_cli(*args), "changed since export", str(path))
     assert run_cli(*args, "--no-verify-hash").returncode == 0

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgecnn import data
 from edgecnn.data import SourceKind, load_dataset, load_npz, to_model_input
 from edgecnn.errors import EdgecnnError
-
-from conftest import assert_one_line_error, run_cli
 
 
 def write_npz(path: Path, **arrays) -> Path:

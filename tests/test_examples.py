@@ -6,12 +6,10 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from conftest import REPO_ROOT, run_cli
+from PIL import Image
 
 EXAMPLES = REPO_ROOT / "examples"
 

@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import assert_one_line_error, copy_exports, run_cli
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.export import ARTIFACTS, CONVERTERS, ExportOptions, FormatChoice, IoType, Quantize, export, select_artifacts
 from edgecnn.manifest import ArtifactFormat, load_manifest
-
-from conftest import assert_one_line_error, copy_exports, run_cli
 
 ENTRY_FIELDS = {"path", "format", "precision", "input", "output", "bytes", "sha256", "source_model_sha256", "converter"}
 

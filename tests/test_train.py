@@ -3,11 +3,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import assert_one_line_error, run_cli
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.train import LearningRateSchedule, TrainOptions, train
-
-from conftest import assert_one_line_error, run_cli
 
 
 def small_run(small_npz, out, **overrides):

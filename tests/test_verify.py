@@ -1,20 +1,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from conftest import assert_one_line_error, copy_exports, run_cli, run_in_fresh_process, tamper_onnx
 
 from edgecnn.files import sha256_file
 from edgecnn.manifest import Precision, load_manifest, update_manifest
 from edgecnn.verify import DEFAULT_THRESHOLDS, ParityResult, Status, Thresholds, VerifyOptions, compare, verify
-
-from conftest import assert_one_line_error, copy_exports, run_cli
 
 REPORT_FIELDS = {"path", "sha256", "accuracy", "delta_points", "agreement", "max_abs_diff", "mean_abs_diff", "thresholds", "passed",
                  "flipped", "mcnemar_p"}
@@ -41,14 +38,8 @@ def test_every_exported_artifact_passes(verified_copy):
 
 def test_reverify_uses_cached_keras_predictions_without_tensorflow(verified_copy):
     manifest_path, _ = verified_copy
-    probe = (
-        "import sys\nfrom edgecnn.cli import main\n"
-        f"try:\n    main(['verify', '--manifest', {str(manifest_path)!r}, '--artifact', 'onnx-fp32'])\n"
-        "except SystemExit as exit:\n    print('EXIT', exit.code)\n"
-        "print('TF' if 'tensorflow' in sys.modules else 'NO_TF')\n"
-    )
-    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    assert completed.stdout.strip().splitlines()[-2:] == ["EXIT 0", "NO_TF"], completed.stderr
+    code, imported = run_in_fresh_process("verify", "--manifest", str(manifest_path), "--artifact", "onnx-fp32", watched=("tensorflow",))
+    assert code == 0 and imported == set()
 
 
 def perturbed_onnx(source: Path, destination: Path, scale: float) -> None:
@@ -85,10 +76,7 @@ def test_perturbed_weights_fail_and_every_artifact_is_still_reported(exported, t
 
 def test_changed_bytes_are_reported_as_changed_not_verified(exported, tmp_path):
     manifest_path = copy_exports(exported, tmp_path / "exports")
-    path = manifest_path.parent / "mnist_cnn.onnx"
-    model = onnx.load(path)
-    model.doc_string = "edited after export"
-    onnx.save(model, path)
+    tamper_onnx(manifest_path.parent / "mnist_cnn.onnx")
     run = run_cli("verify", "--manifest", str(manifest_path), "--artifact", "onnx-fp32", "--json")
     assert run.returncode == 1
     (item,) = json.loads(run.stdout)["artifacts"]
