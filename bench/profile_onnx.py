@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def main() -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     options.enable_profiling = True
-    options.profile_file_prefix = "/tmp/edgecnn-profile"
+    options.profile_file_prefix = str(Path(tempfile.gettempdir()) / "edgecnn-profile")
     session = ort.InferenceSession(str(args.model), options, providers=["CPUExecutionProvider"])
     feed = session.get_inputs()[0]
     dtype = np.uint8 if feed.type == "tensor(uint8)" else np.float32
@@ -34,7 +35,9 @@ def main() -> None:
     sample = np.zeros(shape, dtype)
     for _ in range(args.runs):
         session.run(None, {feed.name: sample})
-    trace = json.loads(Path(session.end_profiling()).read_text())
+    trace_path = Path(session.end_profiling())
+    trace = json.loads(trace_path.read_text())
+    trace_path.unlink()  # tens of MB: read once, never left lying around
     warm = args.runs // 4
     kernels: dict[tuple[str, str], list[int]] = defaultdict(list)
     runs = []
