@@ -22,9 +22,18 @@ import numpy as np
 from edgecnn.data import load_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import ensure_output_dir, write_json_atomic
-from edgecnn.manifest import ArtifactEntry, ArtifactFormat, Precision, check_integrity, load_manifest
+from edgecnn.manifest import Precision, check_integrity, load_manifest
 from edgecnn.provenance import library_versions, machine_info, utc_now
-from edgecnn.runners import KerasRunner, OnnxRunner, OnnxSettings, Provider, TfliteRunner, encode_images
+from edgecnn.runners import (
+    KerasRunner,
+    Provider,
+    Runner,
+    RunnerSettings,
+    artifact_format_of,
+    describe_session_options,
+    encode_images,
+    open_runner,
+)
 
 REPORT_FILENAME = "bench.json"
 CHART_FILENAME = "bench.png"
@@ -117,6 +126,7 @@ class BenchReport:
     results: tuple[BenchResult, ...]
     report_path: Path
     chart_path: Path
+    report: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -127,7 +137,7 @@ class Target:
     path: Path
     format: str
     precision: str
-    runner: Any
+    runner: Runner
 
 
 def bench(options: BenchOptions) -> BenchReport:
@@ -145,30 +155,32 @@ def bench(options: BenchOptions) -> BenchReport:
             target.runner.close()
             gc.collect()
     report_path, chart_path = out / REPORT_FILENAME, out / CHART_FILENAME
-    write_json_atomic(report_path, report_payload(results, options, data_spec))
+    report = report_payload(results, options, data_spec)
+    write_json_atomic(report_path, report)
     from edgecnn.plots import plot_latency
 
     series: dict[str, list[tuple[int, float]]] = {}
     for row in results:
         series.setdefault(f"{row.artifact} ({row.provider_used})", []).append((row.batch_size, row.p50_us))
     plot_latency(series, chart_path, title=f"p50 latency per image, {options.resolved_threads()} threads")
-    return BenchReport(tuple(results), report_path, chart_path)
+    return BenchReport(tuple(results), report_path, chart_path, report)
 
 
 def collect_targets(options: BenchOptions) -> tuple[list[Target], Path, str | None]:
     """Artifacts from the manifest (hash-checked) or files named with --model; the Keras baseline if asked."""
-    threads = options.resolved_threads()
+    settings = runner_settings(options)
     targets: list[Target] = []
     if options.models:
-        for path in options.models:
-            targets.append(target_for_file(Path(path), options, threads))
+        for path in map(Path, options.models):
+            artifact_format = artifact_format_of(path)
+            targets.append(Target(path.name, path, artifact_format.value, "unknown", open_runner(artifact_format, path, settings)))
         folder, data_spec, keras_path = Path(options.models[0]).parent, options.data, None
     else:
         manifest = load_manifest(options.manifest)
         entries = [manifest.artifact(name) for name in options.artifacts] if options.artifacts else list(manifest.artifacts)
         for entry in entries:
             path = check_integrity(manifest, entry) if options.verify_hash else manifest.resolve(entry.path)
-            targets.append(target_for_entry(entry, path, options, threads))
+            targets.append(Target(entry.name, path, entry.format.value, entry.precision.value, open_runner(entry.format, path, settings)))
         folder = manifest.folder
         data_spec = options.data or (manifest.model.data.get("spec") if manifest.model else None)
         keras_path = manifest.resolve(manifest.model.path) if manifest.model else None
@@ -180,36 +192,16 @@ def collect_targets(options: BenchOptions) -> tuple[list[Target], Path, str | No
     return targets, folder, data_spec
 
 
-def onnx_settings(options: BenchOptions, threads: int) -> OnnxSettings:
-    return OnnxSettings(provider=options.provider, intra_op_threads=threads, allow_fallback=options.allow_fallback)
-
-
-def target_for_entry(entry: ArtifactEntry, path: Path, options: BenchOptions, threads: int) -> Target:
-    if entry.format is ArtifactFormat.ONNX:
-        runner: Any = OnnxRunner(path, onnx_settings(options, threads))
-    else:
-        runner = TfliteRunner(path, threads)
-    return Target(entry.name, path, entry.format.value, entry.precision.value, runner)
-
-
-def target_for_file(path: Path, options: BenchOptions, threads: int) -> Target:
-    if not path.is_file():
-        raise EdgecnnError("model file not found", path)
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        return Target(path.name, path, "onnx", "unknown", OnnxRunner(path, onnx_settings(options, threads)))
-    if suffix == ".tflite":
-        return Target(path.name, path, "tflite", "unknown", TfliteRunner(path, threads))
-    raise EdgecnnError("unsupported model file: expected .onnx or .tflite", path)
+def runner_settings(options: BenchOptions) -> RunnerSettings:
+    return RunnerSettings(provider=options.provider, threads=options.resolved_threads(), allow_fallback=options.allow_fallback)
 
 
 def bench_target(target: Target, images: np.ndarray, options: BenchOptions) -> list[BenchResult]:
     runner = target.runner
     spec = runner.input_spec()  # creates the session / interpreter: timed by the runner
-    provider_used, transfer_included = runtime_of(target, runner)
     rows = []
     for batch_size in options.batch_sizes:
-        call = timed_call(runner, encode_images(images[:batch_size], spec), provider_used)
+        call = runner.bound_call(encode_images(images[:batch_size], spec))
         first = time.perf_counter_ns()
         call()
         first_run_us = (time.perf_counter_ns() - first) / 1000.0
@@ -221,7 +213,7 @@ def bench_target(target: Target, images: np.ndarray, options: BenchOptions) -> l
                 format=target.format,
                 precision=target.precision,
                 provider_requested=options.provider.execution_provider if target.format == "onnx" else "cpu",
-                provider_used=provider_used,
+                provider_used=runner.runtime,
                 batch_size=batch_size,
                 p50_us=round(stats.p50_us, 2),
                 p90_us=round(stats.p90_us, 2),
@@ -231,64 +223,11 @@ def bench_target(target: Target, images: np.ndarray, options: BenchOptions) -> l
                 iterations=stats.iterations,
                 session_create_ms=round(runner.session_create_ms, 2),
                 first_run_us=round(first_run_us, 2),
-                transfer_included=transfer_included,
+                transfer_included=runner.transfer_included,
                 threads=options.resolved_threads(),
             )
         )
     return rows
-
-
-def runtime_of(target: Target, runner: Any) -> tuple[str, bool]:
-    if isinstance(runner, OnnxRunner):
-        used = runner.provider_used
-        return used, used == "CPUExecutionProvider"
-    if isinstance(runner, TfliteRunner):
-        return "LiteRT (XNNPACK, CPU)", True
-    return "Keras (TensorFlow, CPU)", True
-
-
-def timed_call(runner: Any, feed: np.ndarray, provider_used: str) -> Callable[[], Any]:
-    """The cheapest honest per-call path for each runtime: inputs pre-encoded, buffers pre-allocated."""
-    if isinstance(runner, OnnxRunner):
-        return onnx_bound_call(runner, feed, provider_used)
-    if isinstance(runner, TfliteRunner):
-        runner.prepare(len(feed))
-        interpreter = runner.interpreter
-        index = interpreter.get_input_details()[0]["index"]
-
-        def invoke() -> None:
-            interpreter.set_tensor(index, feed)
-            interpreter.invoke()
-
-        return invoke
-    model = runner.model
-    return lambda: model(feed, training=False)
-
-
-def onnx_bound_call(runner: OnnxRunner, feed: np.ndarray, provider_used: str) -> Callable[[], Any]:
-    """IO binding with pre-allocated OrtValues; on a GPU they live on the device and each call synchronizes."""
-    import onnxruntime as ort
-
-    session = runner.session
-    on_device = provider_used in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
-    device, device_id = ("cuda", runner.settings.device_id) if on_device else ("cpu", 0)
-    output = session.get_outputs()[0]
-    output_shape = [len(feed), *[dim for dim in output.shape[1:]]]
-    output_dtype = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}[output.type]
-    binding = session.io_binding()
-    binding.bind_ortvalue_input(session.get_inputs()[0].name, ort.OrtValue.ortvalue_from_numpy(feed, device, device_id))
-    binding.bind_ortvalue_output(
-        output.name, ort.OrtValue.ortvalue_from_shape_and_type(output_shape, output_dtype, device, device_id)
-    )
-    run_with_iobinding = session.run_with_iobinding
-    if not on_device:
-        return lambda: run_with_iobinding(binding)
-
-    def run_synchronized() -> None:
-        run_with_iobinding(binding)
-        binding.synchronize_outputs()
-
-    return run_synchronized
 
 
 def measure(call: Callable[[], Any], warmup: int, iterations: int | None, seconds: float | None) -> LatencyStats:
@@ -335,15 +274,8 @@ def report_payload(results: list[BenchResult], options: BenchOptions, data_spec:
             "warmup": options.warmup,
             "iterations": options.iterations,
             "seconds": options.seconds if options.iterations is None else None,
-            "onnxruntime_session": {
-                "intra_op_num_threads": options.resolved_threads(),
-                "graph_optimization_level": "ORT_ENABLE_ALL",
-                "execution_mode": "ORT_SEQUENTIAL",
-                "intra_op_allow_spinning": True,
-                "io_binding": True,
-                "disable_cpu_ep_fallback": options.provider is not Provider.CPU and not options.allow_fallback,
-                "available_providers": ort.get_available_providers(),
-            },
+            "onnxruntime_session": describe_session_options(runner_settings(options))
+            | {"io_binding": True, "available_providers": ort.get_available_providers()},
             "litert": {"num_threads": options.resolved_threads(), "delegate": "XNNPACK (default)"},
             "timed_call": "input pre-encoded and bound; output left in a pre-allocated runtime buffer",
             "transfer_time": "excluded on CUDA/TensorRT (IO binding on device, synchronized); not applicable on CPU",

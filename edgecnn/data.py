@@ -22,7 +22,7 @@ import os
 import struct
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -258,10 +258,7 @@ def cached_keras_dataset(kind: SourceKind) -> Dataset | None:
             return None  # an incomplete cache: let Keras fetch it again
     else:
         return None
-    return Dataset(
-        dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test,
-        DataSource(spec=kind.value, kind=kind, location=dataset.source.location),
-    )
+    return replace(dataset, source=DataSource(spec=kind.value, kind=kind, location=dataset.source.location))
 
 
 def offline_fallback(reason: str) -> Dataset:

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,8 @@ ARTIFACTS: tuple[ArtifactSpec, ...] = (
     ),
 )
 
+FP32_ONNX = next(spec for spec in ARTIFACTS if spec.name == "onnx-fp32")  # what int8 ONNX is quantized from
+
 SUPPORTED_PRECISIONS = {
     ArtifactFormat.ONNX: {Precision.FP32, Precision.INT8},
     ArtifactFormat.TFLITE: {Precision.FP32, Precision.FP16, Precision.DYNAMIC, Precision.INT8},
@@ -117,6 +119,7 @@ class ExportOptions:
 @dataclass(frozen=True)
 class ExportResult:
     manifest_path: Path
+    model: ModelEntry
     artifacts: tuple[ArtifactEntry, ...]
     seconds: float
 
@@ -190,7 +193,7 @@ def export(options: ExportOptions, progress: Callable[[str], None] | None = None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     manifest = update_manifest(out, model_entry, entries)
-    return ExportResult(manifest_path=manifest.path, artifacts=tuple(entries), seconds=time.perf_counter() - started)
+    return ExportResult(manifest.path, model_entry, tuple(entries), time.perf_counter() - started)
 
 
 def convert(spec: ArtifactSpec, context: ExportContext) -> tuple[ArtifactSpec, Path, float]:
@@ -319,7 +322,7 @@ def quantize_onnx_int8(spec: ArtifactSpec, context: ExportContext) -> Path:
 
     from edgecnn.onnx_graph import first_node_of_type, fuse_matmul_add_into_gemm
 
-    fp32 = context.produced.get("onnx-fp32") or export_onnx(ARTIFACTS[0], context)
+    fp32 = context.produced.get(FP32_ONNX.name) or export_onnx(FP32_ONNX, context)
     fused = context.staging / "int8-fused.onnx"
     onnx.save(fuse_matmul_add_into_gemm(onnx.load(fp32)), fused)
     prepared = context.staging / "int8-prepared.onnx"
@@ -444,6 +447,5 @@ def describe_artifact(spec: ArtifactSpec, path: Path) -> tuple[TensorSpec, Tenso
     meaning = RAW_INPUT_MEANING if spec.uint8_input else FLOAT_INPUT_MEANING
     if inputs.scale is not None:
         meaning = f"quantized: q = round(pixel / 255 / scale) + zero_point; {FLOAT_INPUT_MEANING}"
-    inputs = TensorSpec(**(inputs.to_dict() | {"shape": inputs.shape, "meaning": meaning, "layout": "NHW" if spec.uint8_input else "NHWC"}))
-    outputs = TensorSpec(**(outputs.to_dict() | {"shape": outputs.shape, "meaning": OUTPUT_MEANING}))
-    return inputs, outputs, runner.details()
+    inputs = replace(inputs, meaning=meaning, layout="NHW" if spec.uint8_input else "NHWC")
+    return inputs, replace(outputs, meaning=OUTPUT_MEANING), runner.details()

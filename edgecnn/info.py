@@ -7,10 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgecnn.errors import EdgecnnError
 from edgecnn.files import sha256_file
-from edgecnn.manifest import ArtifactFormat
-from edgecnn.runners import OnnxRunner, TfliteRunner
+from edgecnn.runners import OnnxRunner, Runner, TfliteRunner, artifact_format_of, open_runner
 
 
 @dataclass(frozen=True)
@@ -30,49 +28,37 @@ class ModelInfo:
 
 
 def describe(path: Path) -> ModelInfo:
+    """The runtime reads back inputs and outputs as an app will see them; the format-specific part adds the rest."""
     path = Path(path)
-    if not path.is_file():
-        raise EdgecnnError("model file not found", path)
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        return describe_onnx(path)
-    if suffix == ".tflite":
-        return describe_tflite(path)
-    raise EdgecnnError("unsupported model file: expected .onnx or .tflite", path)
-
-
-def describe_onnx(path: Path) -> ModelInfo:
-    from edgecnn.onnx_graph import load_onnx_checked
-
-    model = load_onnx_checked(path)
-    runner = OnnxRunner(path)
+    artifact_format = artifact_format_of(path)
+    runner = open_runner(artifact_format, path)
+    extras = onnx_graph_facts(runner) if isinstance(runner, OnnxRunner) else tflite_graph_facts(runner)
     return ModelInfo(
         path=str(path),
-        format=ArtifactFormat.ONNX.value,
+        format=artifact_format.value,
         bytes=path.stat().st_size,
         sha256=sha256_file(path),
         inputs=[runner.input_spec().to_dict()],
         outputs=[runner.output_spec().to_dict()],
-        metadata={prop.key: prop.value for prop in model.metadata_props},
-        opset={entry.domain or "ai.onnx": entry.version for entry in model.opset_import},
-        ops=dict(Counter(node.op_type for node in model.graph.node)),
+        **extras,
     )
 
 
-def describe_tflite(path: Path) -> ModelInfo:
-    runner = TfliteRunner(path)
+def onnx_graph_facts(runner: Runner) -> dict[str, Any]:
+    from edgecnn.onnx_graph import load_onnx_checked
+
+    model = load_onnx_checked(runner.path)  # before the runtime loads anything: refuses escaping external data
+    return {
+        "metadata": {prop.key: prop.value for prop in model.metadata_props},
+        "opset": {entry.domain or "ai.onnx": entry.version for entry in model.opset_import},
+        "ops": dict(Counter(node.op_type for node in model.graph.node)),
+    }
+
+
+def tflite_graph_facts(runner: TfliteRunner) -> dict[str, Any]:
     interpreter = runner.interpreter
     try:
         ops = dict(Counter(op["op_name"] for op in interpreter._get_ops_details()))  # LiteRT has no public op list
     except (AttributeError, KeyError):
         ops = {}
-    return ModelInfo(
-        path=str(path),
-        format=ArtifactFormat.TFLITE.value,
-        bytes=path.stat().st_size,
-        sha256=sha256_file(path),
-        inputs=[runner.input_spec().to_dict()],
-        outputs=[runner.output_spec().to_dict()],
-        metadata={"signatures": ", ".join(interpreter.get_signature_list())},
-        ops=ops,
-    )
+    return {"metadata": {"signatures": ", ".join(interpreter.get_signature_list())}, "ops": ops}

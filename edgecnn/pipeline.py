@@ -6,7 +6,6 @@ writes the report (so the failure can be read) and skips the benchmark.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 from edgecnn.bench import BenchOptions, BenchReport, bench
 from edgecnn.errors import EdgecnnError
 from edgecnn.export import ExportOptions, ExportResult, FormatChoice, export
-from edgecnn.files import read_json, sha256_file
+from edgecnn.files import read_json
 from edgecnn.provenance import library_versions, machine_info, utc_now
 from edgecnn.report import Section, write_report
 from edgecnn.runners import Provider
@@ -127,7 +126,7 @@ def report_sections(
         ),
     ]
     if benched is not None:
-        raw = json.loads(benched.report_path.read_text())
+        raw = benched.report
         sections.append(
             Section(
                 "Latency",
@@ -143,13 +142,12 @@ def report_sections(
         )
     else:
         sections.append(Section("Latency", text="Not measured: the parity check failed, so the benchmark was skipped."))
-    model_path = out / MODEL_FILENAME
     sections.append(
         Section(
             "Provenance",
             bullets=(
                 f"created {utc_now()} on {machine_info()['cpu']}",
-                f"Keras model `{MODEL_FILENAME}` sha256 {sha256_file(model_path) if model_path.is_file() else '?'}",
+                f"Keras model `{exported.model.path}` sha256 {exported.model.sha256}",
                 "data sha256 " + str(data.get("sha256", "?")),
                 ", ".join(f"{name} {version}" for name, version in library_versions().items()),
             ),

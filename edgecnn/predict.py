@@ -13,8 +13,8 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.images import load_digit
-from edgecnn.manifest import MANIFEST_FILENAME, ArtifactFormat, IntegrityError, load_manifest
-from edgecnn.runners import OnnxRunner, TfliteRunner
+from edgecnn.manifest import MANIFEST_FILENAME, IntegrityError, load_manifest
+from edgecnn.runners import Runner, artifact_format_of, open_runner
 
 
 @dataclass(frozen=True)
@@ -53,16 +53,11 @@ def predict(options: PredictOptions) -> list[Prediction]:
     ]
 
 
-def open_model(path: Path, verify_hash: bool) -> OnnxRunner | TfliteRunner:
-    if not path.is_file():
-        raise EdgecnnError("model file not found", path)
-    formats = {".onnx": ArtifactFormat.ONNX, ".tflite": ArtifactFormat.TFLITE}
-    if path.suffix.lower() not in formats:
-        raise EdgecnnError("unsupported model file: expected .onnx or .tflite", path)
+def open_model(path: Path, verify_hash: bool) -> Runner:
+    artifact_format = artifact_format_of(path)
     if verify_hash:
         check_against_manifest(path)
-    runner: OnnxRunner | TfliteRunner = OnnxRunner(path) if formats[path.suffix.lower()] is ArtifactFormat.ONNX else TfliteRunner(path)
-    return runner
+    return open_runner(artifact_format, path)
 
 
 def check_against_manifest(path: Path) -> None:

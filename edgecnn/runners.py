@@ -11,10 +11,11 @@ import contextlib
 import io
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -43,20 +44,6 @@ class ProviderError(EdgecnnError):
     """The requested execution provider is not the one running the model."""
 
 
-class Runner(Protocol):
-    name: str
-
-    def input_spec(self) -> TensorSpec: ...
-
-    def output_spec(self) -> TensorSpec: ...
-
-    def infer(self, images: np.ndarray) -> np.ndarray: ...
-
-    def details(self) -> dict[str, Any]: ...
-
-    def close(self) -> None: ...
-
-
 def encode_images(images: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """uint8 digits → what this input expects: raw pixels, [0, 1] floats, or quantized integers."""
     if spec.dtype == "uint8" and spec.scale is None:
@@ -76,38 +63,88 @@ def decode_output(raw: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class OnnxSettings:
-    """Session options a benchmark may tune; the defaults are ONNX Runtime's own."""
+class RunnerSettings:
+    """How to run: ONNX Runtime's execution provider and strictness, and the thread count every runtime uses."""
 
     provider: Provider = Provider.CPU
-    intra_op_threads: int = 0
+    threads: int = 0  # 0: the runtime's default
     allow_fallback: bool = False
-    allow_spinning: bool = True
-    graph_optimization: str = "all"
     device_id: int = 0
 
 
-class OnnxRunner:
-    """ONNX Runtime, strict about the execution provider: a silent fallback to CPU is an error unless allowed."""
+class Runner:
+    """One runtime behind one interface: loaded lazily (the load is timed, as an app feels it at start-up),
+    fed uint8 digits, returning float probabilities."""
 
-    def __init__(self, path: Path, settings: OnnxSettings = OnnxSettings()) -> None:
+    runtime = ""
+    transfer_included = True
+
+    def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.name = self.path.name
-        self.settings = settings
-        self._session: Any = None
+        self._handle: Any = None
         self.session_create_ms = 0.0
+
+    def _load(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def handle(self) -> Any:
+        if self._handle is None:
+            started = time.perf_counter()
+            self._handle = self._load()
+            self.session_create_ms = (time.perf_counter() - started) * 1000
+        return self._handle
+
+    def close(self) -> None:
+        """Drop the runtime, and with it the thread pool whose spinning threads would disturb the next measurement."""
+        self._handle = None
+
+    def input_spec(self) -> TensorSpec:
+        raise NotImplementedError
+
+    def output_spec(self) -> TensorSpec:
+        raise NotImplementedError
+
+    def bound_call(self, feed: np.ndarray) -> Callable[[], Any]:
+        """The cheapest honest per-call path for a benchmark: input already encoded, buffers prepared once."""
+        raise NotImplementedError
+
+    def run_encoded(self, feed: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def infer(self, images: np.ndarray) -> np.ndarray:
+        return decode_output(self.run_encoded(encode_images(images, self.input_spec())), self.output_spec())
+
+    def details(self) -> dict[str, Any]:
+        return {}
+
+
+class OnnxRunner(Runner):
+    """ONNX Runtime, strict about the execution provider: a silent fallback to CPU is an error unless allowed."""
+
+    def __init__(self, path: Path, settings: RunnerSettings = RunnerSettings()) -> None:
+        super().__init__(path)
+        self.settings = settings
+
+    def _load(self) -> Any:
+        return create_session(self.path, self.settings)
 
     @property
     def session(self) -> Any:
-        if self._session is None:
-            started = time.perf_counter()
-            self._session = create_session(self.path, self.settings)
-            self.session_create_ms = (time.perf_counter() - started) * 1000
-        return self._session
+        return self.handle
 
     @property
-    def provider_used(self) -> str:
+    def runtime(self) -> str:
         return self.session.get_providers()[0]
+
+    @property
+    def on_device(self) -> bool:
+        return self.runtime in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+    @property
+    def transfer_included(self) -> bool:
+        return not self.on_device
 
     def input_spec(self) -> TensorSpec:
         return onnx_tensor_spec(self.session.get_inputs()[0])
@@ -118,12 +155,28 @@ class OnnxRunner:
     def run_encoded(self, feed: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.session.get_inputs()[0].name: feed})[0]
 
-    def infer(self, images: np.ndarray) -> np.ndarray:
-        return decode_output(self.run_encoded(encode_images(images, self.input_spec())), self.output_spec())
+    def bound_call(self, feed: np.ndarray) -> Callable[[], Any]:
+        """IO binding with pre-allocated OrtValues; on a GPU they live on the device and each call synchronizes."""
+        import onnxruntime as ort
 
-    def close(self) -> None:
-        """Drop the session, and with it the thread pool whose spinning threads would disturb the next measurement."""
-        self._session = None
+        session = self.session
+        device, device_id = ("cuda", self.settings.device_id) if self.on_device else ("cpu", 0)
+        output = session.get_outputs()[0]
+        output_dtype = np.dtype(ONNX_DTYPES[output.type])
+        binding = session.io_binding()
+        binding.bind_ortvalue_input(session.get_inputs()[0].name, ort.OrtValue.ortvalue_from_numpy(feed, device, device_id))
+        binding.bind_ortvalue_output(
+            output.name, ort.OrtValue.ortvalue_from_shape_and_type([len(feed), *output.shape[1:]], output_dtype, device, device_id)
+        )
+        run_with_iobinding = session.run_with_iobinding
+        if not self.on_device:
+            return lambda: run_with_iobinding(binding)
+
+        def run_synchronized() -> None:
+            run_with_iobinding(binding)
+            binding.synchronize_outputs()
+
+        return run_synchronized
 
     def details(self) -> dict[str, Any]:
         meta = self.session.get_modelmeta()
@@ -135,19 +188,41 @@ def onnx_tensor_spec(node: Any) -> TensorSpec:
     return TensorSpec(name=node.name, shape=shape, dtype=ONNX_DTYPES.get(node.type, node.type))
 
 
-def create_session(path: Path, settings: OnnxSettings) -> Any:
+def session_options(settings: RunnerSettings) -> Any:
+    """ONNX Runtime's own defaults (all graph optimizations, spinning threads) plus the thread count and strictness."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = settings.intra_op_threads
-    options.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[settings.graph_optimization]
-    if not settings.allow_spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.intra_op_num_threads = settings.threads
+    if settings.provider is not Provider.CPU and not settings.allow_fallback:
+        options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    return options
+
+
+def describe_session_options(settings: RunnerSettings) -> dict[str, Any]:
+    """What a report records about the sessions: read back from the options `create_session` uses."""
+    options = session_options(settings)
+    return {
+        "intra_op_num_threads": options.intra_op_num_threads,
+        "graph_optimization_level": str(options.graph_optimization_level).rsplit(".", 1)[-1],
+        "execution_mode": str(options.execution_mode).rsplit(".", 1)[-1],
+        "intra_op_allow_spinning": config_entry(options, "session.intra_op.allow_spinning", "1") != "0",
+        "disable_cpu_ep_fallback": config_entry(options, "session.disable_cpu_ep_fallback", "0") == "1",
+    }
+
+
+def config_entry(options: Any, key: str, default: str) -> str:
+    """A session config entry, or ONNX Runtime's default when it was never set (ORT raises for unset keys)."""
+    try:
+        return options.get_session_config_entry(key)
+    except RuntimeError:
+        return default
+
+
+def create_session(path: Path, settings: RunnerSettings) -> Any:
+    import onnxruntime as ort
+
+    options = session_options(settings)
     wanted = settings.provider.execution_provider
     if settings.provider is Provider.CPU:
         try:
@@ -155,8 +230,6 @@ def create_session(path: Path, settings: OnnxSettings) -> Any:
         except Exception as exc:
             raise EdgecnnError(f"ONNX Runtime cannot load the model: {first_line(exc)}", path) from None
     missing = preload_gpu_libraries(ort)
-    if not settings.allow_fallback:
-        options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     providers = [(wanted, {"device_id": settings.device_id})] + (["CPUExecutionProvider"] if settings.allow_fallback else [])
     try:
         with quiet_native_output():  # ORT logs each failed library load; the error below says it in one line
@@ -195,32 +268,31 @@ def provider_error(provider: Provider, ort: Any, what: str, missing: str) -> Pro
     )
 
 
-class TfliteRunner:
+class TfliteRunner(Runner):
     """LiteRT interpreter (CPU). The batch dimension is resized on demand; quantized I/O follows the tensor spec."""
 
+    runtime = "LiteRT (XNNPACK, CPU)"
+
     def __init__(self, path: Path, threads: int | None = None) -> None:
-        self.path = Path(path)
-        self.name = self.path.name
+        super().__init__(path)
         self.threads = threads
-        self._interpreter: Any = None
         self._batch = 0
-        self.session_create_ms = 0.0
+
+    def _load(self) -> Any:
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            with quiet_native_output():  # LiteRT announces its XNNPACK delegate on stderr
+                interpreter = Interpreter(model_path=str(self.path), num_threads=self.threads)
+                interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise EdgecnnError(f"LiteRT cannot load the model: {first_line(exc)}", self.path) from None
+        self._batch = int(interpreter.get_input_details()[0]["shape"][0])
+        return interpreter
 
     @property
     def interpreter(self) -> Any:
-        if self._interpreter is None:
-            from ai_edge_litert.interpreter import Interpreter
-
-            started = time.perf_counter()
-            try:
-                with quiet_native_output():  # LiteRT announces its XNNPACK delegate on stderr
-                    self._interpreter = Interpreter(model_path=str(self.path), num_threads=self.threads)
-                    self._interpreter.allocate_tensors()
-            except (ValueError, RuntimeError) as exc:
-                raise EdgecnnError(f"LiteRT cannot load the model: {first_line(exc)}", self.path) from None
-            self._batch = int(self._interpreter.get_input_details()[0]["shape"][0])
-            self.session_create_ms = (time.perf_counter() - started) * 1000
-        return self._interpreter
+        return self.handle
 
     def _spec(self, detail: dict[str, Any]) -> TensorSpec:
         scale, zero_point = detail["quantization"]
@@ -248,42 +320,34 @@ class TfliteRunner:
             interpreter.allocate_tensors()
             self._batch = batch
 
-    def run_encoded(self, feed: np.ndarray) -> np.ndarray:
+    def bound_call(self, feed: np.ndarray) -> Callable[[], Any]:
         self.prepare(len(feed))
         interpreter = self.interpreter
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], feed)
-        interpreter.invoke()
-        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        index = interpreter.get_input_details()[0]["index"]
 
-    def infer(self, images: np.ndarray) -> np.ndarray:
-        return decode_output(self.run_encoded(encode_images(images, self.input_spec())), self.output_spec())
+        def invoke() -> None:
+            interpreter.set_tensor(index, feed)
+            interpreter.invoke()
 
-    def close(self) -> None:
-        self._interpreter = None
-        self._batch = 0
+        return invoke
+
+    def run_encoded(self, feed: np.ndarray) -> np.ndarray:
+        self.bound_call(feed)()
+        return self.interpreter.get_tensor(self.interpreter.get_output_details()[0]["index"])
 
     def details(self) -> dict[str, Any]:
         return {"signatures": list(self.interpreter.get_signature_list())}
 
 
-class KerasRunner:
-    """The reference: the saved Keras model (safe mode), called directly."""
+class KerasRunner(Runner):
+    """The reference: the saved Keras model (safe mode), called directly. The only runner that imports TensorFlow."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.name = self.path.name
-        self._model: Any = None
-        self.session_create_ms = 0.0
+    runtime = "Keras (TensorFlow, CPU)"
 
-    @property
-    def model(self) -> Any:
-        if self._model is None:
-            from edgecnn.model import load_model
+    def _load(self) -> Any:
+        from edgecnn.model import load_model
 
-            started = time.perf_counter()
-            self._model = load_model(self.path)
-            self.session_create_ms = (time.perf_counter() - started) * 1000
-        return self._model
+        return load_model(self.path)
 
     def input_spec(self) -> TensorSpec:
         return TensorSpec(name="image", shape=(None, 28, 28, 1), dtype="float32")
@@ -292,22 +356,30 @@ class KerasRunner:
         return TensorSpec(name="probabilities", shape=(None, 10), dtype="float32")
 
     def run_encoded(self, feed: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model(feed, training=False))
+        return np.asarray(self.handle(feed, training=False))
 
-    def infer(self, images: np.ndarray) -> np.ndarray:
-        return self.run_encoded(encode_images(images, self.input_spec()))
-
-    def close(self) -> None:
-        self._model = None
-
-    def details(self) -> dict[str, Any]:
-        return {}
+    def bound_call(self, feed: np.ndarray) -> Callable[[], Any]:
+        model = self.handle
+        return lambda: model(feed, training=False)
 
 
-def open_runner(artifact_format: ArtifactFormat, path: Path, threads: int | None = None) -> OnnxRunner | TfliteRunner:
+MODEL_SUFFIXES = {".onnx": ArtifactFormat.ONNX, ".tflite": ArtifactFormat.TFLITE}
+
+
+def artifact_format_of(path: Path) -> ArtifactFormat:
+    """The format of a model file a user names, or a user error saying why it cannot be one."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgecnnError("model file not found", path)
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise EdgecnnError("unsupported model file: expected .onnx or .tflite", path)
+    return MODEL_SUFFIXES[path.suffix.lower()]
+
+
+def open_runner(artifact_format: ArtifactFormat, path: Path, settings: RunnerSettings = RunnerSettings()) -> OnnxRunner | TfliteRunner:
     if artifact_format is ArtifactFormat.ONNX:
-        return OnnxRunner(path, OnnxSettings(intra_op_threads=threads or 0))
-    return TfliteRunner(path, threads)
+        return OnnxRunner(path, settings)
+    return TfliteRunner(path, settings.threads or None)
 
 
 def infer_in_batches(runner: Runner, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
