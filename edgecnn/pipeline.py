@@ -18,6 +18,7 @@ from edgecnn.files import read_json
 from edgecnn.provenance import library_versions, machine_info, utc_now
 from edgecnn.report import Section, write_report
 from edgecnn.runners import Provider
+from edgecnn.tables import export_rows, latency_rows, parity_rows
 from edgecnn.train import MODEL_FILENAME, REPORT_FILENAME, TrainOptions, train
 from edgecnn.verify import VerifyOptions, VerifyResult, verify
 
@@ -98,30 +99,11 @@ def report_sections(
             ),
             image=out / "train_curves.png",
         ),
-        Section(
-            "Exported artifacts",
-            headers=("artifact", "file", "format", "precision", "input", "size (KB)", "sha256"),
-            rows=tuple(
-                (
-                    entry.name, f"`{entry.path}`", entry.format.value, entry.precision.value,
-                    f"{entry.input.dtype} [{'x'.join('N' if d is None else str(d) for d in entry.input.shape)}]",
-                    f"{entry.bytes / 1024:,.1f}", entry.sha256[:12],
-                )
-                for entry in exported.artifacts
-            ),
-        ),
+        Section("Exported artifacts", table=export_rows(exported.artifacts)),
         Section(
             "Parity with Keras",
             text=f"Keras accuracy {verified.keras_accuracy:.2%} on {verified.test_size:,} test images. Each artifact's sha256 was checked against the manifest first.",
-            headers=("artifact", "precision", "accuracy", "Δ points", "agreement", "max abs Δp", "McNemar p", "result"),
-            rows=tuple(
-                (
-                    item.name, item.precision, fmt(item.accuracy, ".2%"), fmt(item.delta_points, "+.2f"), fmt(item.agreement, ".2%"),
-                    fmt(item.max_abs_diff, ".1e"), fmt(item.mcnemar_p, ".3f"),
-                    item.status.value + ("" if not item.failures else ": " + "; ".join(f.describe() for f in item.failures)),
-                )
-                for item in verified.results
-            ),
+            table=parity_rows(verified.results),
             image=verified.confusion_path,
         ),
     ]
@@ -131,12 +113,7 @@ def report_sections(
             Section(
                 "Latency",
                 text=f"{raw['settings']['threads']} threads, {raw['machine']['cpu']} ({raw['machine']['cpu_count']} cores); per-call times after warm-up, input pre-bound.",
-                headers=("artifact", "provider used", "batch", "p50 µs", "p99 µs", "images/s", "session ms", "first run µs"),
-                rows=tuple(
-                    (row.artifact, row.provider_used, str(row.batch_size), f"{row.p50_us:,.1f}", f"{row.p99_us:,.1f}",
-                     f"{row.images_per_second:,.0f}", f"{row.session_create_ms:,.1f}", f"{row.first_run_us:,.0f}")
-                    for row in benched.results
-                ),
+                table=latency_rows(benched.results),
                 image=benched.chart_path,
             )
         )
@@ -154,7 +131,3 @@ def report_sections(
         )
     )
     return sections
-
-
-def fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)

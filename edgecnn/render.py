@@ -12,20 +12,13 @@ from rich.console import Console
 from rich.table import Table
 
 from edgecnn.manifest import ArtifactEntry
+from edgecnn.tables import TextTable, export_rows, latency_rows, parity_rows, shape_text
 
 if TYPE_CHECKING:
     from edgecnn.bench import BenchResult
     from edgecnn.info import ModelInfo
     from edgecnn.predict import Prediction
     from edgecnn.verify import VerifyResult
-
-SHORT_PROVIDER_NAMES = {
-    "CPUExecutionProvider": "ORT CPU",
-    "CUDAExecutionProvider": "ORT CUDA",
-    "TensorrtExecutionProvider": "ORT TensorRT",
-    "LiteRT (XNNPACK, CPU)": "LiteRT CPU",
-    "Keras (TensorFlow, CPU)": "Keras",
-}
 
 console = Console()
 if not console.is_terminal:
@@ -58,17 +51,26 @@ def pipeline_progress(stages: Sequence[str]) -> Iterator[Callable[[str], None]]:
         progress.update(task, completed=len(stages), description="pipeline: done")
 
 
-def export_table(entries: Sequence[ArtifactEntry]) -> None:
-    table = Table(title="exported artifacts")
-    for column in ("artifact", "file", "format", "precision", "input", "size (KB)", "export (s)"):
-        table.add_column(column, justify="right" if column in ("size (KB)", "export (s)") else "left")
-    for entry in entries:
-        shape = "x".join("N" if dim is None else str(dim) for dim in entry.input.shape)
-        table.add_row(
-            entry.name, entry.path, entry.format.value, entry.precision.value, f"{entry.input.dtype} {shape}",
-            f"{entry.bytes / 1024:,.1f}", f"{entry.export_seconds:.1f}",
-        )
+def print_table(title: str, text: TextTable) -> None:
+    """A shared text table as a rich table; verdict cells are colored."""
+    table = Table(title=title)
+    for index, header in enumerate(text.headers):
+        table.add_column(header, justify="left" if index < text.left_columns else "right")
+    for row in text.rows:
+        table.add_row(*(colored_verdict(cell) for cell in row))
     console.print(table)
+
+
+def colored_verdict(cell: str) -> str:
+    if cell.startswith("PASS"):
+        return f"[green]{cell}[/]"
+    if cell.startswith(("FAIL", "CHANGED", "ERROR")):
+        return f"[red]{cell}[/]"
+    return cell
+
+
+def export_table(entries: Sequence[ArtifactEntry]) -> None:
+    print_table("exported artifacts", export_rows(entries))
 
 
 def print_json_file(path: Path) -> None:
@@ -76,37 +78,12 @@ def print_json_file(path: Path) -> None:
     print(json.dumps(json.loads(Path(path).read_text()), indent=2))
 
 
-def _number(value: float | None, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
-
-
 def verify_table(result: VerifyResult) -> None:
-    table = Table(title=f"parity with Keras ({result.keras_accuracy:.2%} on {result.test_size:,} test images)")
-    for column in ("artifact", "precision", "accuracy", "Δ points", "agreement", "max |Δp|", "mean |Δp|", "McNemar p", "result"):
-        table.add_column(column, justify="left" if column in ("artifact", "precision", "result") else "right")
-    for item in result.results:
-        status = {"PASS": "[green]PASS[/]", "FAIL": "[red]FAIL[/]"}.get(item.status.value, f"[red]{item.status.value}[/]")
-        if item.failures:
-            status += " " + "; ".join(failure.describe() for failure in item.failures)
-        table.add_row(
-            item.name, item.precision, _number(item.accuracy, ".2%"), _number(item.delta_points, "+.2f"),
-            _number(item.agreement, ".2%"), _number(item.max_abs_diff, ".1e"), _number(item.mean_abs_diff, ".1e"),
-            _number(item.mcnemar_p, ".3f"), status,
-        )
-    console.print(table)
+    print_table(f"parity with Keras ({result.keras_accuracy:.2%} on {result.test_size:,} test images)", parity_rows(result.results))
 
 
 def bench_table(results: Sequence[BenchResult]) -> None:
-    table = Table(title="latency per call (µs) and throughput")
-    for column in ("artifact", "precision", "provider used", "batch", "p50", "p90", "p99", "mean", "images/s", "session (ms)", "first run"):
-        table.add_column(column, justify="left" if column in ("artifact", "precision", "provider used") else "right")
-    for row in results:
-        table.add_row(
-            row.artifact, row.precision, SHORT_PROVIDER_NAMES.get(row.provider_used, row.provider_used), str(row.batch_size), f"{row.p50_us:,.1f}", f"{row.p90_us:,.1f}",
-            f"{row.p99_us:,.1f}", f"{row.mean_us:,.1f}", f"{row.images_per_second:,.0f}", f"{row.session_create_ms:,.1f}",
-            f"{row.first_run_us:,.0f}",
-        )
-    console.print(table)
+    print_table("latency per call and throughput", latency_rows(results))
 
 
 def print_predictions(predictions: Sequence[Prediction], as_json: bool) -> None:
@@ -125,7 +102,7 @@ def print_model_info(info: ModelInfo, as_json: bool) -> None:
     print(f"{info.path}\n  format   {info.format}\n  size     {info.bytes:,} bytes\n  sha256   {info.sha256}")
     for role, tensors in (("input", info.inputs), ("output", info.outputs)):
         for tensor in tensors:
-            shape = "x".join("N" if dim is None else str(dim) for dim in tensor["shape"])
+            shape = shape_text(tensor["shape"])
             quantized = f", scale {tensor['scale']:.6g}, zero point {tensor['zero_point']}" if tensor.get("scale") else ""
             print(f"  {role:8s} {tensor['name']}: {tensor['dtype']} [{shape}]{quantized}")
     if info.opset:

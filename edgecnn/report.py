@@ -8,20 +8,20 @@ from __future__ import annotations
 import base64
 import html
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgecnn.files import write_bytes_atomic
+from edgecnn.tables import TextTable
 
 
 @dataclass(frozen=True)
 class Section:
     title: str
     text: str = ""
-    headers: tuple[str, ...] = ()
-    rows: tuple[tuple[str, ...], ...] = ()
+    table: TextTable | None = None
     image: Path | None = None
-    bullets: tuple[str, ...] = field(default=())
+    bullets: tuple[str, ...] = ()
 
 
 def to_markdown(title: str, sections: list[Section]) -> str:
@@ -32,10 +32,11 @@ def to_markdown(title: str, sections: list[Section]) -> str:
             lines += [section.text, ""]
         if section.bullets:
             lines += [f"- {bullet}" for bullet in section.bullets] + [""]
-        if section.headers:
-            lines.append("| " + " | ".join(section.headers) + " |")
-            lines.append("|" + "|".join("---" for _ in section.headers) + "|")
-            lines += ["| " + " | ".join(row) + " |" for row in section.rows]
+        if section.table is not None:
+            table = section.table
+            lines.append("| " + " | ".join(table.headers) + " |")
+            lines.append("|" + "|".join("---" if index < table.left_columns else "---:" for index in range(len(table.headers))) + "|")
+            lines += ["| " + " | ".join(row) + " |" for row in table.rows]
             lines.append("")
         if section.image is not None:
             lines += [f"![{section.title}]({section.image.name})", ""]
@@ -49,7 +50,7 @@ h2 { margin-top: 2rem; color: #2b4c91; }
 table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .9rem; }
 th, td { border: 1px solid #d3d8e2; padding: .3rem .6rem; text-align: right; }
 th { background: #eef2fa; }
-td:first-child, th:first-child { text-align: left; }
+td.text, th:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #e1e5ee; }
 code { background: #f3f4f7; padding: 0 .2rem; }
 .pass { color: #1a7f37; font-weight: 600; } .fail { color: #c62828; font-weight: 600; }
@@ -81,9 +82,13 @@ def to_html(title: str, sections: list[Section]) -> str:
             parts.append(f"<p>{inline_html(section.text)}</p>")
         if section.bullets:
             parts.append("<ul>" + "".join(f"<li>{inline_html(bullet)}</li>" for bullet in section.bullets) + "</ul>")
-        if section.headers:
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in section.headers)
-            body = "".join("<tr>" + "".join(f"<td>{cell_html(c)}</td>" for c in row) + "</tr>" for row in section.rows)
+        if section.table is not None:
+            head = "".join(f"<th>{html.escape(header)}</th>" for header in section.table.headers)
+            left = section.table.left_columns
+            body = "".join(
+                "<tr>" + "".join(f"<td{' class=text' if index < left else ''}>{cell_html(cell)}</td>" for index, cell in enumerate(row)) + "</tr>"
+                for row in section.table.rows
+            )
             parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         if section.image is not None and section.image.is_file():
             encoded = base64.b64encode(section.image.read_bytes()).decode()
