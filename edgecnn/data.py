@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.errors import EdgecnnError, first_line
 
 log = logging.getLogger("edgecnn")
 
@@ -308,8 +308,3 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
         test_parts.append(members[:cut])
         train_parts.append(members[cut:])
     return rng.permutation(np.concatenate(train_parts)), np.sort(np.concatenate(test_parts))
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -19,3 +19,9 @@ class EdgecnnError(Exception):
 
     def one_line(self) -> str:
         return f"{self.what} ({self.where})" if self.where else self.what
+
+
+def first_line(exc: BaseException) -> str:
+    """A library's exception, cut to its first line: enough to say what broke in a one-line error."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.backend import import_keras
-from edgecnn.data import IMAGE_SHAPE, NUM_CLASSES, first_line
-from edgecnn.errors import EdgecnnError
+from edgecnn.data import IMAGE_SHAPE, NUM_CLASSES
+from edgecnn.errors import EdgecnnError, first_line
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.data import first_line, to_model_input
-from edgecnn.errors import EdgecnnError
+from edgecnn.data import to_model_input
+from edgecnn.errors import EdgecnnError, first_line
 from edgecnn.manifest import ArtifactFormat, TensorSpec
 from edgecnn.native_output import quiet_native_output
 
