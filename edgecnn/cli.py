@@ -9,14 +9,13 @@ import logging
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from functools import partial
+from typing import Annotated, Any, Optional
 
 import typer
 
-try:  # typer >= 0.25 vendors its own copy of click
-    from typer._click import exceptions as click_exceptions
-except ImportError:  # pragma: no cover - older typer uses click itself
-    from click import exceptions as click_exceptions
+from typer._click import exceptions as click_exceptions  # typer >= 0.25 vendors its own copy of click
+from typer.core import TyperArgument, TyperCommand
 
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
@@ -24,13 +23,31 @@ from edgecnn.export import ExportOptions, FormatChoice, IoType, Quantize
 from edgecnn.runners import Provider
 from edgecnn.train import Distribution, LearningRateSchedule, TrainOptions
 
+
+class EdgecnnCommand(TyperCommand):
+    """Help that reads like a Unix tool's: the usage line says `IMAGES...` (typer writes `{images}...` for a required
+    argument) and an argument's row shows its help, not a Python type such as `list[Path]`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, TyperArgument):
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [piece.replace("{", "").replace("}", "") for piece in super().collect_usage_pieces(ctx)]
+
+
 app = typer.Typer(
     name="edgecnn",
     help="Train a small MNIST CNN, export it to ONNX/TFLite, verify parity and benchmark it.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is plain text: "[batch, 28, 28]" must print as written, not as rich markup
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+command = partial(app.command, cls=EdgecnnCommand)
 
 
 class _State:
@@ -43,14 +60,25 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _enable_debug(value: bool) -> None:
+    if value:
+        _State.debug = True
+
+
+DebugOption = Annotated[
+    bool,
+    typer.Option("--debug", help="Show full tracebacks for unexpected errors.", callback=_enable_debug, expose_value=False, is_eager=True),
+]
+
+
 @app.callback()
 def root(
     version: Annotated[
         bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
     ] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for unexpected errors.")] = False,
+    debug: DebugOption = False,
 ) -> None:
-    _State.debug = debug
+    """--debug is accepted before or after the subcommand; its callback records it."""
 
 
 DataOption = Annotated[
@@ -63,9 +91,17 @@ DataOption = Annotated[
     ),
 ]
 OutOption = Annotated[Path, typer.Option("--out", help="Output folder.")]
+FormatOption = Annotated[
+    Optional[FormatChoice],
+    typer.Option(
+        "--format",
+        help="onnx | tflite | all. Default: all, or, with --quantize/--uint8-input/--io-type, every format that has that variant.",
+        show_default=False,
+    ),
+]
 
 
-@app.command()
+@command()
 def train(
     data: DataOption = None,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
@@ -85,6 +121,7 @@ def train(
         Distribution, typer.Option(help="tf.distribute: mirrored (local GPUs/CPUs) or multi-worker (TF_CONFIG).")
     ] = Distribution.NONE,
     out: OutOption = Path("exports"),
+    debug: DebugOption = False,
 ) -> None:
     """Train the reference CNN and write mnist_cnn.keras, train.json and train_curves.png."""
     from edgecnn.train import train as run_training
@@ -110,9 +147,9 @@ def train(
     typer.echo(f"wrote {result.model_path}, {result.report_path}, {result.curves_path}")
 
 
-@app.command("export")
+@command("export")
 def export_command(
-    format: Annotated[FormatChoice, typer.Option("--format", help="onnx | tflite | all (every variant).")] = FormatChoice.ONNX,
+    format: FormatOption = None,
     quantize: Annotated[Quantize, typer.Option(help="none | fp16 | dynamic | int8 (ONNX: none, int8).")] = Quantize.NONE,
     uint8_input: Annotated[bool, typer.Option("--uint8-input", help="ONNX graph takes raw uint8 pixels [batch, 28, 28].")] = False,
     io_type: Annotated[Optional[IoType], typer.Option("--io-type", help="int8 TFLite input/output type (default int8).")] = None,
@@ -121,6 +158,7 @@ def export_command(
     data: DataOption = None,
     calibration_images: Annotated[int, typer.Option(help="Training images used to calibrate int8.")] = 500,
     out: OutOption = Path("exports"),
+    debug: DebugOption = False,
 ) -> None:
     """Convert the Keras model to ONNX / TFLite files and record them in <out>/manifest.json."""
     from edgecnn.export import export
@@ -136,16 +174,17 @@ def export_command(
     typer.echo(f"wrote {result.manifest_path} ({len(result.artifacts)} artifacts in {result.seconds:.1f} s)")
 
 
-@app.command("verify")
+@command("verify")
 def verify_command(
     manifest: Annotated[Path, typer.Option("--manifest", help="Manifest written by edgecnn export.")] = Path("exports/manifest.json"),
     data: DataOption = None,
-    artifact: Annotated[Optional[list[str]], typer.Option("--artifact", help="Only this artifact (repeatable).")] = None,
+    artifact: Annotated[Optional[list[str]], typer.Option("--artifact", help="Only this artifact (repeatable).", metavar="<name>")] = None,
     max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Max accuracy drop vs Keras, in points.", show_default=False)] = None,
     min_agreement: Annotated[Optional[float], typer.Option("--min-agreement", help="Min top-1 agreement with Keras (0-1).", show_default=False)] = None,
     atol: Annotated[Optional[float], typer.Option("--atol", help="Max |Δ probability| vs Keras.", show_default=False)] = None,
     no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against the manifest.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
+    debug: DebugOption = False,
 ) -> int:
     """Compare every artifact with the Keras model on the whole test split; exit 1 if any fails."""
     from edgecnn.render import print_json_file, verify_table
@@ -178,11 +217,11 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
         raise EdgecnnError(f"expected comma-separated whole numbers, got {text!r}", "--batch-sizes") from None
 
 
-@app.command("bench")
+@command("bench")
 def bench_command(
     manifest: Annotated[Path, typer.Option("--manifest", help="Manifest written by edgecnn export.")] = Path("exports/manifest.json"),
-    model: Annotated[Optional[list[Path]], typer.Option("--model", help="Bench this .onnx/.tflite file instead (repeatable).")] = None,
-    artifact: Annotated[Optional[list[str]], typer.Option("--artifact", help="Only this manifest artifact (repeatable).")] = None,
+    model: Annotated[Optional[list[Path]], typer.Option("--model", help="Bench this .onnx/.tflite file instead (repeatable).", metavar="<path>")] = None,
+    artifact: Annotated[Optional[list[str]], typer.Option("--artifact", help="Only this manifest artifact (repeatable).", metavar="<name>")] = None,
     provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider.")] = Provider.CPU,
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")] = "1,8,64,256",
     threads: Annotated[Optional[int], typer.Option(help="Threads for every runtime (default: all cores).", show_default=False)] = None,
@@ -195,6 +234,7 @@ def bench_command(
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: the manifest's).", show_default=False)] = None,
     no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against the manifest.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
+    debug: DebugOption = False,
 ) -> None:
     """Latency (p50/p90/p99) and throughput per artifact, provider and batch size."""
     from edgecnn.bench import BenchOptions, bench
@@ -214,23 +254,24 @@ def bench_command(
         typer.echo(f"wrote {report.report_path}, {report.chart_path}")
 
 
-@app.command("pipeline")
+@command("pipeline")
 def pipeline_command(
     data: DataOption = None,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     augment: Annotated[bool, typer.Option("--augment", help="Train with random shifts, rotations and zoom.")] = False,
-    formats: Annotated[FormatChoice, typer.Option("--formats", help="What to export: all | onnx | tflite.")] = FormatChoice.ALL,
+    format: FormatOption = None,
     provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for the benchmark.")] = Provider.CPU,
     allow_fallback: Annotated[bool, typer.Option("--allow-fallback", help="Benchmark on CPU if the provider is not active.")] = False,
     skip_train: Annotated[bool, typer.Option("--skip-train", help="Reuse <out>/mnist_cnn.keras.")] = False,
     out: OutOption = Path("exports"),
+    debug: DebugOption = False,
 ) -> int:
     """Train → export → verify → bench, then write <out>/report.md and report.html."""
     from edgecnn.pipeline import STAGES, PipelineOptions, run_pipeline
     from edgecnn.render import bench_table, export_table, pipeline_progress, verify_table
 
     options = PipelineOptions(
-        data=data, epochs=epochs, augment=augment, formats=formats, provider=provider, allow_fallback=allow_fallback,
+        data=data, epochs=epochs, augment=augment, format=format, provider=provider, allow_fallback=allow_fallback,
         out=out, skip_train=skip_train,
     )
     with pipeline_progress(STAGES) as stage_started:
@@ -243,13 +284,14 @@ def pipeline_command(
     return 0 if result.passed else 1
 
 
-@app.command("predict")
+@command("predict")
 def predict_command(
-    images: Annotated[list[Path], typer.Argument(help="PNG/JPEG/BMP or .npy files: any size, color or gray.", show_default=False)],
+    images: Annotated[list[Path], typer.Argument(help="PNG/JPEG/BMP or .npy files: any size, color or gray.", metavar="IMAGES", show_default=False)],
     model: Annotated[Path, typer.Option("--model", help="Exported .onnx or .tflite model.")] = Path("exports/mnist_cnn.onnx"),
     top_k: Annotated[int, typer.Option("--top-k", help="How many classes to list per image.")] = 3,
     no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against a manifest beside the model.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    debug: DebugOption = False,
 ) -> None:
     """Classify digit images with an exported model (MNIST-style preprocessing; never imports TensorFlow)."""
     from edgecnn.predict import PredictOptions, predict
@@ -259,10 +301,11 @@ def predict_command(
     print_predictions(predictions, json_output)
 
 
-@app.command("info")
+@command("info")
 def info_command(
-    model: Annotated[Path, typer.Argument(help="An .onnx or .tflite file.", show_default=False)],
+    model: Annotated[Path, typer.Argument(help="An .onnx or .tflite file.", metavar="MODEL", show_default=False)],
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    debug: DebugOption = False,
 ) -> None:
     """Describe a model file: format, inputs/outputs, quantization, metadata, size, sha256, opset and ops."""
     from edgecnn.info import describe
@@ -271,11 +314,28 @@ def info_command(
     print_model_info(describe(model), json_output)
 
 
+class CurrentStderrHandler(logging.StreamHandler):
+    """Writes each record to whatever `sys.stderr` is when it is logged: pytest and other in-process callers swap
+    the stream, and a handler holding the old (closed) one would fail with "--- Logging error ---"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+
+    @property
+    def stream(self) -> Any:  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        """The stream is always the current sys.stderr; the base class's assignment is ignored."""
+
+
 def _configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    """Idempotent: however often `main` runs in one process, the edgecnn logger has exactly one terminal handler."""
     logger = logging.getLogger("edgecnn")
-    logger.handlers[:] = [handler]
+    if not any(isinstance(handler, CurrentStderrHandler) for handler in logger.handlers):
+        logger.addHandler(CurrentStderrHandler())
     logger.setLevel(logging.INFO)
     logger.propagate = False
     logging.addLevelName(logging.WARNING, "warning")
@@ -292,6 +352,7 @@ def _usage_error_line(exc: click_exceptions.ClickException) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line and exit code 2; anything else a short hint to use --debug."""
     _configure_logging()
+    _State.debug = False  # set again by --debug's callback; a previous in-process run must not leave it on
     try:
         outcome = app(args=argv, prog_name="edgecnn", standalone_mode=False)
     except EdgecnnError as exc:

@@ -96,16 +96,10 @@ ARTIFACTS: tuple[ArtifactSpec, ...] = (
 
 FP32_ONNX = next(spec for spec in ARTIFACTS if spec.name == "onnx-fp32")  # what int8 ONNX is quantized from
 
-SUPPORTED_PRECISIONS = {
-    ArtifactFormat.ONNX: {Precision.FP32, Precision.INT8},
-    ArtifactFormat.TFLITE: {Precision.FP32, Precision.FP16, Precision.DYNAMIC, Precision.INT8},
-}
-
-
 @dataclass(frozen=True)
 class ExportOptions:
     model: Path = Path("exports/mnist_cnn.keras")
-    format: FormatChoice = FormatChoice.ONNX
+    format: FormatChoice | None = None  # None: all formats, narrowed to those that have the requested variant
     quantize: Quantize = Quantize.NONE
     uint8_input: bool = False
     io_type: IoType | None = None
@@ -139,29 +133,40 @@ class ExportContext:
 
 
 def select_artifacts(options: ExportOptions) -> list[ArtifactSpec]:
-    """The table rows a request names; impossible combinations are user errors naming the option."""
-    if options.format is FormatChoice.ALL:
-        if options.quantize is not Quantize.NONE or options.uint8_input or options.io_type is not None:
-            raise EdgecnnError("--format all writes every variant; drop --quantize/--uint8-input/--io-type", "--format all")
-        return [spec for spec in ARTIFACTS if spec.in_all]
-    artifact_format = ArtifactFormat(options.format.value)
-    precision = QUANTIZE_PRECISION[options.quantize]
-    if precision not in SUPPORTED_PRECISIONS[artifact_format]:
-        supported = ", ".join(p.value if p is not Precision.FP32 else "none" for p in sorted(SUPPORTED_PRECISIONS[artifact_format]))
-        raise EdgecnnError(f"--quantize {options.quantize.value} is not available for {artifact_format.value} (use: {supported})", "--quantize")
-    if options.uint8_input and (artifact_format is not ArtifactFormat.ONNX or precision is not Precision.FP32):
-        raise EdgecnnError("--uint8-input applies to fp32 ONNX only (int8 TFLite has --io-type uint8)", "--uint8-input")
-    if options.io_type is not None and (artifact_format is not ArtifactFormat.TFLITE or precision is not Precision.INT8):
-        raise EdgecnnError("--io-type applies to --format tflite --quantize int8 only", "--io-type")
+    """The table rows a request names. Without --format every format that has the requested variant is exported
+    (`--quantize int8` alone gives int8 ONNX and int8 TFLite); a combination no row has is a user error naming
+    the option and what exists."""
     if options.opset < 13 or options.opset > 21:
         raise EdgecnnError(f"opset {options.opset} is outside the supported range 13-21", "--opset")
-    io_type = options.io_type or (IoType.INT8 if artifact_format is ArtifactFormat.TFLITE and precision is Precision.INT8 else None)
-    matches = [
-        spec
-        for spec in ARTIFACTS
-        if spec.format is artifact_format and spec.precision is precision and spec.uint8_input == options.uint8_input and spec.io_type == io_type
-    ]
-    return matches
+    formats = tuple(ArtifactFormat) if options.format in (None, FormatChoice.ALL) else (ArtifactFormat(options.format.value),)
+    variant_requested = options.quantize is not Quantize.NONE or options.uint8_input or options.io_type is not None
+    if not variant_requested:
+        if len(formats) > 1:
+            return [spec for spec in ARTIFACTS if spec.in_all]
+        return [spec for spec in ARTIFACTS if spec.format is formats[0] and spec.precision is Precision.FP32 and not spec.uint8_input]
+    implied_int8 = options.io_type is not None and options.quantize is Quantize.NONE  # --io-type exists for int8 only
+    precision = Precision.INT8 if implied_int8 else QUANTIZE_PRECISION[options.quantize]
+    same_precision = [spec for spec in ARTIFACTS if spec.format in formats and spec.precision is precision]
+    if not same_precision:
+        raise EdgecnnError(f"--quantize {options.quantize.value} is not available for {formats[0].value} (use: {available_quantizations(formats[0])})", "--quantize")
+    if options.uint8_input:
+        matches = [spec for spec in same_precision if spec.uint8_input]
+        if not matches or options.io_type is not None:
+            raise EdgecnnError("--uint8-input applies to fp32 ONNX only (int8 TFLite has --io-type uint8)", "--uint8-input")
+        return matches
+    if options.io_type is not None:
+        matches = [spec for spec in same_precision if spec.io_type is options.io_type]
+        if not matches:
+            raise EdgecnnError("--io-type applies to --format tflite --quantize int8 only", "--io-type")
+        return matches
+    return [spec for spec in same_precision if not spec.uint8_input and spec.io_type in (None, IoType.INT8)]
+
+
+def available_quantizations(artifact_format: ArtifactFormat) -> str:
+    """The --quantize values a format has, read off the one artifact table."""
+    precisions = dict.fromkeys(spec.precision for spec in ARTIFACTS if spec.format is artifact_format)
+    names = {value: key.value for key, value in QUANTIZE_PRECISION.items()}
+    return ", ".join(names[precision] for precision in precisions)
 
 
 def export(options: ExportOptions, progress: Callable[[str], None] | None = None) -> ExportResult:

@@ -30,7 +30,7 @@ class PipelineOptions:
     data: str | None = None
     epochs: int = 10
     augment: bool = False
-    formats: FormatChoice = FormatChoice.ALL
+    format: FormatChoice | None = None
     provider: Provider = Provider.CPU
     allow_fallback: bool = False
     out: Path = Path("exports")
@@ -65,7 +65,7 @@ def run_pipeline(options: PipelineOptions, stage_started: Callable[[str], None] 
     else:
         train_report = train(TrainOptions(data=options.data, epochs=options.epochs, augment=options.augment, seed=options.seed, out=out)).report
     stage_started("export")
-    exported = export(ExportOptions(model=model_path, format=options.formats, out=out, data=options.data))
+    exported = export(ExportOptions(model=model_path, format=options.format, out=out, data=options.data))
     stage_started("verify")
     verified = verify(VerifyOptions(manifest=exported.manifest_path, data=options.data))
     benched = None

@@ -167,7 +167,7 @@ CASES = [
     Case("export", ("--quantize", "int4"), "--quantize"),
     Case("export", ("--format", "onnx", "--quantize", "fp16"), "--quantize"),
     Case("export", ("--format", "tflite", "--uint8-input"), "--uint8-input"),
-    Case("export", ("--format", "all", "--quantize", "int8"), "--format all"),
+    Case("export", ("--format", "onnx", "--io-type", "uint8"), "--io-type"),
     Case("export", ("--format", "onnx", "--opset", "3"), "--opset"),
     Case("export", ("--model", "{model}", "--out", "{a_file}"), "is a file, not a folder"),
     Case("export", ("--model", "{model}", "--format", "onnx", "--quantize", "int8", "--data", "{truncated_npz}"), "not a valid .npz"),

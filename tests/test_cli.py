@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from conftest import assert_one_line_error, run_cli, run_in_fresh_process
 
 from edgecnn import __version__
@@ -19,3 +20,62 @@ def test_usage_errors_are_one_line():
     assert_one_line_error(run_cli("train", "--epochs", "many"), "--epochs")
     assert_one_line_error(run_cli("train", "--lr-schedule", "sometimes"), "--lr-schedule")
     assert_one_line_error(run_cli("no-such-command"), "no-such-command")
+
+
+COMMANDS = ("train", "export", "verify", "bench", "pipeline", "predict", "info")
+
+
+def help_text(*args: str) -> str:
+    run = run_cli(*args)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+@pytest.mark.parametrize("command", ("", *COMMANDS))
+def test_short_help_is_the_same_as_long_help(command):
+    words = (command,) if command else ()
+    assert help_text(*words, "-h") == help_text(*words, "--help")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_flags_as_flags_and_no_python_types(command):
+    text = help_text(command, "--help")
+    assert "<bool>" not in text and "list[" not in text and "{" not in text
+    assert "--debug" in text  # accepted after the subcommand too
+
+
+def test_usage_line_names_arguments_in_capitals():
+    assert "Usage: edgecnn predict [OPTIONS] IMAGES..." in help_text("predict", "--help")
+    assert "Usage: edgecnn info [OPTIONS] MODEL" in help_text("info", "--help")
+
+
+def test_help_keeps_literal_brackets():
+    assert "[batch, 28, 28]" in " ".join(help_text("export", "--help").split())
+
+
+def test_one_option_name_for_formats():
+    for command in ("export", "pipeline"):
+        text = help_text(command, "--help")
+        assert "--format " in text and "--formats" not in text
+
+
+def test_debug_works_after_the_subcommand(monkeypatch, capsys):
+    import edgecnn.info
+    from edgecnn.cli import main
+
+    def explode(path):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(edgecnn.info, "describe", explode)
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["info", "whatever.onnx", "--debug"])
+    with pytest.raises(SystemExit) as exit_info:  # the next in-process run starts without --debug again
+        main(["info", "whatever.onnx"])
+    assert exit_info.value.code == 1
+    assert "rerun with --debug" in capsys.readouterr().err
+
+
+def test_shell_completion_is_offered():
+    assert "--install-completion" in help_text("--help")
+    script = help_text("--show-completion", "bash")
+    assert "_EDGECNN_COMPLETE" in script and "complete" in script

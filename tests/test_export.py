@@ -226,3 +226,18 @@ def test_selection_table():
     assert [spec.name for spec in select_artifacts(ExportOptions(format=FormatChoice.ONNX, quantize=Quantize.INT8))] == ["onnx-int8"]
     assert [spec.name for spec in select_artifacts(ExportOptions(format=FormatChoice.TFLITE, quantize=Quantize.FP16))] == ["tflite-fp16"]
     assert [spec.name for spec in select_artifacts(ExportOptions(format=FormatChoice.ONNX, uint8_input=True))] == ["onnx-fp32-uint8-input"]
+
+
+def test_without_format_every_format_with_the_requested_variant_is_selected():
+    def names(**request):
+        return [spec.name for spec in select_artifacts(ExportOptions(**request))]
+
+    assert names() == names(format=FormatChoice.ALL) == [spec.name for spec in ARTIFACTS if spec.in_all]
+    assert names(quantize=Quantize.INT8) == ["onnx-int8", "tflite-int8"]
+    assert names(format=FormatChoice.ALL, quantize=Quantize.INT8) == ["onnx-int8", "tflite-int8"]
+    assert names(quantize=Quantize.DYNAMIC) == ["tflite-dynamic"]
+    assert names(uint8_input=True) == ["onnx-fp32-uint8-input"]
+    assert names(io_type=IoType.UINT8) == ["tflite-int8-uint8-io"]
+    assert names(format=FormatChoice.TFLITE) == ["tflite-fp32"]
+    with pytest.raises(EdgecnnError, match="not available for onnx"):
+        select_artifacts(ExportOptions(format=FormatChoice.ONNX, quantize=Quantize.DYNAMIC))

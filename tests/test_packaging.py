@@ -1,0 +1,98 @@
+"""Every third-party module the package imports is declared in pyproject.toml.
+
+A dependency installed by hand on a developer's or CI's machine hides a missing declaration until a user's fresh
+install fails (it happened with onnxslim), so this reads the source instead of trusting the environment.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "edgecnn"
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(requirement: str) -> str:
+    return normalized(re.split(r"[\s\[<>=!~;(]", requirement.strip(), maxsplit=1)[0])
+
+
+def declared_distributions(pyproject: dict) -> set[str]:
+    project = pyproject["project"]
+    requirements = list(project.get("dependencies", []))
+    for extra in project.get("optional-dependencies", {}).values():
+        requirements += extra
+    return {requirement_name(requirement) for requirement in requirements}
+
+
+def optional_import_nodes(tree: ast.AST) -> set[int]:
+    """Imports inside `try: … except ImportError:` are optional by construction."""
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+            isinstance(handler.type, ast.Name) and handler.type.id in ("ImportError", "ModuleNotFoundError") for handler in node.handlers
+        ):
+            guarded |= {id(child) for statement in node.body for child in ast.walk(statement)}
+    return guarded
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Top-level names of every absolute import in one file, lazy imports inside functions included."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    guarded = optional_import_nodes(tree)
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in guarded:
+            continue
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return {name for name in names if name not in sys.stdlib_module_names and name not in (PACKAGE, "__future__")}
+
+
+def undeclared_imports(pyproject: dict) -> dict[str, str]:
+    """{module: first file importing it} for every module whose distribution pyproject.toml does not name."""
+    declared = declared_distributions(pyproject)
+    providers = packages_distributions()
+    missing: dict[str, str] = {}
+    for path in sorted((REPO_ROOT / PACKAGE).rglob("*.py")):
+        for module in sorted(imported_modules(path)):
+            distributions = {normalized(name) for name in providers.get(module, [module])}
+            if not distributions & declared:
+                missing.setdefault(module, str(path.relative_to(REPO_ROOT)))
+    return missing
+
+
+def load_pyproject() -> dict:
+    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def without_dependency(pyproject: dict, name: str) -> dict:
+    project = pyproject["project"]
+    kept = [requirement for requirement in project["dependencies"] if requirement_name(requirement) != name]
+    assert len(kept) < len(project["dependencies"]), f"{name} is not a declared dependency"
+    return pyproject | {"project": project | {"dependencies": kept}}
+
+
+def test_every_import_is_declared():
+    missing = undeclared_imports(load_pyproject())
+    assert not missing, "imported but not declared in pyproject.toml: " + "; ".join(f"{module} ({where})" for module, where in missing.items())
+
+
+@pytest.mark.parametrize(
+    "distribution, module, where",
+    [("onnxslim", "onnxslim", "edgecnn/onnx_graph.py"), ("protobuf", "google", "edgecnn/onnx_graph.py"), ("typer", "typer", "edgecnn/cli.py")],
+)
+def test_a_removed_dependency_is_named_with_the_file_importing_it(distribution, module, where):
+    assert undeclared_imports(without_dependency(load_pyproject(), distribution)) == {module: where}
