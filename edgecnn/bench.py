@@ -13,7 +13,8 @@ import gc
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +23,10 @@ import numpy as np
 from edgecnn.data import load_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import ensure_output_dir, write_json_atomic
-from edgecnn.manifest import Precision, check_integrity, load_manifest
+from edgecnn.manifest import ArtifactFormat, Precision, check_integrity, load_manifest
 from edgecnn.provenance import library_versions, machine_info, utc_now
-from edgecnn.runners import (
-    KerasRunner,
-    Provider,
-    Runner,
-    RunnerSettings,
-    artifact_format_of,
-    describe_session_options,
-    encode_images,
-    open_runner,
-)
+from edgecnn.runners import KerasRunner, OnnxRunner, ProviderError, Runner, SessionConfig, artifact_format_of, encode_images, open_runner
+from edgecnn.runners.onnxrt import check_provider_usable
 
 REPORT_FILENAME = "bench.json"
 CHART_FILENAME = "bench.png"
@@ -46,21 +39,24 @@ class BenchOptions:
     manifest: Path | None = Path("exports/manifest.json")
     models: tuple[Path, ...] = ()
     artifacts: tuple[str, ...] = ()
-    provider: Provider = Provider.CPU
+    session: SessionConfig = SessionConfig()  # provider, device, TF32, strictness; threads come from `threads`
     batch_sizes: tuple[int, ...] = (1, 8, 64, 256)
     threads: int | None = None
     warmup: int = 50
     iterations: int | None = None
     seconds: float | None = None
-    allow_fallback: bool = False
     baseline_keras: bool = False
     data: str | None = None
     out: Path | None = None
     verify_hash: bool = True
+    tune: bool = False
 
     def resolved_threads(self) -> int:
         """One thread count for every runtime, so the comparison is fair; default: all cores."""
         return self.threads or os.cpu_count() or 1
+
+    def runner_config(self) -> SessionConfig:
+        return replace(self.session, threads=self.resolved_threads())
 
     def check(self) -> None:
         if not self.batch_sizes:
@@ -80,6 +76,8 @@ class BenchOptions:
             raise EdgecnnError(f"seconds must be positive, got {self.seconds}", "--seconds")
         if not self.models and self.manifest is None:
             raise EdgecnnError("name a manifest or at least one model file", "--manifest/--model")
+        if self.tune and self.models:
+            raise EdgecnnError("--tune checks each configuration against the Keras model, so it needs --manifest, not --model", "--tune")
 
 
 @dataclass(frozen=True)
@@ -97,28 +95,42 @@ class LatencyStats:
         return cls(float(p50), float(p90), float(p99), float(micros.mean()), int(len(micros)))
 
 
+class RowStatus(str, Enum):
+    MEASURED = "measured"
+    FAILED = "failed"
+
+
 @dataclass(frozen=True)
 class BenchResult:
+    """One artifact on one provider at one batch size; a FAILED row keeps the artifact in the report with its reason."""
+
     artifact: str
     path: str
     format: str
     precision: str
     provider_requested: str
     provider_used: str
-    batch_size: int
-    p50_us: float
-    p90_us: float
-    p99_us: float
-    mean_us: float
-    images_per_second: float
-    iterations: int
-    session_create_ms: float
-    first_run_us: float
-    transfer_included: bool
-    threads: int
+    batch_size: int | None
+    status: RowStatus = RowStatus.MEASURED
+    reason: str = ""
+    placement: str = ""
+    p50_us: float | None = None
+    p90_us: float | None = None
+    p99_us: float | None = None
+    mean_us: float | None = None
+    images_per_second: float | None = None
+    iterations: int = 0
+    session_create_ms: float | None = None
+    first_run_us: float | None = None
+    transfer_included: bool = True
+    threads: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return self.status is RowStatus.FAILED
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"status": self.status.value}
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,12 @@ class BenchReport:
     report_path: Path
     chart_path: Path
     report: dict[str, Any]
+    tuning: tuple[Any, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """False when any requested row could not be measured (the CLI exits 1)."""
+        return not any(row.failed for row in self.results)
 
 
 @dataclass(frozen=True)
@@ -142,45 +160,60 @@ class Target:
 
 def bench(options: BenchOptions) -> BenchReport:
     options.check()
+    check_provider_usable(options.runner_config())
     targets, folder, data_spec = collect_targets(options)
     out = ensure_output_dir(options.out or folder, "--out")
-    images = load_dataset(data_spec).x_test
+    dataset = load_dataset(data_spec)
+    images = dataset.x_test
     if len(images) < max(options.batch_sizes):
         images = np.resize(images, (max(options.batch_sizes), *images.shape[1:]))
     results = []
     for target in targets:
         try:
             results.extend(bench_target(target, images, options))
+        except ProviderError as exc:  # this artifact cannot run on the provider: a row that says why; the others go on
+            results.append(failed_row(target, options, exc.one_line()))
         finally:
             target.runner.close()
             gc.collect()
+    tuning: tuple[Any, ...] = ()
+    if options.tune:
+        from edgecnn.tune import tune
+
+        tuning = tuple(tune([target for target in targets if target.format == ArtifactFormat.ONNX.value], dataset, options))
     report_path, chart_path = out / REPORT_FILENAME, out / CHART_FILENAME
-    report = report_payload(results, options, data_spec)
+    report = report_payload(results, tuning, options, data_spec)
     write_json_atomic(report_path, report)
     from edgecnn.plots import plot_latency
 
     series: dict[str, list[tuple[int, float]]] = {}
     for row in results:
-        series.setdefault(f"{row.artifact} ({row.provider_used})", []).append((row.batch_size, row.p50_us))
+        if not row.failed:
+            series.setdefault(f"{row.artifact} ({row.provider_used})", []).append((row.batch_size, row.p50_us))
     plot_latency(series, chart_path, title=f"p50 latency per image, {options.resolved_threads()} threads")
-    return BenchReport(tuple(results), report_path, chart_path, report)
+    return BenchReport(tuple(results), report_path, chart_path, report, tuning)
 
 
 def collect_targets(options: BenchOptions) -> tuple[list[Target], Path, str | None]:
-    """Artifacts from the manifest (hash-checked) or files named with --model; the Keras baseline if asked."""
-    settings = runner_settings(options)
+    """Artifacts from the manifest (hash-checked) or files named with --model; the Keras baseline if asked.
+
+    On a GPU provider, TFLite artifacts (LiteRT runs on the CPU) are benched only when named with --artifact/--model.
+    """
+    config = options.runner_config()
     targets: list[Target] = []
     if options.models:
         for path in map(Path, options.models):
             artifact_format = artifact_format_of(path)
-            targets.append(Target(path.name, path, artifact_format.value, "unknown", open_runner(artifact_format, path, settings)))
+            targets.append(Target(path.name, path, artifact_format.value, "unknown", open_runner(artifact_format, path, config)))
         folder, data_spec, keras_path = Path(options.models[0]).parent, options.data, None
     else:
         manifest = load_manifest(options.manifest)
-        entries = [manifest.artifact(name) for name in options.artifacts] if options.artifacts else list(manifest.artifacts)
+        entries = [manifest.artifact(name) for name in options.artifacts] if options.artifacts else [
+            entry for entry in manifest.artifacts if entry.format is ArtifactFormat.ONNX or not config.provider.on_device
+        ]
         for entry in entries:
             path = check_integrity(manifest, entry) if options.verify_hash else manifest.resolve(entry.path)
-            targets.append(Target(entry.name, path, entry.format.value, entry.precision.value, open_runner(entry.format, path, settings)))
+            targets.append(Target(entry.name, path, entry.format.value, entry.precision.value, open_runner(entry.format, path, config)))
         folder = manifest.folder
         data_spec = options.data or (manifest.model.data.get("spec") if manifest.model else None)
         keras_path = manifest.resolve(manifest.model.path) if manifest.model else None
@@ -192,13 +225,22 @@ def collect_targets(options: BenchOptions) -> tuple[list[Target], Path, str | No
     return targets, folder, data_spec
 
 
-def runner_settings(options: BenchOptions) -> RunnerSettings:
-    return RunnerSettings(provider=options.provider, threads=options.resolved_threads(), allow_fallback=options.allow_fallback)
+def requested_provider(target: Target, options: BenchOptions) -> str:
+    return options.session.provider.execution_provider if target.format == ArtifactFormat.ONNX.value else "cpu"
+
+
+def failed_row(target: Target, options: BenchOptions, reason: str) -> BenchResult:
+    return BenchResult(
+        artifact=target.name, path=str(target.path), format=target.format, precision=target.precision,
+        provider_requested=requested_provider(target, options), provider_used="-", batch_size=None,
+        status=RowStatus.FAILED, reason=reason, threads=options.resolved_threads(),
+    )
 
 
 def bench_target(target: Target, images: np.ndarray, options: BenchOptions) -> list[BenchResult]:
     runner = target.runner
     spec = runner.input_spec()  # creates the session / interpreter: timed by the runner
+    placement = runner.placement() if isinstance(runner, OnnxRunner) and options.session.allow_fallback else None
     rows = []
     for batch_size in options.batch_sizes:
         call = runner.bound_call(encode_images(images[:batch_size], spec))
@@ -212,9 +254,10 @@ def bench_target(target: Target, images: np.ndarray, options: BenchOptions) -> l
                 path=str(target.path),
                 format=target.format,
                 precision=target.precision,
-                provider_requested=options.provider.execution_provider if target.format == "onnx" else "cpu",
+                provider_requested=requested_provider(target, options),
                 provider_used=runner.runtime,
                 batch_size=batch_size,
+                placement=placement.describe() if placement else "",
                 p50_us=round(stats.p50_us, 2),
                 p90_us=round(stats.p90_us, 2),
                 p99_us=round(stats.p99_us, 2),
@@ -260,21 +303,23 @@ def timed_loop(call: Callable[[], Any], iterations: int | None, seconds: float |
             samples.append(clock() - started)
 
 
-def report_payload(results: list[BenchResult], options: BenchOptions, data_spec: str | None) -> dict[str, Any]:
+def report_payload(results: list[BenchResult], tuning: tuple[Any, ...], options: BenchOptions, data_spec: str | None) -> dict[str, Any]:
     import onnxruntime as ort
 
     return {
         "created": utc_now(),
+        "passed": not any(row.failed for row in results),
         "results": [row.to_dict() for row in results],
+        "tuning": [item.to_dict() for item in tuning],
         "settings": {
-            "provider_requested": options.provider.value,
-            "allow_fallback": options.allow_fallback,
+            "provider_requested": options.session.provider.value,
+            "allow_fallback": options.session.allow_fallback,
             "batch_sizes": list(options.batch_sizes),
             "threads": options.resolved_threads(),
             "warmup": options.warmup,
             "iterations": options.iterations,
             "seconds": options.seconds if options.iterations is None else None,
-            "onnxruntime_session": describe_session_options(runner_settings(options))
+            "onnxruntime_session": options.runner_config().describe()
             | {"io_binding": True, "available_providers": ort.get_available_providers()},
             "litert": {"num_threads": options.resolved_threads(), "delegate": "XNNPACK (default)"},
             "timed_call": "input pre-encoded and bound; output left in a pre-allocated runtime buffer",

@@ -20,7 +20,7 @@ from typer.core import TyperArgument, TyperCommand
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
 from edgecnn.export import ExportOptions, FormatChoice, IoType, Quantize
-from edgecnn.runners import Provider
+from edgecnn.runners import Provider, SessionConfig
 from edgecnn.train import Distribution, LearningRateSchedule, TrainOptions
 
 
@@ -91,6 +91,22 @@ DataOption = Annotated[
     ),
 ]
 OutOption = Annotated[Path, typer.Option("--out", help="Output folder.")]
+ProviderOption = Annotated[Provider, typer.Option("--provider", help="ONNX Runtime execution provider (strict: see --allow-fallback).")]
+DeviceOption = Annotated[int, typer.Option("--device", help="GPU index for cuda/tensorrt.")]
+Tf32Option = Annotated[
+    bool, typer.Option("--tf32/--no-tf32", help="CUDA: let fp32 convolutions and matmuls use TF32 (ONNX Runtime's default; verify's fp32 bound follows it).")
+]
+AllowFallbackOption = Annotated[
+    bool, typer.Option("--allow-fallback", help="Run what the provider cannot on the CPU, warn, and record where each node ran.")
+]
+
+
+def _session(provider: Provider, device: int, tf32: bool, allow_fallback: bool) -> SessionConfig:
+    if device < 0:
+        raise EdgecnnError(f"device index must be 0 or more, got {device}", "--device")
+    return SessionConfig(provider=provider, device_id=device, tf32=tf32, allow_fallback=allow_fallback)
+
+
 FormatOption = Annotated[
     Optional[FormatChoice],
     typer.Option(
@@ -182,11 +198,15 @@ def verify_command(
     max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Max accuracy drop vs Keras, in points.", show_default=False)] = None,
     min_agreement: Annotated[Optional[float], typer.Option("--min-agreement", help="Min top-1 agreement with Keras (0-1).", show_default=False)] = None,
     atol: Annotated[Optional[float], typer.Option("--atol", help="Max |Δ probability| vs Keras.", show_default=False)] = None,
+    provider: ProviderOption = Provider.CPU,
+    device: DeviceOption = 0,
+    tf32: Tf32Option = True,
+    allow_fallback: AllowFallbackOption = False,
     no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against the manifest.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
     debug: DebugOption = False,
 ) -> int:
-    """Compare every artifact with the Keras model on the whole test split; exit 1 if any fails."""
+    """Compare every artifact with the Keras model on the whole test split, on the provider you deploy to; exit 1 if any fails."""
     from edgecnn.render import print_json_file, verify_table
     from edgecnn.verify import Thresholds, VerifyOptions, verify
 
@@ -196,6 +216,7 @@ def verify_command(
         artifacts=tuple(artifact or ()),
         overrides=Thresholds(max_drop_points=max_drop, min_agreement=min_agreement, atol=atol),
         verify_hash=not no_verify_hash,
+        session=_session(provider, device, tf32, allow_fallback),
     )
     result = verify(options)
     if json_output:
@@ -222,36 +243,42 @@ def bench_command(
     manifest: Annotated[Path, typer.Option("--manifest", help="Manifest written by edgecnn export.")] = Path("exports/manifest.json"),
     model: Annotated[Optional[list[Path]], typer.Option("--model", help="Bench this .onnx/.tflite file instead (repeatable).", metavar="<path>")] = None,
     artifact: Annotated[Optional[list[str]], typer.Option("--artifact", help="Only this manifest artifact (repeatable).", metavar="<name>")] = None,
-    provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider.")] = Provider.CPU,
+    provider: ProviderOption = Provider.CPU,
+    device: DeviceOption = 0,
+    tf32: Tf32Option = True,
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")] = "1,8,64,256",
     threads: Annotated[Optional[int], typer.Option(help="Threads for every runtime (default: all cores).", show_default=False)] = None,
     warmup: Annotated[int, typer.Option(help="Untimed calls before measuring.")] = 50,
     iterations: Annotated[Optional[int], typer.Option(help="Timed calls per measurement.", show_default=False)] = None,
     seconds: Annotated[Optional[float], typer.Option(help="Time per measurement (default 1 s).", show_default=False)] = None,
-    allow_fallback: Annotated[bool, typer.Option("--allow-fallback", help="Warn instead of failing when the provider is not active.")] = False,
+    allow_fallback: AllowFallbackOption = False,
+    tune: Annotated[bool, typer.Option("--tune", help="Try ONNX Runtime's knobs per artifact and batch size; keep the fastest that passes verify.")] = False,
     baseline: Annotated[Optional[Baseline], typer.Option("--baseline", help="Also time the Keras model.")] = None,
     data: DataOption = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: the manifest's).", show_default=False)] = None,
     no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against the manifest.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
     debug: DebugOption = False,
-) -> None:
-    """Latency (p50/p90/p99) and throughput per artifact, provider and batch size."""
+) -> int:
+    """Latency (p50/p90/p99) and throughput per artifact, provider and batch size; exit 1 if any row could not run."""
     from edgecnn.bench import BenchOptions, bench
-    from edgecnn.render import bench_table, print_json_file
+    from edgecnn.render import bench_table, print_json_file, tuning_table
 
     options = BenchOptions(
-        manifest=manifest, models=tuple(model or ()), artifacts=tuple(artifact or ()), provider=provider,
-        batch_sizes=_batch_sizes(batch_sizes), threads=threads, warmup=warmup, iterations=iterations, seconds=seconds,
-        allow_fallback=allow_fallback, baseline_keras=baseline is Baseline.KERAS, data=data, out=out,
-        verify_hash=not no_verify_hash,
+        manifest=manifest, models=tuple(model or ()), artifacts=tuple(artifact or ()),
+        session=_session(provider, device, tf32, allow_fallback), batch_sizes=_batch_sizes(batch_sizes), threads=threads,
+        warmup=warmup, iterations=iterations, seconds=seconds, baseline_keras=baseline is Baseline.KERAS, data=data, out=out,
+        verify_hash=not no_verify_hash, tune=tune,
     )
     report = bench(options)
     if json_output:
         print_json_file(report.report_path)
     else:
         bench_table(report.results)
+        if report.tuning:
+            tuning_table(report.tuning)
         typer.echo(f"wrote {report.report_path}, {report.chart_path}")
+    return 0 if report.passed else 1
 
 
 @command("pipeline")
@@ -260,18 +287,20 @@ def pipeline_command(
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     augment: Annotated[bool, typer.Option("--augment", help="Train with random shifts, rotations and zoom.")] = False,
     format: FormatOption = None,
-    provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for the benchmark.")] = Provider.CPU,
-    allow_fallback: Annotated[bool, typer.Option("--allow-fallback", help="Benchmark on CPU if the provider is not active.")] = False,
+    provider: ProviderOption = Provider.CPU,
+    device: DeviceOption = 0,
+    tf32: Tf32Option = True,
+    allow_fallback: AllowFallbackOption = False,
     skip_train: Annotated[bool, typer.Option("--skip-train", help="Reuse <out>/mnist_cnn.keras.")] = False,
     out: OutOption = Path("exports"),
     debug: DebugOption = False,
 ) -> int:
-    """Train → export → verify → bench, then write <out>/report.md and report.html."""
+    """Train → export → verify → bench (verify and bench on --provider), then write <out>/report.md and report.html."""
     from edgecnn.pipeline import STAGES, PipelineOptions, run_pipeline
     from edgecnn.render import bench_table, export_table, pipeline_progress, verify_table
 
     options = PipelineOptions(
-        data=data, epochs=epochs, augment=augment, format=format, provider=provider, allow_fallback=allow_fallback,
+        data=data, epochs=epochs, augment=augment, format=format, session=_session(provider, device, tf32, allow_fallback),
         out=out, skip_train=skip_train,
     )
     with pipeline_progress(STAGES) as stage_started:
@@ -289,6 +318,10 @@ def predict_command(
     images: Annotated[list[Path], typer.Argument(help="PNG/JPEG/BMP or .npy files: any size, color or gray.", metavar="IMAGES", show_default=False)],
     model: Annotated[Path, typer.Option("--model", help="Exported .onnx or .tflite model.")] = Path("exports/mnist_cnn.onnx"),
     top_k: Annotated[int, typer.Option("--top-k", help="How many classes to list per image.")] = 3,
+    provider: ProviderOption = Provider.CPU,
+    device: DeviceOption = 0,
+    tf32: Tf32Option = True,
+    allow_fallback: AllowFallbackOption = False,
     no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against a manifest beside the model.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
     debug: DebugOption = False,
@@ -297,7 +330,12 @@ def predict_command(
     from edgecnn.predict import PredictOptions, predict
     from edgecnn.render import print_predictions
 
-    predictions = predict(PredictOptions(images=tuple(images), model=model, top_k=top_k, verify_hash=not no_verify_hash))
+    predictions = predict(
+        PredictOptions(
+            images=tuple(images), model=model, top_k=top_k, verify_hash=not no_verify_hash,
+            session=_session(provider, device, tf32, allow_fallback),
+        )
+    )
     print_predictions(predictions, json_output)
 
 
@@ -329,6 +367,22 @@ class CurrentStderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, _: Any) -> None:
         """The stream is always the current sys.stderr; the base class's assignment is ignored."""
+
+
+@command("doctor")
+def doctor_command(
+    provider: Annotated[Provider, typer.Option("--provider", help="The provider to check.")] = Provider.CUDA,
+    device: DeviceOption = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    debug: DebugOption = False,
+) -> int:
+    """ONNX Runtime build, providers, which CUDA/cuDNN/TensorRT libraries load, the GPU; exit 1 if --provider is unusable."""
+    from edgecnn.doctor import diagnose
+    from edgecnn.render import print_doctor
+
+    report = diagnose(provider, device)
+    print_doctor(report, json_output)
+    return 0 if report.usable else 1
 
 
 def _configure_logging() -> None:

@@ -84,6 +84,7 @@ class ArtifactSpec:
 ARTIFACTS: tuple[ArtifactSpec, ...] = (
     ArtifactSpec("onnx-fp32", ArtifactFormat.ONNX, Precision.FP32, "mnist_cnn.onnx"),
     ArtifactSpec("onnx-fp32-uint8-input", ArtifactFormat.ONNX, Precision.FP32, "mnist_cnn_uint8_input.onnx", uint8_input=True),
+    ArtifactSpec("onnx-fp16", ArtifactFormat.ONNX, Precision.FP16, "mnist_cnn_fp16.onnx"),
     ArtifactSpec("onnx-int8", ArtifactFormat.ONNX, Precision.INT8, "mnist_cnn_int8.onnx"),
     ArtifactSpec("tflite-fp32", ArtifactFormat.TFLITE, Precision.FP32, "mnist_cnn_fp32.tflite"),
     ArtifactSpec("tflite-fp16", ArtifactFormat.TFLITE, Precision.FP16, "mnist_cnn_fp16.tflite"),
@@ -295,6 +296,8 @@ def export_details(spec: ArtifactSpec, context: ExportContext) -> dict[str, Any]
 def export_onnx(spec: ArtifactSpec, context: ExportContext) -> Path:
     if spec.precision is Precision.INT8:
         return quantize_onnx_int8(spec, context)
+    if spec.precision is Precision.FP16:
+        return convert_onnx_fp16(spec, context)
     import onnx
     import tf2onnx
 
@@ -309,6 +312,24 @@ def export_onnx(spec: ArtifactSpec, context: ExportContext) -> Path:
         {"input_layout": "[batch, 28, 28]", "input_scaling": "uint8 raw pixels 0-255; the graph divides by 255"} if spec.uint8_input else {}
     )
     finish_onnx(model_proto, metadata, doc=f"edgecnn {spec.name}")
+    path = context.staging / spec.filename
+    onnx.save(model_proto, path)
+    onnx.checker.check_model(str(path), full_check=True)
+    return path
+
+
+def convert_onnx_fp16(spec: ArtifactSpec, context: ExportContext) -> Path:
+    """fp16 weights and compute for GPUs (ONNX Runtime's float16 converter); input and output stay fp32, so an app
+    feeds it exactly like the fp32 file. On an H200 it ran 1.7x the fp32 throughput at -0.01 points (see RESULTS)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from edgecnn.onnx_graph import topologically_sorted
+
+    fp32 = context.produced.get(FP32_ONNX.name) or export_onnx(FP32_ONNX, context)
+    model_proto = topologically_sorted(convert_float_to_float16(onnx.load(fp32), keep_io_types=True))
+    context.notes[spec.name] = {"float16": {"converter": "onnxruntime.transformers.float16", "keep_io_types": True}}
+    finish_onnx(model_proto, context.metadata, doc=f"edgecnn {spec.name}")
     path = context.staging / spec.filename
     onnx.save(model_proto, path)
     onnx.checker.check_model(str(path), full_check=True)

@@ -87,6 +87,25 @@ def fuse_matmul_add_into_gemm(model: Any) -> Any:
     return model
 
 
+def topologically_sorted(model: Any) -> Any:
+    """Nodes reordered so each comes after the producers of its inputs, as the ONNX checker requires (ORT's float16
+    converter appends its input casts at the end of the node list)."""
+    graph = model.graph
+    available = {tensor.name for tensor in graph.initializer} | {value.name for value in graph.input} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [node for node in pending if all(name in available for name in node.input)]
+        if not ready:
+            raise ValueError("graph has a cycle or an input nothing produces")
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+        pending = [node for node in pending if all(node is not done for done in ready)]
+    del graph.node[:]
+    graph.node.extend(ordered)
+    return model
+
+
 def first_node_of_type(model: Any, op_type: str) -> str | None:
     return next((node.name for node in model.graph.node if node.op_type == op_type), None)
 

@@ -17,7 +17,7 @@ from edgecnn.export import ExportOptions, ExportResult, FormatChoice, export
 from edgecnn.files import read_json
 from edgecnn.provenance import library_versions, machine_info, utc_now
 from edgecnn.report import Section, write_report
-from edgecnn.runners import Provider
+from edgecnn.runners import SessionConfig
 from edgecnn.tables import export_rows, latency_rows, parity_rows
 from edgecnn.train import MODEL_FILENAME, REPORT_FILENAME, TrainOptions, train
 from edgecnn.verify import VerifyOptions, VerifyResult, verify
@@ -31,8 +31,7 @@ class PipelineOptions:
     epochs: int = 10
     augment: bool = False
     format: FormatChoice | None = None
-    provider: Provider = Provider.CPU
-    allow_fallback: bool = False
+    session: SessionConfig = SessionConfig()
     out: Path = Path("exports")
     skip_train: bool = False
     batch_sizes: tuple[int, ...] = (1, 64)
@@ -67,13 +66,13 @@ def run_pipeline(options: PipelineOptions, stage_started: Callable[[str], None] 
     stage_started("export")
     exported = export(ExportOptions(model=model_path, format=options.format, out=out, data=options.data))
     stage_started("verify")
-    verified = verify(VerifyOptions(manifest=exported.manifest_path, data=options.data))
+    verified = verify(VerifyOptions(manifest=exported.manifest_path, data=options.data, session=options.session))
     benched = None
     if verified.passed:
         stage_started("bench")
         benched = bench(
             BenchOptions(
-                manifest=exported.manifest_path, provider=options.provider, allow_fallback=options.allow_fallback,
+                manifest=exported.manifest_path, session=options.session,
                 batch_sizes=options.batch_sizes, seconds=options.bench_seconds, data=options.data,
             )
         )

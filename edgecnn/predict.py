@@ -14,7 +14,8 @@ import numpy as np
 from edgecnn.errors import EdgecnnError
 from edgecnn.images import load_digit
 from edgecnn.manifest import MANIFEST_FILENAME, IntegrityError, load_manifest
-from edgecnn.runners import Runner, artifact_format_of, open_runner
+from edgecnn.runners import Runner, SessionConfig, artifact_format_of, open_runner
+from edgecnn.runners.onnxrt import check_provider_usable
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class PredictOptions:
     model: Path = Path("exports/mnist_cnn.onnx")
     top_k: int = 3
     verify_hash: bool = True
+    session: SessionConfig = SessionConfig()  # ONNX files only; strict about the provider like verify and bench
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ def predict(options: PredictOptions) -> list[Prediction]:
         raise EdgecnnError("name at least one image file", "IMAGE")
     if not 1 <= options.top_k <= 10:
         raise EdgecnnError(f"top-k must be between 1 and 10, got {options.top_k}", "--top-k")
-    runner = open_model(Path(options.model), options.verify_hash)
+    runner = open_model(Path(options.model), options.verify_hash, options.session)
     digits = np.stack([load_digit(Path(path)) for path in options.images])
     probabilities = runner.infer(digits)
     return [
@@ -53,11 +55,12 @@ def predict(options: PredictOptions) -> list[Prediction]:
     ]
 
 
-def open_model(path: Path, verify_hash: bool) -> Runner:
+def open_model(path: Path, verify_hash: bool, session: SessionConfig = SessionConfig()) -> Runner:
     artifact_format = artifact_format_of(path)
     if verify_hash:
         check_against_manifest(path)
-    return open_runner(artifact_format, path)
+    check_provider_usable(session)
+    return open_runner(artifact_format, path, session)
 
 
 def check_against_manifest(path: Path) -> None:

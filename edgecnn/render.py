@@ -9,15 +9,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from edgecnn.manifest import ArtifactEntry
-from edgecnn.tables import TextTable, export_rows, latency_rows, parity_rows, shape_text
+from edgecnn.tables import TextTable, export_rows, latency_rows, parity_rows, shape_text, tuning_rows
 
 if TYPE_CHECKING:
     from edgecnn.bench import BenchResult
+    from edgecnn.doctor import DoctorReport
     from edgecnn.info import ModelInfo
     from edgecnn.predict import Prediction
+    from edgecnn.tune import TuneResult
     from edgecnn.verify import VerifyResult
 
 console = Console()
@@ -62,6 +65,7 @@ def print_table(title: str, text: TextTable) -> None:
 
 
 def colored_verdict(cell: str) -> str:
+    cell = escape(cell)  # reasons quote options and shapes in brackets: text, not rich markup
     if cell.startswith("PASS"):
         return f"[green]{cell}[/]"
     if cell.startswith(("FAIL", "CHANGED", "ERROR")):
@@ -84,6 +88,10 @@ def verify_table(result: VerifyResult) -> None:
 
 def bench_table(results: Sequence[BenchResult]) -> None:
     print_table("latency per call and throughput", latency_rows(results))
+
+
+def tuning_table(results: Sequence[TuneResult]) -> None:
+    print_table("bench --tune: fastest configuration that passes verify (session options in bench.json)", tuning_rows(results))
 
 
 def print_predictions(predictions: Sequence[Prediction], as_json: bool) -> None:
@@ -111,3 +119,21 @@ def print_model_info(info: ModelInfo, as_json: bool) -> None:
         print("  ops      " + ", ".join(f"{op} x{count}" for op, count in sorted(info.ops.items())))
     for key, value in info.metadata.items():
         print(f"  meta     {key} = {value}")
+
+
+def print_doctor(report: DoctorReport, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return
+    built = f", built for CUDA {report.cuda_built_for}" if report.cuda_built_for else ""
+    print(f"onnxruntime  {report.package} {report.onnxruntime}{built}")
+    print(f"providers    {', '.join(report.available_providers)}")
+    for gpu in report.gpus or ("none seen (nvidia-smi not found or no device)",):
+        print(f"gpu          {gpu}")
+    for library in report.libraries:
+        state = f"found   {library.path}" if library.found else "MISSING"
+        print(f"library      {library.file:26s} {library.needed_for:9s} {state}")
+    verdict = "usable" if report.usable else f"NOT usable: {report.problem}"
+    print(f"{report.provider.value:12s} {verdict}")
+    if report.fix:
+        print(f"fix          {report.fix}")

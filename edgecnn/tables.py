@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from edgecnn.bench import BenchResult
+    from edgecnn.tune import TuneResult
     from edgecnn.manifest import ArtifactEntry
     from edgecnn.verify import ParityResult
 
@@ -62,12 +63,27 @@ def parity_rows(results: Sequence[ParityResult]) -> TextTable:
 
 def latency_rows(results: Sequence[BenchResult]) -> TextTable:
     return TextTable(
-        ("artifact", "precision", "provider used", "batch", "p50 µs", "p90 µs", "p99 µs", "mean µs", "images/s", "session ms", "first run µs"),
+        ("artifact", "precision", "provider used", "batch", "p50 µs", "p90 µs", "p99 µs", "mean µs", "images/s", "session ms", "first run µs", "note"),
         tuple(
-            (row.artifact, row.precision, SHORT_PROVIDER_NAMES.get(row.provider_used, row.provider_used), str(row.batch_size),
-             f"{row.p50_us:,.1f}", f"{row.p90_us:,.1f}", f"{row.p99_us:,.1f}", f"{row.mean_us:,.1f}", f"{row.images_per_second:,.0f}",
-             f"{row.session_create_ms:,.1f}", f"{row.first_run_us:,.0f}")
+            (row.artifact, row.precision, SHORT_PROVIDER_NAMES.get(row.provider_used, row.provider_used), number(row.batch_size, "d"),
+             number(row.p50_us, ",.1f"), number(row.p90_us, ",.1f"), number(row.p99_us, ",.1f"), number(row.mean_us, ",.1f"),
+             number(row.images_per_second, ",.0f"), number(row.session_create_ms, ",.1f"), number(row.first_run_us, ",.0f"),
+             f"FAILED: {row.reason}" if row.failed else row.placement)
             for row in results
+        ),
+        left_columns=3,
+    )
+
+
+def tuning_rows(results: Sequence[TuneResult]) -> TextTable:
+    from edgecnn.tune import label
+
+    return TextTable(
+        ("artifact", "batch", "best configuration", "default p50 µs", "best p50 µs", "speed-up", "images/s", "tried"),
+        tuple(
+            (item.artifact, str(item.batch_size), label(item.best), f"{item.default_p50_us:,.1f}", f"{item.best_p50_us:,.1f}",
+             f"{item.speedup:.2f}x", f"{item.best_images_per_second:,.0f}", str(item.tried))
+            for item in results
         ),
         left_columns=3,
     )

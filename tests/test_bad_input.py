@@ -165,7 +165,7 @@ CASES = [
     Case("export", ("--model", "{onnx}"), "not a valid .keras"),
     Case("export", ("--format", "pytorch"), "--format"),
     Case("export", ("--quantize", "int4"), "--quantize"),
-    Case("export", ("--format", "onnx", "--quantize", "fp16"), "--quantize"),
+    Case("export", ("--format", "onnx", "--quantize", "dynamic"), "--quantize"),
     Case("export", ("--format", "tflite", "--uint8-input"), "--uint8-input"),
     Case("export", ("--format", "onnx", "--io-type", "uint8"), "--io-type"),
     Case("export", ("--format", "onnx", "--opset", "3"), "--opset"),

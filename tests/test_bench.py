@@ -39,7 +39,7 @@ def test_cpu_bench_reports_every_field(bench_copy):
     assert run.returncode == 0, run.stderr
     report = json.loads((bench_copy.parent / "bench.json").read_text())
     rows = report["results"]
-    assert len(rows) == 7 * 2
+    assert len(rows) == 8 * 2
     for row in rows:
         assert RESULT_FIELDS <= set(row)
         assert 0 < row["p50_us"] <= row["p90_us"] <= row["p99_us"]

@@ -75,7 +75,9 @@ def test_debug_works_after_the_subcommand(monkeypatch, capsys):
     assert "rerun with --debug" in capsys.readouterr().err
 
 
-def test_shell_completion_is_offered():
+def test_shell_completion_is_offered_and_completes_commands():
     assert "--install-completion" in help_text("--help")
-    script = help_text("--show-completion", "bash")
-    assert "_EDGECNN_COMPLETE" in script and "complete" in script
+    completed = run_cli(env={"_EDGECNN_COMPLETE": "complete_bash", "COMP_WORDS": "edgecnn ver", "COMP_CWORD": "1"})
+    assert completed.returncode == 0 and completed.stdout.split() == ["verify"]
+    options = run_cli(env={"_EDGECNN_COMPLETE": "complete_bash", "COMP_WORDS": "edgecnn bench --prov", "COMP_CWORD": "2"})
+    assert options.stdout.split() == ["--provider"]

@@ -177,11 +177,10 @@ def test_concurrent_exports_into_one_folder_keep_both(trained_model, tmp_path):
 @pytest.mark.parametrize(
     "args, option",
     [
-        (["--format", "onnx", "--quantize", "fp16"], "--quantize"),
         (["--format", "onnx", "--quantize", "dynamic"], "--quantize"),
         (["--format", "tflite", "--uint8-input"], "--uint8-input"),
         (["--format", "onnx", "--io-type", "uint8"], "--io-type"),
-        (["--format", "all", "--quantize", "int8"], "--format all"),
+        (["--format", "tflite", "--uint8-input", "--io-type", "uint8"], "--uint8-input"),
         (["--format", "onnx", "--opset", "5"], "--opset"),
         (["--format", "coreml"], "--format"),
         (["--quantize", "int4"], "--quantize"),
@@ -234,6 +233,7 @@ def test_without_format_every_format_with_the_requested_variant_is_selected():
 
     assert names() == names(format=FormatChoice.ALL) == [spec.name for spec in ARTIFACTS if spec.in_all]
     assert names(quantize=Quantize.INT8) == ["onnx-int8", "tflite-int8"]
+    assert names(quantize=Quantize.FP16) == ["onnx-fp16", "tflite-fp16"]
     assert names(format=FormatChoice.ALL, quantize=Quantize.INT8) == ["onnx-int8", "tflite-int8"]
     assert names(quantize=Quantize.DYNAMIC) == ["tflite-dynamic"]
     assert names(uint8_input=True) == ["onnx-fp32-uint8-input"]

@@ -15,7 +15,7 @@ def test_pipeline_with_skip_train_writes_the_report(trained_model, small_npz, tm
     markdown = (out / "report.md").read_text()
     for heading in ("## Data and training", "## Exported artifacts", "## Parity with Keras", "## Latency", "## Provenance"):
         assert heading in markdown
-    assert markdown.count("| PASS") == 7 and "mnist_cnn_int8.tflite" in markdown and "![Latency](bench.png)" in markdown
+    assert markdown.count("| PASS") == 8 and "mnist_cnn_int8.tflite" in markdown and "![Latency](bench.png)" in markdown
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3  # curves, confusion matrices, latency chart and "<table>" in html
     bench = json.loads((out / "bench.json").read_text())
@@ -34,7 +34,7 @@ def test_main_job_end_to_end_on_offline_data(tmp_path):
     train = json.loads((out / "train.json").read_text())
     assert train["data"]["test_size"] == 10000 and train["test_accuracy"] >= 0.975
     verify = json.loads((out / "verify.json").read_text())
-    assert verify["passed"] and len(verify["artifacts"]) == 7
+    assert verify["passed"] and len(verify["artifacts"]) == 8
     by_name = {item["name"]: item for item in verify["artifacts"]}
     assert by_name["onnx-fp32"]["max_abs_diff"] <= 1e-5 and by_name["onnx-fp32-uint8-input"]["max_abs_diff"] <= 1e-5
     assert by_name["onnx-int8"]["delta_points"] >= -0.3 and by_name["tflite-int8"]["delta_points"] >= -0.3

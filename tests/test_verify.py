@@ -28,7 +28,7 @@ def test_every_exported_artifact_passes(verified_copy):
     assert result.passed, [(r.name, r.failures) for r in result.results]
     report = json.loads(result.report_path.read_text())
     assert report["passed"] is True and report["data"]["test_size"] == 500
-    assert len(report["artifacts"]) == 7
+    assert len(report["artifacts"]) == 8
     for entry in report["artifacts"]:
         assert REPORT_FIELDS <= set(entry)
     fp32 = next(entry for entry in report["artifacts"] if entry["name"] == "onnx-fp32")
@@ -68,7 +68,7 @@ def test_perturbed_weights_fail_and_every_artifact_is_still_reported(exported, t
     assert run.returncode == 1, run.stderr
     report = json.loads((manifest_path.parent / "verify.json").read_text())
     by_name = {item["name"]: item for item in report["artifacts"]}
-    assert len(by_name) == 8 and by_name["onnx-perturbed"]["status"] == "FAIL"
+    assert len(by_name) == 9 and by_name["onnx-perturbed"]["status"] == "FAIL"
     assert {failure["check"] for failure in by_name["onnx-perturbed"]["failures"]} >= {"agreement", "max_abs_diff"}
     assert all(item["passed"] for name, item in by_name.items() if name != "onnx-perturbed")
     assert "FAIL" in run.stdout
@@ -102,7 +102,7 @@ def test_mcnemar_and_statistics_on_known_predictions():
 
 def test_threshold_overrides_apply():
     strict = DEFAULT_THRESHOLDS[Precision.INT8].overridden(Thresholds(min_agreement=1.0))
-    assert strict == Thresholds(max_drop_points=0.5, min_agreement=1.0, atol=None)
+    assert (strict.max_drop_points, strict.min_agreement, strict.atol) == (0.5, 1.0, None) and "overridden" in strict.basis
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,85 @@
+"""LiteRT (the TFLite runtime) on the CPU, with its default XNNPACK delegate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.errors import EdgecnnError, first_line
+from edgecnn.manifest import TensorSpec
+from edgecnn.native_output import quiet_native_output
+from edgecnn.runners.base import Runner
+
+
+class TfliteRunner(Runner):
+    """LiteRT interpreter (CPU). The batch dimension is resized on demand; quantized I/O follows the tensor spec."""
+
+    runtime = "LiteRT (XNNPACK, CPU)"
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        super().__init__(path)
+        self.threads = threads
+        self._batch = 0
+
+    def _load(self) -> Any:
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            with quiet_native_output():  # LiteRT announces its XNNPACK delegate on stderr
+                interpreter = Interpreter(model_path=str(self.path), num_threads=self.threads)
+                interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise EdgecnnError(f"LiteRT cannot load the model: {first_line(exc)}", self.path) from None
+        self._batch = int(interpreter.get_input_details()[0]["shape"][0])
+        return interpreter
+
+    @property
+    def interpreter(self) -> Any:
+        return self.handle
+
+    def _spec(self, detail: dict[str, Any]) -> TensorSpec:
+        scale, zero_point = detail["quantization"]
+        shape = tuple(None if dim < 0 else int(dim) for dim in detail["shape_signature"])
+        quantized = scale != 0.0
+        return TensorSpec(
+            name=detail["name"],
+            shape=shape,
+            dtype=np.dtype(detail["dtype"]).name,
+            scale=float(scale) if quantized else None,
+            zero_point=int(zero_point) if quantized else None,
+        )
+
+    def input_spec(self) -> TensorSpec:
+        return self._spec(self.interpreter.get_input_details()[0])
+
+    def output_spec(self) -> TensorSpec:
+        return self._spec(self.interpreter.get_output_details()[0])
+
+    def prepare(self, batch: int) -> None:
+        interpreter = self.interpreter
+        if batch != self._batch:
+            detail = interpreter.get_input_details()[0]
+            interpreter.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]])
+            interpreter.allocate_tensors()
+            self._batch = batch
+
+    def bound_call(self, feed: np.ndarray) -> Callable[[], Any]:
+        self.prepare(len(feed))
+        interpreter = self.interpreter
+        index = interpreter.get_input_details()[0]["index"]
+
+        def invoke() -> None:
+            interpreter.set_tensor(index, feed)
+            interpreter.invoke()
+
+        return invoke
+
+    def run_encoded(self, feed: np.ndarray) -> np.ndarray:
+        self.bound_call(feed)()
+        return self.interpreter.get_tensor(self.interpreter.get_output_details()[0]["index"])
+
+    def details(self) -> dict[str, Any]:
+        return {"signatures": list(self.interpreter.get_signature_list())}

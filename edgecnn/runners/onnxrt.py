@@ -1,0 +1,365 @@
+"""ONNX Runtime: one place that builds sessions, so verify, bench, predict and doctor run a model the same way.
+
+`SessionConfig` is the whole recorded choice (provider, device, threads, strictness and the CUDA knobs); it turns
+into ONNX Runtime's session options and provider options, into the JSON a report records, and into code a user can
+paste into their own `InferenceSession`. The provider policy is strict: a session whose provider did not load, or
+that would run nodes on the CPU, is an error unless fallback is allowed, and then what ran where is measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.errors import EdgecnnError, first_line
+from edgecnn.manifest import TensorSpec
+from edgecnn.native_output import quiet_native_output
+from edgecnn.runners.base import Runner
+
+log = logging.getLogger("edgecnn")
+
+ONNX_DTYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(float16)": "float16"}
+DOCTOR_HINT = "run `edgecnn doctor` to see what is missing"
+# ONNX Runtime's errors for a model it parsed but cannot run on a provider (a broken file raises InvalidProtobuf,
+# InvalidGraph, NoSuchFile…, which stay the user's error)
+PROVIDER_REFUSALS = {"Fail", "NotImplemented", "EPFail"}
+
+
+class Provider(str, Enum):
+    CPU = "cpu"
+    CUDA = "cuda"
+    TENSORRT = "tensorrt"
+
+    @property
+    def execution_provider(self) -> str:
+        return {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}[self.value]
+
+    @property
+    def on_device(self) -> bool:
+        return self is not Provider.CPU
+
+    def fix(self) -> str:
+        """The install that makes this provider work, as the user would type it."""
+        if self is Provider.TENSORRT:
+            major = (built_for_cuda() or "13").split(".")[0]
+            return (f'install TensorRT 10 for CUDA {major} so that libnvinfer.so.10 loads (pip install tensorrt-cu{major}-libs, '
+                    'or NVIDIA\'s TensorRT packages) beside pip install "edgecnn[cuda]"')
+        return 'pip install "edgecnn[cuda]" (onnxruntime-gpu with its CUDA and cuDNN wheels) and check that nvidia-smi sees a GPU'
+
+
+def built_for_cuda() -> str | None:
+    """The CUDA version the installed onnxruntime-gpu wheel was built for (None for a CPU-only onnxruntime)."""
+    try:
+        from onnxruntime.capi import build_and_package_info
+    except ImportError:
+        return None
+    return getattr(build_and_package_info, "cuda_version", None) or None
+
+
+class ConvAlgoSearch(str, Enum):
+    """cuDNN's convolution algorithm search (ORT's `cudnn_conv_algo_search`)."""
+
+    EXHAUSTIVE = "EXHAUSTIVE"
+    HEURISTIC = "HEURISTIC"
+    DEFAULT = "DEFAULT"
+
+
+class ProviderError(EdgecnnError):
+    """The requested execution provider is not the one running the model."""
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """How ONNX Runtime runs a model. Defaults are ONNX Runtime's own, except the strictness about the provider.
+
+    `tf32` (CUDA's `use_tf32`, on by default in ORT) trades fp32 exactness for speed: verify's fp32 bound on CUDA
+    depends on it. `cuda_graph` needs a fixed input shape and IO binding, so only bench's bound calls use it.
+    """
+
+    provider: Provider = Provider.CPU
+    device_id: int = 0
+    threads: int = 0  # 0: ONNX Runtime's default (one per physical core)
+    allow_fallback: bool = False
+    spinning: bool = True
+    tf32: bool = True
+    conv_algo_search: ConvAlgoSearch = ConvAlgoSearch.EXHAUSTIVE
+    prefer_nhwc: bool = False
+    cuda_graph: bool = False
+
+    def provider_options(self) -> dict[str, str]:
+        if self.provider is Provider.CUDA:
+            return {
+                "device_id": str(self.device_id),
+                "use_tf32": str(int(self.tf32)),
+                "cudnn_conv_algo_search": self.conv_algo_search.value,
+                "prefer_nhwc": str(int(self.prefer_nhwc)),
+                "enable_cuda_graph": str(int(self.cuda_graph)),
+            }
+        if self.provider is Provider.TENSORRT:
+            return {"device_id": str(self.device_id)}
+        return {}
+
+    def providers(self) -> list[Any]:
+        wanted: list[Any] = [(self.provider.execution_provider, self.provider_options())]
+        return wanted + (["CPUExecutionProvider"] if self.allow_fallback and self.provider.on_device else [])
+
+    def config_entries(self) -> dict[str, str]:
+        entries = {"session.intra_op.allow_spinning": str(int(self.spinning))}
+        if self.provider.on_device and not self.allow_fallback:
+            entries["session.disable_cpu_ep_fallback"] = "1"
+        return entries
+
+    def session_options(self) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        for key, value in self.config_entries().items():
+            options.add_session_config_entry(key, value)
+        return options
+
+    def describe(self) -> dict[str, Any]:
+        """What a report records: enough to rebuild the session (see `snippet`)."""
+        return {
+            "provider": self.provider.value,
+            "providers": [list(entry) if isinstance(entry, tuple) else entry for entry in self.providers()],
+            "intra_op_num_threads": self.threads,
+            "session_config_entries": self.config_entries(),
+            "graph_optimization_level": "ORT_ENABLE_ALL",
+            "tf32": self.tf32 if self.provider is Provider.CUDA else None,
+            "snippet": self.snippet(),
+        }
+
+    def snippet(self, model: str = "model.onnx") -> str:
+        """Python that builds the same session in the user's own app."""
+        lines = ["import onnxruntime as ort", "options = ort.SessionOptions()"]
+        if self.threads:
+            lines.append(f"options.intra_op_num_threads = {self.threads}")
+        lines += [f"options.add_session_config_entry({key!r}, {value!r})" for key, value in self.config_entries().items()]
+        lines.append(f"session = ort.InferenceSession({model!r}, options, providers={self.providers()!r})")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Which execution provider ran each node of one inference, read from ONNX Runtime's own profiler."""
+
+    nodes: int
+    off_provider: tuple[tuple[str, str, str], ...]  # (node name, op type, provider) not on the requested provider
+
+    def describe(self) -> str:
+        if not self.off_provider:
+            return f"all {self.nodes} nodes on the provider"
+        ops = Counter(op for _, op, _ in self.off_provider)
+        where = sorted({provider for _, _, provider in self.off_provider})
+        names = ", ".join(name for name, _, _ in self.off_provider[:6]) + (", …" if len(self.off_provider) > 6 else "")
+        kinds = ", ".join(f"{op} x{count}" for op, count in ops.most_common())
+        return f"{len(self.off_provider)} of {self.nodes} nodes ran on {'/'.join(where)}: {kinds} ({names})"
+
+
+def onnx_tensor_spec(node: Any) -> TensorSpec:
+    shape = tuple(dim if isinstance(dim, int) else None for dim in node.shape)
+    return TensorSpec(name=node.name, shape=shape, dtype=ONNX_DTYPES.get(node.type, node.type))
+
+
+def create_session(path: Path | bytes, config: SessionConfig) -> Any:
+    """A session on exactly the requested provider, or a one-line `ProviderError` saying why not and what to do."""
+    import onnxruntime as ort
+
+    where = path if isinstance(path, Path) else "model"
+    source = str(path) if isinstance(path, Path) else path
+    if not config.provider.on_device:
+        try:
+            return ort.InferenceSession(source, config.session_options(), providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            if type(exc).__name__ in PROVIDER_REFUSALS:  # a well-formed model with an op this provider cannot run
+                raise ProviderError(f"cannot run on CPUExecutionProvider: {first_line(exc)}", where) from None
+            raise EdgecnnError(f"ONNX Runtime cannot load the model: {first_line(exc)}", where) from None
+    missing = preload_gpu_libraries(ort)
+    if config.provider is Provider.TENSORRT and missing_tensorrt():
+        missing = f"{missing}, {missing_tensorrt()}" if missing else f"missing {missing_tensorrt()}"
+    try:
+        # ORT logs each failed library load on fd 2 and prints an "EP Error … Falling back" banner on stdout
+        with quiet_native_output((1, 2)):
+            session = ort.InferenceSession(source, config.session_options(), providers=config.providers())
+    except Exception as exc:
+        raise provider_error(config.provider, ort, f"session creation failed: {first_line(exc)}", missing) from None
+    active = session.get_providers()
+    if active[0] != config.provider.execution_provider:
+        if not config.allow_fallback:
+            raise provider_error(config.provider, ort, f"ONNX Runtime fell back to {active[0]}", missing)
+        log.warning("%s is not active (%s); running on %s instead (--allow-fallback)", config.provider.execution_provider,
+                    missing or "provider failed to load", active[0])
+    return session
+
+
+def preload_gpu_libraries(ort: Any) -> str:
+    """ORT >= 1.21 loads CUDA/cuDNN from the nvidia-* wheels of `onnxruntime-gpu[cuda,cudnn]`; returns what it missed."""
+    if not hasattr(ort, "preload_dlls"):
+        return ""
+    printed = io.StringIO()
+    try:
+        with quiet_native_output(), contextlib.redirect_stdout(printed):
+            ort.preload_dlls()
+    except Exception as exc:  # the provider check that follows reports the consequence
+        return first_line(exc)
+    failed = [line.split(":")[0].replace("Failed to load ", "") for line in printed.getvalue().splitlines() if line.startswith("Failed to load")]
+    return f"missing {', '.join(failed)}" if failed else ""
+
+
+def provider_error(provider: Provider, ort: Any, what: str, missing: str) -> ProviderError:
+    """One line: why the provider is not running the model (missing libraries first: they are the usual cause and
+    ORT's own message then describes its CPU retry, not the cause), the fix, and where to look further."""
+    available = ", ".join(ort.get_available_providers())
+    return ProviderError(
+        f"execution provider {provider.execution_provider} requested but not active ({missing or what}; built into "
+        f"this onnxruntime: {available}). Fix: {provider.fix()}; {DOCTOR_HINT}; or pass --allow-fallback to run on CPU and record it",
+        f"--provider {provider.value}",
+    )
+
+
+def missing_tensorrt() -> str:
+    import ctypes
+
+    try:
+        ctypes.CDLL("libnvinfer.so.10")
+    except OSError:
+        return "libnvinfer.so.10"
+    return ""
+
+
+def probe_model() -> bytes:
+    """A one-node float model: what any working provider can run, used to tell 'provider broken' from 'model unsupported'."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    return helper.make_model(graph, ir_version=9, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def check_provider_usable(config: SessionConfig) -> None:
+    """Raise the one-line `ProviderError` when the provider cannot run even a one-node model (strict mode only)."""
+    if config.provider.on_device and not config.allow_fallback:
+        create_session(probe_model(), config)
+
+
+def measure_placement(path: Path, config: SessionConfig) -> Placement:
+    """Run one batch-1 inference with fallback allowed and profiling on; count the nodes that left the provider."""
+    import onnxruntime as ort
+
+    loose = replace(config, allow_fallback=True, cuda_graph=False)
+    options = loose.session_options()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(Path(tempfile.gettempdir()) / "edgecnn-placement")
+    with quiet_native_output((1, 2)):
+        session = ort.InferenceSession(str(path), options, providers=loose.providers())
+    node = session.get_inputs()[0]
+    shape = [1 if not isinstance(dim, int) else dim for dim in node.shape]
+    session.run(None, {node.name: np.zeros(shape, np.dtype(ONNX_DTYPES.get(node.type, "float32")))})
+    trace_path = Path(session.end_profiling())
+    try:
+        events = json.loads(trace_path.read_text())
+    finally:
+        trace_path.unlink(missing_ok=True)
+    ran = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            ran[event["name"].removesuffix("_kernel_time")] = (event["args"].get("op_name", "?"), event["args"].get("provider", "?"))
+    wanted = config.provider.execution_provider
+    off = tuple((name, op, provider) for name, (op, provider) in ran.items() if provider != wanted)
+    return Placement(nodes=len(ran), off_provider=off)
+
+
+def placement_error(path: Path, config: SessionConfig, exc: ProviderError) -> ProviderError:
+    """A strict session refused: say which nodes ONNX Runtime would have put elsewhere, when that can be measured."""
+    try:
+        placement = measure_placement(path, config)
+    except Exception:  # the provider itself is broken: the original error says so
+        return exc
+    if not placement.off_provider:
+        return exc
+    return ProviderError(f"cannot run entirely on {config.provider.execution_provider}: {placement.describe()}", path)
+
+
+class OnnxRunner(Runner):
+    """ONNX Runtime, strict about the execution provider: a silent fallback to CPU is an error unless allowed."""
+
+    def __init__(self, path: Path, config: SessionConfig = SessionConfig()) -> None:
+        super().__init__(path)
+        self.config = config
+
+    def _load(self) -> Any:
+        try:
+            return create_session(self.path, self.config)
+        except ProviderError as exc:
+            raise placement_error(self.path, self.config, exc) from None
+
+    @property
+    def session(self) -> Any:
+        return self.handle
+
+    @property
+    def runtime(self) -> str:
+        return self.session.get_providers()[0]
+
+    @property
+    def on_device(self) -> bool:
+        return self.runtime in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+    @property
+    def transfer_included(self) -> bool:
+        return not self.on_device
+
+    def placement(self) -> Placement | None:
+        """Under --allow-fallback on a device provider: which nodes left it (None when nothing was requested off CPU)."""
+        if not self.config.provider.on_device:
+            return None
+        return measure_placement(self.path, self.config)
+
+    def input_spec(self) -> TensorSpec:
+        return onnx_tensor_spec(self.session.get_inputs()[0])
+
+    def output_spec(self) -> TensorSpec:
+        return onnx_tensor_spec(self.session.get_outputs()[0])
+
+    def run_encoded(self, feed: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.session.get_inputs()[0].name: feed})[0]
+
+    def bound_call(self, feed: np.ndarray) -> Callable[[], Any]:
+        """IO binding with pre-allocated OrtValues; on a GPU they live on the device and each call synchronizes."""
+        import onnxruntime as ort
+
+        session = self.session
+        device, device_id = ("cuda", self.config.device_id) if self.on_device else ("cpu", 0)
+        output = session.get_outputs()[0]
+        output_dtype = np.dtype(ONNX_DTYPES[output.type])
+        binding = session.io_binding()
+        binding.bind_ortvalue_input(session.get_inputs()[0].name, ort.OrtValue.ortvalue_from_numpy(feed, device, device_id))
+        binding.bind_ortvalue_output(
+            output.name, ort.OrtValue.ortvalue_from_shape_and_type([len(feed), *output.shape[1:]], output_dtype, device, device_id)
+        )
+        run_with_iobinding = session.run_with_iobinding
+        if not self.on_device:
+            return lambda: run_with_iobinding(binding)
+
+        def run_synchronized() -> None:
+            run_with_iobinding(binding)
+            binding.synchronize_outputs()
+
+        return run_synchronized
+
+    def details(self) -> dict[str, Any]:
+        meta = self.session.get_modelmeta()
+        return {"custom_metadata": dict(meta.custom_metadata_map), "providers": self.session.get_providers()}
