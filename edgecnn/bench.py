@@ -23,9 +23,20 @@ import numpy as np
 from edgecnn.data import load_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import ensure_output_dir, write_json_atomic
-from edgecnn.manifest import ArtifactFormat, Precision, check_integrity, load_manifest
+from edgecnn.manifest import ArtifactFormat, Precision, load_manifest
 from edgecnn.provenance import library_versions, machine_info, utc_now
-from edgecnn.runners import KerasRunner, OnnxRunner, ProviderError, Runner, SessionConfig, artifact_format_of, encode_images, open_runner
+from edgecnn.runners import (
+    Backend,
+    KerasRunner,
+    OnnxRunner,
+    Provider,
+    ProviderError,
+    Runner,
+    SessionConfig,
+    artifact_format_of,
+    encode_images,
+    open_runner,
+)
 from edgecnn.runners.onnxrt import check_provider_usable
 
 REPORT_FILENAME = "bench.json"
@@ -96,6 +107,8 @@ class LatencyStats:
 
 
 class RowStatus(str, Enum):
+    """A bench row either holds timings or says why the artifact could not run as asked."""
+
     MEASURED = "measured"
     FAILED = "failed"
 
@@ -106,10 +119,10 @@ class BenchResult:
 
     artifact: str
     path: str
-    format: str
-    precision: str
-    provider_requested: str
-    provider_used: str
+    format: ArtifactFormat
+    precision: Precision | None  # None: a file named with --model, whose precision no manifest records
+    provider_requested: Provider
+    provider_used: Backend | None  # None: it did not run
     batch_size: int | None
     status: RowStatus = RowStatus.MEASURED
     reason: str = ""
@@ -130,7 +143,13 @@ class BenchResult:
         return self.status is RowStatus.FAILED
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"status": self.status.value}
+        return asdict(self) | {
+            "format": self.format.value,
+            "precision": self.precision.value if self.precision else None,
+            "provider_requested": self.provider_requested.value,
+            "provider_used": self.provider_used.value if self.provider_used else None,
+            "status": self.status.value,
+        }
 
 
 @dataclass(frozen=True)
@@ -153,8 +172,8 @@ class Target:
 
     name: str
     path: Path
-    format: str
-    precision: str
+    format: ArtifactFormat
+    precision: Precision | None
     runner: Runner
 
 
@@ -180,7 +199,7 @@ def bench(options: BenchOptions) -> BenchReport:
     if options.tune:
         from edgecnn.tune import tune
 
-        tuning = tuple(tune([target for target in targets if target.format == ArtifactFormat.ONNX.value], dataset, options))
+        tuning = tuple(tune([target for target in targets if target.format is ArtifactFormat.ONNX], dataset, options))
     report_path, chart_path = out / REPORT_FILENAME, out / CHART_FILENAME
     report = report_payload(results, tuning, options, data_spec)
     write_json_atomic(report_path, report)
@@ -189,7 +208,7 @@ def bench(options: BenchOptions) -> BenchReport:
     series: dict[str, list[tuple[int, float]]] = {}
     for row in results:
         if not row.failed:
-            series.setdefault(f"{row.artifact} ({row.provider_used})", []).append((row.batch_size, row.p50_us))
+            series.setdefault(f"{row.artifact} ({row.provider_used.label})", []).append((row.batch_size, row.p50_us))
     plot_latency(series, chart_path, title=f"p50 latency per image, {options.resolved_threads()} threads")
     return BenchReport(tuple(results), report_path, chart_path, report, tuning)
 
@@ -204,35 +223,32 @@ def collect_targets(options: BenchOptions) -> tuple[list[Target], Path, str | No
     if options.models:
         for path in map(Path, options.models):
             artifact_format = artifact_format_of(path)
-            targets.append(Target(path.name, path, artifact_format.value, "unknown", open_runner(artifact_format, path, config)))
+            targets.append(Target(path.name, path, artifact_format, None, open_runner(artifact_format, path, config)))
         folder, data_spec, keras_path = Path(options.models[0]).parent, options.data, None
     else:
         manifest = load_manifest(options.manifest)
-        entries = [manifest.artifact(name) for name in options.artifacts] if options.artifacts else [
-            entry for entry in manifest.artifacts if entry.format is ArtifactFormat.ONNX or not config.provider.on_device
-        ]
-        for entry in entries:
-            path = check_integrity(manifest, entry) if options.verify_hash else manifest.resolve(entry.path)
-            targets.append(Target(entry.name, path, entry.format.value, entry.precision.value, open_runner(entry.format, path, config)))
+        for entry in manifest.select(options.artifacts, keep=lambda entry: entry.format is ArtifactFormat.ONNX or not config.provider.on_device):
+            path = manifest.open(entry, options.verify_hash)
+            targets.append(Target(entry.name, path, entry.format, entry.precision, open_runner(entry.format, path, config)))
         folder = manifest.folder
-        data_spec = options.data or (manifest.model.data.get("spec") if manifest.model else None)
+        data_spec = manifest.data_spec(options.data)
         keras_path = manifest.resolve(manifest.model.path) if manifest.model else None
     if options.baseline_keras:
         if keras_path is None:
             raise EdgecnnError("--baseline keras needs a manifest with a model entry", "--baseline")
         # last: TensorFlow's thread pools outlive the model and would disturb whatever ran after it
-        targets.append(Target("keras", keras_path, "keras", Precision.FP32.value, KerasRunner(keras_path)))
+        targets.append(Target("keras", keras_path, ArtifactFormat.KERAS, Precision.FP32, KerasRunner(keras_path)))
     return targets, folder, data_spec
 
 
-def requested_provider(target: Target, options: BenchOptions) -> str:
-    return options.session.provider.execution_provider if target.format == ArtifactFormat.ONNX.value else "cpu"
+def requested_provider(target: Target, options: BenchOptions) -> Provider:
+    return options.session.provider if target.format is ArtifactFormat.ONNX else Provider.CPU
 
 
 def failed_row(target: Target, options: BenchOptions, reason: str) -> BenchResult:
     return BenchResult(
         artifact=target.name, path=str(target.path), format=target.format, precision=target.precision,
-        provider_requested=requested_provider(target, options), provider_used="-", batch_size=None,
+        provider_requested=requested_provider(target, options), provider_used=None, batch_size=None,
         status=RowStatus.FAILED, reason=reason, threads=options.resolved_threads(),
     )
 

@@ -20,8 +20,10 @@ from typer.core import TyperArgument, TyperCommand
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
 from edgecnn.export import ExportOptions, FormatChoice, IoType, Quantize
-from edgecnn.runners import Provider, SessionConfig
-from edgecnn.train import Distribution, LearningRateSchedule, TrainOptions
+from edgecnn.manifest import IntegrityError
+from edgecnn.runners import Provider, ProviderError, SessionConfig
+from edgecnn.train import TrainOptions
+from edgecnn.train_report import Distribution, LearningRateSchedule
 
 
 class EdgecnnCommand(TyperCommand):
@@ -154,13 +156,12 @@ def train(
         distribute=distribute,
         out=out,
     )
-    result = run_training(options)
-    data_info = result.report["data"]
+    report = run_training(options).report
     typer.echo(
-        f"test accuracy {result.test_accuracy:.2%} (loss {result.test_loss:.4f}) on {data_info['test_size']:,} test images "
-        f"from {data_info['spec']}; trained on {data_info['fit_size']:,} images at {result.images_per_second:,.0f} images/s"
+        f"test accuracy {report.test_accuracy:.2%} (loss {report.test_loss:.4f}) on {report.data.test_size:,} test images "
+        f"from {report.data.spec}; trained on {report.data.fit_size:,} images at {report.images_per_second:,.0f} images/s"
     )
-    typer.echo(f"wrote {result.model_path}, {result.report_path}, {result.curves_path}")
+    typer.echo(f"wrote {options.out / 'mnist_cnn.keras'}, {options.out / 'train.json'}, {options.out / 'train_curves.png'}")
 
 
 @command("export")
@@ -187,6 +188,8 @@ def export_command(
     with stage_progress("exporting") as advance:
         result = export(options, progress=advance)
     export_table(result.artifacts)
+    for base in result.unpublished_bases:
+        typer.echo(f"note: {base} was converted as the base of the requested files and not written (export it with its own options)")
     typer.echo(f"wrote {result.manifest_path} ({len(result.artifacts)} artifacts in {result.seconds:.1f} s)")
 
 
@@ -297,7 +300,7 @@ def pipeline_command(
 ) -> int:
     """Train → export → verify → bench (verify and bench on --provider), then write <out>/report.md and report.html."""
     from edgecnn.pipeline import STAGES, PipelineOptions, run_pipeline
-    from edgecnn.render import bench_table, export_table, pipeline_progress, verify_table
+    from edgecnn.render import bench_table, export_table, pipeline_progress, ship_table, verify_table
 
     options = PipelineOptions(
         data=data, epochs=epochs, augment=augment, format=format, session=_session(provider, device, tf32, allow_fallback),
@@ -309,6 +312,7 @@ def pipeline_command(
     verify_table(result.verify)
     if result.bench is not None:
         bench_table(result.bench.results)
+    ship_table(result.ship)
     typer.echo(f"wrote {result.report_markdown} and {result.report_html}")
     return 0 if result.passed else 1
 
@@ -396,6 +400,15 @@ def _configure_logging() -> None:
     logging.addLevelName(logging.INFO, "info")
 
 
+def advice(error: EdgecnnError) -> str:
+    """What the user can type next: CLI knowledge, so it lives here rather than in the stages that raise."""
+    if isinstance(error, ProviderError):
+        return "; run `edgecnn doctor` to see what is missing, or pass --allow-fallback to run on the CPU and record it"
+    if isinstance(error, IntegrityError):
+        return "; pass --no-verify-hash to use it anyway"
+    return ""
+
+
 def _usage_error_line(exc: click_exceptions.ClickException) -> str:
     context = getattr(exc, "ctx", None)
     where = context.command_path if context is not None else "edgecnn"
@@ -410,7 +423,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         outcome = app(args=argv, prog_name="edgecnn", standalone_mode=False)
     except EdgecnnError as exc:
-        typer.echo(f"error: {exc.one_line()}", err=True)
+        typer.echo(f"error: {exc.one_line()}{advice(exc)}", err=True)
         sys.exit(exc.exit_code)
     except click_exceptions.ClickException as exc:
         typer.echo(_usage_error_line(exc), err=True)

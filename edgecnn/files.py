@@ -28,10 +28,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def ensure_output_dir(path: Path, option: str = "--out") -> Path:
     """Create the output folder, or say clearly why it cannot be used."""
     path = Path(path)
@@ -47,13 +43,13 @@ def ensure_output_dir(path: Path, option: str = "--out") -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(destination: Path, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(destination: Path) -> Iterator[Path]:
     """Yield a temp path beside `destination`; rename it into place only if the block succeeds.
 
-    `suffix` keeps the extension some writers insist on (Keras only saves to ``*.keras``).
+    The temp name keeps the destination's extension, which some writers insist on (Keras only saves to ``*.keras``).
     """
     destination = Path(destination)
-    suffix = destination.suffix if suffix is None else suffix
+    suffix = destination.suffix
     try:
         fd, temp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=f".tmp{suffix}", dir=destination.parent)
     except OSError as exc:

@@ -8,23 +8,28 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.files import sha256_file
+from edgecnn.manifest import ArtifactFormat, TensorSpec
 from edgecnn.runners import OnnxRunner, Runner, TfliteRunner, artifact_format_of, open_runner
 
 
 @dataclass(frozen=True)
 class ModelInfo:
     path: str
-    format: str
+    format: ArtifactFormat
     bytes: int
     sha256: str
-    inputs: list[dict[str, Any]]
-    outputs: list[dict[str, Any]]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
     metadata: dict[str, str] = field(default_factory=dict)
     opset: dict[str, int] = field(default_factory=dict)
     ops: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {
+            "format": self.format.value,
+            "inputs": [tensor.to_dict() for tensor in self.inputs],
+            "outputs": [tensor.to_dict() for tensor in self.outputs],
+        }
 
 
 def describe(path: Path) -> ModelInfo:
@@ -35,11 +40,11 @@ def describe(path: Path) -> ModelInfo:
     extras = onnx_graph_facts(runner) if isinstance(runner, OnnxRunner) else tflite_graph_facts(runner)
     return ModelInfo(
         path=str(path),
-        format=artifact_format.value,
+        format=artifact_format,
         bytes=path.stat().st_size,
         sha256=sha256_file(path),
-        inputs=[runner.input_spec().to_dict()],
-        outputs=[runner.output_spec().to_dict()],
+        inputs=(runner.input_spec(),),
+        outputs=(runner.output_spec(),),
         **extras,
     )
 

@@ -6,6 +6,7 @@ stage re-derives it. Paths are relative to the manifest and must stay inside its
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -21,9 +22,19 @@ SCHEMA_VERSION = 1
 LOCK_TIMEOUT_SECONDS = 120
 
 
+INPUT_NAME = "image"  # every artifact's input and output names: part of the contract apps code against
+OUTPUT_NAME = "probabilities"
+CLASS_LABELS = tuple(str(digit) for digit in range(10))
+
+
 class ArtifactFormat(str, Enum):
     ONNX = "onnx"
     TFLITE = "tflite"
+    KERAS = "keras"  # the source model (bench's baseline); never an exported artifact
+
+    @property
+    def is_artifact(self) -> bool:
+        return self is not ArtifactFormat.KERAS
 
 
 class Precision(str, Enum):
@@ -121,6 +132,18 @@ class Manifest:
                 return entry
         known = ", ".join(entry.name for entry in self.artifacts) or "none"
         raise EdgecnnError(f"no artifact named {name!r} in the manifest (known: {known})", self.path)
+
+    def select(self, names: Sequence[str], keep: Callable[[ArtifactEntry], bool] = lambda entry: True) -> list[ArtifactEntry]:
+        """The artifacts a command works on: those named (in the order named, each must exist), else every one `keep` keeps."""
+        return [self.artifact(name) for name in names] if names else [entry for entry in self.artifacts if keep(entry)]
+
+    def open(self, entry: ArtifactEntry, verify_hash: bool) -> Path:
+        """The artifact's file, its bytes checked against the recorded sha256 unless the user opted out."""
+        return check_integrity(self, entry) if verify_hash else self.resolve(entry.path)
+
+    def data_spec(self, override: str | None = None) -> str | None:
+        """The data to evaluate on: the user's --data, else the source recorded when the model was trained."""
+        return override or (self.model.data.get("spec") if self.model else None)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -25,6 +25,10 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
+        return cls(**raw | {"conv_filters": tuple(raw["conv_filters"])})
+
 
 def build_model(config: ModelConfig = ModelConfig()) -> Any:
     """conv 32@3x3 valid + ReLU, conv 32@3x3 + ReLU, max-pool 2x2, dropout, flatten, dense 128 + ReLU, dropout, softmax."""

@@ -1,7 +1,8 @@
 """Pipeline: train → export → verify → bench in one command, then a report of everything it measured.
 
 It stops at the first failing stage: a user error ends the run with that error; a failed parity check still
-writes the report (so the failure can be read) and skips the benchmark.
+writes the report (so the failure can be read) and skips the benchmark. The report's sections are built here once
+from the stages' typed results; `report` renders them.
 """
 
 from __future__ import annotations
@@ -9,17 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgecnn.bench import BenchOptions, BenchReport, bench
 from edgecnn.errors import EdgecnnError
 from edgecnn.export import ExportOptions, ExportResult, FormatChoice, export
-from edgecnn.files import read_json
 from edgecnn.provenance import library_versions, machine_info, utc_now
-from edgecnn.report import Section, write_report
+from edgecnn.report import Section, bold, code, write_report
 from edgecnn.runners import SessionConfig
-from edgecnn.tables import export_rows, latency_rows, parity_rows
+from edgecnn.ship import Recommendation, recommend, summarize
+from edgecnn.tables import export_rows, latency_rows, parity_rows, ship_rows, summary_rows
 from edgecnn.train import MODEL_FILENAME, REPORT_FILENAME, TrainOptions, train
+from edgecnn.train_report import TrainReport
 from edgecnn.verify import VerifyOptions, VerifyResult, verify
 
 STAGES = ("train", "export", "verify", "bench")
@@ -34,17 +35,18 @@ class PipelineOptions:
     session: SessionConfig = SessionConfig()
     out: Path = Path("exports")
     skip_train: bool = False
-    batch_sizes: tuple[int, ...] = (1, 64)
+    batch_sizes: tuple[int, ...] = (1, 64)  # fewer and shorter than bench's defaults: the report states the difference
     bench_seconds: float = 0.3
     seed: int = 0
 
 
 @dataclass(frozen=True)
 class PipelineResult:
-    train_report: dict[str, Any]
+    train_report: TrainReport | None
     export: ExportResult
     verify: VerifyResult
     bench: BenchReport | None
+    ship: tuple[Recommendation, ...]
     report_markdown: Path
     report_html: Path
 
@@ -55,78 +57,122 @@ class PipelineResult:
 
 def run_pipeline(options: PipelineOptions, stage_started: Callable[[str], None] = lambda stage: None) -> PipelineResult:
     out = Path(options.out)
-    model_path = out / MODEL_FILENAME
     stage_started("train")
-    if options.skip_train:
-        if not model_path.is_file():
-            raise EdgecnnError(f"--skip-train needs an existing model, and {model_path} does not exist", "--skip-train")
-        train_report = read_json(out / REPORT_FILENAME, "training report") if (out / REPORT_FILENAME).is_file() else {}
-    else:
-        train_report = train(TrainOptions(data=options.data, epochs=options.epochs, augment=options.augment, seed=options.seed, out=out)).report
+    train_report = trained(options, out)
     stage_started("export")
-    exported = export(ExportOptions(model=model_path, format=options.format, out=out, data=options.data))
+    exported = export(ExportOptions(model=out / MODEL_FILENAME, format=options.format, out=out, data=options.data))
     stage_started("verify")
     verified = verify(VerifyOptions(manifest=exported.manifest_path, data=options.data, session=options.session))
     benched = None
     if verified.passed:
         stage_started("bench")
-        benched = bench(
-            BenchOptions(
-                manifest=exported.manifest_path, session=options.session,
-                batch_sizes=options.batch_sizes, seconds=options.bench_seconds, data=options.data,
-            )
-        )
-    markdown, html = write_report(out, "edgecnn report", report_sections(out, train_report, exported, verified, benched))
-    return PipelineResult(train_report, exported, verified, benched, markdown, html)
+        benched = bench(bench_options(options, exported.manifest_path))
+    rows = benched.results if benched else ()
+    ship = tuple(recommend(verified.results, rows, exported.artifacts))
+    sections = report_sections(out, options, train_report, exported, verified, benched, ship)
+    markdown, html = write_report(out, "edgecnn report", sections)
+    return PipelineResult(train_report, exported, verified, benched, ship, markdown, html)
+
+
+def trained(options: PipelineOptions, out: Path) -> TrainReport | None:
+    """Train, or with --skip-train reuse the model (and its train.json when there is one)."""
+    if not options.skip_train:
+        return train(TrainOptions(data=options.data, epochs=options.epochs, augment=options.augment, seed=options.seed, out=out)).report
+    if not (out / MODEL_FILENAME).is_file():
+        raise EdgecnnError(f"--skip-train needs an existing model, and {out / MODEL_FILENAME} does not exist", "--skip-train")
+    return TrainReport.from_json(out / REPORT_FILENAME) if (out / REPORT_FILENAME).is_file() else None
+
+
+def bench_options(options: PipelineOptions, manifest: Path) -> BenchOptions:
+    return BenchOptions(
+        manifest=manifest, session=options.session, batch_sizes=options.batch_sizes, seconds=options.bench_seconds, data=options.data,
+        baseline_keras=True,
+    )
+
+
+def bench_differences(options: PipelineOptions) -> str:
+    """How the pipeline's benchmark differs from `edgecnn bench`'s defaults (it is shorter, and adds Keras)."""
+    defaults, used = BenchOptions(), bench_options(options, Path("manifest.json"))
+    differences = []
+    if used.batch_sizes != defaults.batch_sizes:
+        differences.append(f"batch sizes {','.join(map(str, used.batch_sizes))} (bench: {','.join(map(str, defaults.batch_sizes))})")
+    if used.seconds is not None:
+        differences.append(f"{used.seconds:g} s per measurement (bench: 1 s)")
+    if used.baseline_keras != defaults.baseline_keras:
+        differences.append("the Keras call timed as a baseline (bench: only with --baseline keras)")
+    return "; ".join(differences)
 
 
 def report_sections(
-    out: Path, train_report: dict[str, Any], exported: ExportResult, verified: VerifyResult, benched: BenchReport | None
+    out: Path, options: PipelineOptions, train_report: TrainReport | None, exported: ExportResult, verified: VerifyResult,
+    benched: BenchReport | None, ship: tuple[Recommendation, ...],
 ) -> list[Section]:
-    data = train_report.get("data", {})
-    hyper = train_report.get("hyperparameters", {})
-    sections = [
-        Section(
-            "Data and training",
-            bullets=(
-                f"data source: `{data.get('spec', '?')}` ({data.get('kind', '?')}) {data.get('note', '')}".rstrip(),
-                f"training images: {data.get('fit_size', '?')} (+{data.get('validation_size', 0)} validation); test images: {data.get('test_size', '?')}",
-                f"epochs {hyper.get('epochs', '?')}, batch {hyper.get('batch_size', '?')}, learning rate {hyper.get('learning_rate', '?')} "
-                f"({hyper.get('schedule', '?')}), augmentation {'on' if hyper.get('augment') else 'off'}, seed {train_report.get('seed', '?')}",
-                f"**test accuracy {train_report.get('test_accuracy', 0):.2%}** (loss {train_report.get('test_loss', 0):.4f}); "
-                f"{train_report.get('images_per_second', 0):,.0f} training images/s",
-            ),
-            image=out / "train_curves.png",
-        ),
+    rows = benched.results if benched else ()
+    return [
+        ship_section(ship),
+        Section("Every artifact", table=summary_rows(summarize(verified.results, rows, exported.artifacts))),
+        training_section(out, train_report),
         Section("Exported artifacts", table=export_rows(exported.artifacts)),
         Section(
             "Parity with Keras",
-            text=f"Keras accuracy {verified.keras_accuracy:.2%} on {verified.test_size:,} test images. Each artifact's sha256 was checked against the manifest first.",
+            text=(f"Keras accuracy {verified.keras_accuracy:.2%} on {verified.test_size:,} test images, ONNX files on ",
+                  code(options.session.provider.execution_provider), ". Each artifact's sha256 was checked against the manifest first."),
             table=parity_rows(verified.results),
             image=verified.confusion_path,
         ),
+        latency_section(options, benched),
+        provenance_section(exported, train_report),
     ]
-    if benched is not None:
-        raw = benched.report
-        sections.append(
-            Section(
-                "Latency",
-                text=f"{raw['settings']['threads']} threads, {raw['machine']['cpu']} ({raw['machine']['cpu_count']} cores); per-call times after warm-up, input pre-bound.",
-                table=latency_rows(benched.results),
-                image=benched.chart_path,
-            )
-        )
-    else:
-        sections.append(Section("Latency", text="Not measured: the parity check failed, so the benchmark was skipped."))
-    sections.append(
-        Section(
-            "Provenance",
-            bullets=(
-                f"created {utc_now()} on {machine_info()['cpu']}",
-                f"Keras model `{exported.model.path}` sha256 {exported.model.sha256}",
-                "data sha256 " + str(data.get("sha256", "?")),
-                ", ".join(f"{name} {version}" for name, version in library_versions().items()),
-            ),
-        )
+
+
+def ship_section(ship: tuple[Recommendation, ...]) -> Section:
+    if not ship:
+        return Section("What to ship", text=("Nothing measured: the parity check failed, so the benchmark was skipped.",))
+    return Section(
+        "What to ship",
+        text=("Per target, the fastest artifact that passed verify; speed-ups are against ", code("onnx-fp32"),
+              " on the same device and batch, and against the Keras call."),
+        table=ship_rows(ship),
     )
-    return sections
+
+
+def training_section(out: Path, report: TrainReport | None) -> Section:
+    if report is None:
+        return Section("Data and training", text=("Trained elsewhere: no train.json beside the model.",))
+    data, hyper = report.data, report.hyperparameters
+    return Section(
+        "Data and training",
+        bullets=(
+            ("data source: ", code(data.spec), f" ({data.kind.value}) {data.note}".rstrip()),
+            (f"training images: {data.fit_size} (+{data.validation_size} validation); test images: {data.test_size}",),
+            (f"epochs {hyper.epochs}, batch {hyper.batch_size}, learning rate {hyper.learning_rate} ({hyper.schedule.value}), "
+             f"augmentation {'on' if hyper.augment else 'off'}, seed {report.seed}",),
+            (bold(f"test accuracy {report.test_accuracy:.2%}"), f" (loss {report.test_loss:.4f}); {report.images_per_second:,.0f} training images/s"),
+        ),
+        image=out / "train_curves.png",
+    )
+
+
+def latency_section(options: PipelineOptions, benched: BenchReport | None) -> Section:
+    if benched is None:
+        return Section("Latency", text=("Not measured: the parity check failed, so the benchmark was skipped.",))
+    machine = benched.report["machine"]
+    return Section(
+        "Latency",
+        text=(f"{benched.report['settings']['threads']} threads, {machine['cpu']} ({machine['cpu_count']} cores); per-call times after "
+              f"warm-up, input pre-bound. Differences from ", code("edgecnn bench"), f"'s defaults: {bench_differences(options)}."),
+        table=latency_rows(benched.results),
+        image=benched.chart_path,
+    )
+
+
+def provenance_section(exported: ExportResult, report: TrainReport | None) -> Section:
+    return Section(
+        "Provenance",
+        bullets=(
+            (f"created {utc_now()} on {machine_info()['cpu']}",),
+            ("Keras model ", code(exported.model.path), f" sha256 {exported.model.sha256}"),
+            (f"data sha256 {report.data.sha256 if report else exported.model.data.get('sha256', '?')}",),
+            (", ".join(f"{name} {version}" for name, version in library_versions().items()),),
+        ),
+    )

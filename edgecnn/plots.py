@@ -63,7 +63,7 @@ def plot_confusion_matrices(matrices: dict[str, np.ndarray], path: Path) -> None
 def plot_latency(series: dict[str, list[tuple[int, float]]], path: Path, title: str) -> None:
     """p50 latency per image against batch size, one line per artifact (log-log)."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(8, 5))
+    figure, axis = plt.subplots(figsize=(11, 5))
     for name, points in series.items():
         batch_sizes = [batch for batch, _ in points]
         axis.plot(batch_sizes, [micros / batch for batch, micros in points], marker="o", label=name)
@@ -73,5 +73,6 @@ def plot_latency(series: dict[str, list[tuple[int, float]]], path: Path, title: 
     axis.set_ylabel("p50 latency per image (µs)")
     axis.set_title(title)
     axis.grid(alpha=0.3, which="both")
-    axis.legend(fontsize=8)
+    if series:  # beside the plot, never over the lines
+        axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     _save(figure, path)

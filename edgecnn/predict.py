@@ -74,5 +74,5 @@ def check_against_manifest(path: Path) -> None:
     for entry in manifest.artifacts:
         if manifest.resolve(entry.path) == path.resolve():
             if sha256_file(path) != entry.sha256:
-                raise IntegrityError(f"model changed since export (sha256 differs from {manifest_path}); pass --no-verify-hash to use it anyway", path)
+                raise IntegrityError(f"model changed since export (sha256 differs from {manifest_path})", path)
             return

@@ -13,13 +13,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgecnn.manifest import ArtifactEntry
-from edgecnn.tables import TextTable, export_rows, latency_rows, parity_rows, shape_text, tuning_rows
+from edgecnn.tables import Cell, TextTable, Verdict, export_rows, latency_rows, parity_rows, shape_text, ship_rows, tuning_rows
 
 if TYPE_CHECKING:
     from edgecnn.bench import BenchResult
     from edgecnn.doctor import DoctorReport
     from edgecnn.info import ModelInfo
     from edgecnn.predict import Prediction
+    from edgecnn.ship import Recommendation
     from edgecnn.tune import TuneResult
     from edgecnn.verify import VerifyResult
 
@@ -60,17 +61,15 @@ def print_table(title: str, text: TextTable) -> None:
     for index, header in enumerate(text.headers):
         table.add_column(header, justify="left" if index < text.left_columns else "right")
     for row in text.rows:
-        table.add_row(*(colored_verdict(cell) for cell in row))
+        table.add_row(*(rich_cell(cell) for cell in row))
     console.print(table)
 
 
-def colored_verdict(cell: str) -> str:
-    cell = escape(cell)  # reasons quote options and shapes in brackets: text, not rich markup
-    if cell.startswith("PASS"):
-        return f"[green]{cell}[/]"
-    if cell.startswith(("FAIL", "CHANGED", "ERROR")):
-        return f"[red]{cell}[/]"
-    return cell
+def rich_cell(cell: Cell) -> str:
+    """Cells are text, not rich markup (reasons quote options and shapes in brackets); verdicts are colored."""
+    if isinstance(cell, Verdict):
+        return f"[{'green' if cell.passed else 'red'}]{escape(cell.text)}[/]"
+    return escape(cell)
 
 
 def export_table(entries: Sequence[ArtifactEntry]) -> None:
@@ -90,6 +89,10 @@ def bench_table(results: Sequence[BenchResult]) -> None:
     print_table("latency per call and throughput", latency_rows(results))
 
 
+def ship_table(choices: Sequence[Recommendation]) -> None:
+    print_table("what to ship (fastest artifact that passed verify, per target)", ship_rows(choices))
+
+
 def tuning_table(results: Sequence[TuneResult]) -> None:
     print_table("bench --tune: fastest configuration that passes verify (session options in bench.json)", tuning_rows(results))
 
@@ -107,12 +110,11 @@ def print_model_info(info: ModelInfo, as_json: bool) -> None:
     if as_json:
         print(json.dumps(info.to_dict(), indent=2))
         return
-    print(f"{info.path}\n  format   {info.format}\n  size     {info.bytes:,} bytes\n  sha256   {info.sha256}")
+    print(f"{info.path}\n  format   {info.format.value}\n  size     {info.bytes:,} bytes\n  sha256   {info.sha256}")
     for role, tensors in (("input", info.inputs), ("output", info.outputs)):
         for tensor in tensors:
-            shape = shape_text(tensor["shape"])
-            quantized = f", scale {tensor['scale']:.6g}, zero point {tensor['zero_point']}" if tensor.get("scale") else ""
-            print(f"  {role:8s} {tensor['name']}: {tensor['dtype']} [{shape}]{quantized}")
+            quantized = f", scale {tensor.scale:.6g}, zero point {tensor.zero_point}" if tensor.scale else ""
+            print(f"  {role:8s} {tensor.name}: {tensor.dtype} [{shape_text(tensor.shape)}]{quantized}")
     if info.opset:
         print("  opset    " + ", ".join(f"{domain} {version}" for domain, version in info.opset.items()))
     if info.ops:

@@ -1,27 +1,67 @@
-"""The pipeline's report: one document, written as Markdown (images beside it) and as self-contained HTML.
-
-Both are rendered from the same list of sections, so they never disagree.
+"""The pipeline's report as data: sections of typed text, tables and images, rendered by two small renderers
+(Markdown with images beside it, self-contained HTML). Both read the same sections, so they never disagree, and
+neither parses the other's output.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import re
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from edgecnn.files import write_bytes_atomic
-from edgecnn.tables import TextTable
+from edgecnn.tables import Cell, TextTable, Verdict
+
+
+class Style(str, Enum):
+    PLAIN = "plain"
+    CODE = "code"
+    BOLD = "bold"
+
+
+@dataclass(frozen=True)
+class Span:
+    text: str
+    style: Style = Style.PLAIN
+
+
+def code(text: str) -> Span:
+    return Span(text, Style.CODE)
+
+
+def bold(text: str) -> Span:
+    return Span(text, Style.BOLD)
+
+
+Text = tuple[Span | str, ...]  # one paragraph or bullet: plain strings and styled spans
 
 
 @dataclass(frozen=True)
 class Section:
     title: str
-    text: str = ""
+    text: Text = ()
     table: TextTable | None = None
     image: Path | None = None
-    bullets: tuple[str, ...] = ()
+    bullets: tuple[Text, ...] = ()
+
+
+def spans(text: Text) -> list[Span]:
+    return [part if isinstance(part, Span) else Span(part) for part in text]
+
+
+# --- Markdown ----------------------------------------------------------------------------------------------------
+
+MARKDOWN_STYLE = {Style.PLAIN: "{}", Style.CODE: "`{}`", Style.BOLD: "**{}**"}
+
+
+def markdown_text(text: Text) -> str:
+    return "".join(MARKDOWN_STYLE[span.style].format(span.text) for span in spans(text))
+
+
+def markdown_cell(cell: Cell) -> str:
+    return str(cell).replace("|", "\\|")
 
 
 def to_markdown(title: str, sections: list[Section]) -> str:
@@ -29,19 +69,21 @@ def to_markdown(title: str, sections: list[Section]) -> str:
     for section in sections:
         lines += [f"## {section.title}", ""]
         if section.text:
-            lines += [section.text, ""]
+            lines += [markdown_text(section.text), ""]
         if section.bullets:
-            lines += [f"- {bullet}" for bullet in section.bullets] + [""]
+            lines += [f"- {markdown_text(bullet)}" for bullet in section.bullets] + [""]
         if section.table is not None:
             table = section.table
             lines.append("| " + " | ".join(table.headers) + " |")
             lines.append("|" + "|".join("---" if index < table.left_columns else "---:" for index in range(len(table.headers))) + "|")
-            lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+            lines += ["| " + " | ".join(markdown_cell(cell) for cell in row) + " |" for row in table.rows]
             lines.append("")
         if section.image is not None:
             lines += [f"![{section.title}]({section.image.name})", ""]
     return "\n".join(lines)
 
+
+# --- HTML --------------------------------------------------------------------------------------------------------
 
 STYLE = """
 body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; max-width: 1100px; margin: 2rem auto; padding: 0 1rem; color: #1d2330; }
@@ -56,21 +98,26 @@ code { background: #f3f4f7; padding: 0 .2rem; }
 .pass { color: #1a7f37; font-weight: 600; } .fail { color: #c62828; font-weight: 600; }
 """
 
-
-def inline_html(text: str) -> str:
-    """The little Markdown the report uses inline: `code` and **bold**."""
-    escaped = html.escape(text)
-    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
+HTML_STYLE = {Style.PLAIN: "{}", Style.CODE: "<code>{}</code>", Style.BOLD: "<strong>{}</strong>"}
 
 
-def cell_html(value: str) -> str:
-    escaped = inline_html(value)
-    if value.startswith("PASS"):
-        return f'<span class="pass">{escaped}</span>'
-    if value.startswith(("FAIL", "CHANGED", "ERROR")):
-        return f'<span class="fail">{escaped}</span>'
-    return escaped
+def html_text(text: Text) -> str:
+    return "".join(HTML_STYLE[span.style].format(html.escape(span.text)) for span in spans(text))
+
+
+def html_cell(cell: Cell) -> str:
+    if isinstance(cell, Verdict):
+        return f'<span class="{"pass" if cell.passed else "fail"}">{html.escape(cell.text)}</span>'
+    return html.escape(cell)
+
+
+def html_table(table: TextTable) -> str:
+    head = "".join(f"<th>{html.escape(header)}</th>" for header in table.headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td{' class=text' if index < table.left_columns else ''}>{html_cell(cell)}</td>" for index, cell in enumerate(row)) + "</tr>"
+        for row in table.rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def to_html(title: str, sections: list[Section]) -> str:
@@ -79,17 +126,11 @@ def to_html(title: str, sections: list[Section]) -> str:
     for section in sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         if section.text:
-            parts.append(f"<p>{inline_html(section.text)}</p>")
+            parts.append(f"<p>{html_text(section.text)}</p>")
         if section.bullets:
-            parts.append("<ul>" + "".join(f"<li>{inline_html(bullet)}</li>" for bullet in section.bullets) + "</ul>")
+            parts.append("<ul>" + "".join(f"<li>{html_text(bullet)}</li>" for bullet in section.bullets) + "</ul>")
         if section.table is not None:
-            head = "".join(f"<th>{html.escape(header)}</th>" for header in section.table.headers)
-            left = section.table.left_columns
-            body = "".join(
-                "<tr>" + "".join(f"<td{' class=text' if index < left else ''}>{cell_html(cell)}</td>" for index, cell in enumerate(row)) + "</tr>"
-                for row in section.table.rows
-            )
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            parts.append(html_table(section.table))
         if section.image is not None and section.image.is_file():
             encoded = base64.b64encode(section.image.read_bytes()).decode()
             parts.append(f"<img alt='{html.escape(section.title)}' src='data:image/png;base64,{encoded}'>")

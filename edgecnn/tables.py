@@ -2,30 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from edgecnn.bench import BenchResult
+    from edgecnn.ship import ArtifactSummary, Recommendation
     from edgecnn.tune import TuneResult
     from edgecnn.manifest import ArtifactEntry
     from edgecnn.verify import ParityResult
 
-SHORT_PROVIDER_NAMES = {
-    "CPUExecutionProvider": "ORT CPU",
-    "CUDAExecutionProvider": "ORT CUDA",
-    "TensorrtExecutionProvider": "ORT TensorRT",
-    "LiteRT (XNNPACK, CPU)": "LiteRT CPU",
-    "Keras (TensorFlow, CPU)": "Keras",
-}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A cell that judges: renderers color it by `passed`, never by parsing its text."""
+
+    passed: bool
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+Cell = str | Verdict
 
 
 @dataclass(frozen=True)
 class TextTable:
     headers: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
+    rows: tuple[tuple[Cell, ...], ...]
     left_columns: int  # the first N columns are text (left-aligned); the rest are numbers or verdicts
+
+
+def text_table(headers: tuple[str, ...], items: Sequence[Any], row: Callable[[Any], tuple[Cell, ...]], left_columns: int) -> TextTable:
+    """One row per item: each builder below is its headers and one function from a result to its cells."""
+    return TextTable(headers, tuple(row(item) for item in items), left_columns)
 
 
 def number(value: float | None, spec: str) -> str:
@@ -37,53 +50,66 @@ def shape_text(shape: Sequence[int | None]) -> str:
 
 
 def export_rows(entries: Sequence[ArtifactEntry]) -> TextTable:
-    return TextTable(
-        ("artifact", "file", "format", "precision", "input", "size (KB)", "export (s)", "sha256"),
-        tuple(
-            (entry.name, entry.path, entry.format.value, entry.precision.value, f"{entry.input.dtype} [{shape_text(entry.input.shape)}]",
-             f"{entry.bytes / 1024:,.1f}", f"{entry.export_seconds:.1f}", entry.sha256[:12])
-            for entry in entries
-        ),
-        left_columns=5,
-    )
+    def cells(entry: ArtifactEntry) -> tuple[Cell, ...]:
+        return (entry.name, entry.path, entry.format.value, entry.precision.value, f"{entry.input.dtype} [{shape_text(entry.input.shape)}]",
+                f"{entry.bytes / 1024:,.1f}", f"{entry.export_seconds:.1f}", entry.sha256[:12])
+
+    return text_table(("artifact", "file", "format", "precision", "input", "size (KB)", "export (s)", "sha256"), entries, cells, 5)
 
 
 def parity_rows(results: Sequence[ParityResult]) -> TextTable:
-    return TextTable(
-        ("artifact", "precision", "accuracy", "Δ points", "agreement", "max abs Δp", "mean abs Δp", "McNemar p", "result"),
-        tuple(
-            (item.name, item.precision, number(item.accuracy, ".2%"), number(item.delta_points, "+.2f"), number(item.agreement, ".2%"),
-             number(item.max_abs_diff, ".1e"), number(item.mean_abs_diff, ".1e"), number(item.mcnemar_p, ".3f"),
-             item.status.value + "".join(f"; {failure.describe()}" for failure in item.failures))
-            for item in results
-        ),
-        left_columns=2,
-    )
+    def cells(item: ParityResult) -> tuple[Cell, ...]:
+        verdict = item.status.value + "".join(f"; {failure.describe()}" for failure in item.failures)
+        return (item.name, item.precision.value, number(item.accuracy, ".2%"), number(item.delta_points, "+.2f"), number(item.agreement, ".2%"),
+                number(item.max_abs_diff, ".1e"), number(item.mean_abs_diff, ".1e"), number(item.mcnemar_p, ".3f"), Verdict(item.passed, verdict))
+
+    headers = ("artifact", "precision", "accuracy", "Δ points", "agreement", "max abs Δp", "mean abs Δp", "McNemar p", "result")
+    return text_table(headers, results, cells, 2)
 
 
 def latency_rows(results: Sequence[BenchResult]) -> TextTable:
-    return TextTable(
-        ("artifact", "precision", "provider used", "batch", "p50 µs", "p90 µs", "p99 µs", "mean µs", "images/s", "session ms", "first run µs", "note"),
-        tuple(
-            (row.artifact, row.precision, SHORT_PROVIDER_NAMES.get(row.provider_used, row.provider_used), number(row.batch_size, "d"),
-             number(row.p50_us, ",.1f"), number(row.p90_us, ",.1f"), number(row.p99_us, ",.1f"), number(row.mean_us, ",.1f"),
-             number(row.images_per_second, ",.0f"), number(row.session_create_ms, ",.1f"), number(row.first_run_us, ",.0f"),
-             f"FAILED: {row.reason}" if row.failed else row.placement)
-            for row in results
-        ),
-        left_columns=3,
-    )
+    def cells(row: BenchResult) -> tuple[Cell, ...]:
+        timings = (row.p50_us, row.p90_us, row.p99_us, row.mean_us)
+        return (row.artifact, row.precision.value if row.precision else "-", row.provider_used.label if row.provider_used else "-",
+                number(row.batch_size, "d"), *(number(value, ",.1f") for value in timings), number(row.images_per_second, ",.0f"),
+                number(row.session_create_ms, ",.1f"), number(row.first_run_us, ",.0f"),
+                Verdict(False, f"FAILED: {row.reason}") if row.failed else row.placement)
+
+    headers = ("artifact", "precision", "provider used", "batch", "p50 µs", "p90 µs", "p99 µs", "mean µs", "images/s", "session ms", "first run µs", "note")
+    return text_table(headers, results, cells, 3)
 
 
 def tuning_rows(results: Sequence[TuneResult]) -> TextTable:
     from edgecnn.tune import label
 
-    return TextTable(
-        ("artifact", "batch", "best configuration", "default p50 µs", "best p50 µs", "speed-up", "images/s", "tried"),
-        tuple(
-            (item.artifact, str(item.batch_size), label(item.best), f"{item.default_p50_us:,.1f}", f"{item.best_p50_us:,.1f}",
-             f"{item.speedup:.2f}x", f"{item.best_images_per_second:,.0f}", str(item.tried))
-            for item in results
-        ),
-        left_columns=3,
-    )
+    def cells(item: TuneResult) -> tuple[Cell, ...]:
+        return (item.artifact, str(item.batch_size), label(item.best), f"{item.default_p50_us:,.1f}", f"{item.best_p50_us:,.1f}",
+                f"{item.speedup:.2f}x", f"{item.best_images_per_second:,.0f}", str(item.tried))
+
+    headers = ("artifact", "batch", "best configuration", "default p50 µs", "best p50 µs", "speed-up", "images/s", "tried")
+    return text_table(headers, results, cells, 3)
+
+
+def times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}x"
+
+
+def ship_rows(choices: Sequence[Recommendation]) -> TextTable:
+    def cells(item: Recommendation) -> tuple[Cell, ...]:
+        return (item.target.value, item.artifact, item.backend.label, str(item.batch_size), f"{item.p50_us:,.1f}", f"{item.images_per_second:,.0f}",
+                number(item.delta_points, "+.2f"), number(item.agreement, ".2%"), f"{item.bytes / 1024:,.0f}", times(item.speedup_vs_fp32),
+                times(item.speedup_vs_keras))
+
+    headers = ("target", "ship", "runtime", "batch", "p50 µs", "images/s", "Δ accuracy (points)", "agreement", "size (KB)", "vs fp32", "vs Keras")
+    return text_table(headers, choices, cells, 3)
+
+
+def summary_rows(summaries: Sequence[ArtifactSummary]) -> TextTable:
+    """Ultralytics-style: one row per artifact with its size, accuracy, verdict and best speeds."""
+
+    def cells(item: ArtifactSummary) -> tuple[Cell, ...]:
+        return (item.artifact, item.format.value, item.precision.value, f"{item.bytes / 1024:,.0f}", number(item.accuracy, ".2%"),
+                Verdict(item.passed, "PASS" if item.passed else "FAIL"), number(item.p50_batch1_us, ",.1f"), number(item.best_images_per_second, ",.0f"))
+
+    headers = ("artifact", "format", "precision", "size (KB)", "accuracy", "verify", "p50 batch 1 µs", "best images/s")
+    return text_table(headers, summaries, cells, 3)

@@ -7,7 +7,6 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +18,19 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
 from edgecnn.model import ModelConfig, build_model
 from edgecnn.provenance import library_versions, machine_info, utc_now
+from edgecnn.train_report import (
+    DataSummary,
+    Distribution,
+    DistributionInfo,
+    Hyperparameters,
+    LearningRateSchedule,
+    TrainedModel,
+    TrainReport,
+)
 
 MODEL_FILENAME = "mnist_cnn.keras"
 REPORT_FILENAME = "train.json"
 CURVES_FILENAME = "train_curves.png"
-
-
-class Distribution(str, Enum):
-    NONE = "none"
-    MIRRORED = "mirrored"
-    MULTI_WORKER = "multi-worker"
-
-
-class LearningRateSchedule(str, Enum):
-    CONSTANT = "constant"
-    COSINE = "cosine"
 
 
 @dataclass(frozen=True)
@@ -91,106 +88,152 @@ class TrainResult:
     model_path: Path
     report_path: Path
     curves_path: Path
-    test_accuracy: float
-    test_loss: float
-    images_per_second: float
-    wall_seconds: float
-    report: dict[str, Any]
+    report: TrainReport
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    dataset: Dataset
+    x_fit: np.ndarray
+    y_fit: np.ndarray
+    validation: tuple[np.ndarray, np.ndarray] | None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where training runs: the tf.distribute strategy, its replicas, the global batch and where this process writes."""
+
+    strategy: Any
+    replicas: int
+    global_batch: int
+    out: Path
+    workers: tuple[str, ...]
+    task_index: int
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    history: tuple[dict[str, float], ...]
+    fit_seconds: float
+    training_seconds: float
 
 
 def train(options: TrainOptions) -> TrainResult:
+    """Fit, evaluate and save the reference CNN; every step below is one job."""
     options.check()
     out = ensure_output_dir(options.out)
+    data = prepare_data(options)
+    make_deterministic(options.seed)
+    placement = place_training(options, out)
+    model = compiled_model(options, placement, steps_per_epoch=int(np.ceil(len(data.x_fit) / placement.global_batch)))
+    started = time.perf_counter()
+    fitted = fit(model, data, options, placement)
+    test_loss, test_accuracy = model.evaluate(to_model_input(data.dataset.x_test), one_hot(data.dataset.y_test), batch_size=1024, verbose=0)
+    model_path = placement.out / MODEL_FILENAME
+    with atomic_path(model_path) as temp:
+        model.save(temp)
+    report = TrainReport(
+        test_accuracy=float(test_accuracy),
+        test_loss=float(test_loss),
+        images_per_second=round(len(data.x_fit) * options.epochs / fitted.training_seconds, 1),
+        wall_seconds=round(time.perf_counter() - started, 2),
+        fit_seconds=round(fitted.fit_seconds, 2),
+        training_seconds=round(fitted.training_seconds, 2),
+        created=utc_now(),
+        model=TrainedModel(MODEL_FILENAME, sha256_file(model_path), int(model.count_params())),
+        data=data_summary(data),
+        hyperparameters=hyperparameters(options),
+        seed=options.seed,
+        deterministic_ops=True,
+        distribution=distribution_info(options, placement),
+        history=fitted.history,
+        versions=library_versions(),
+        machine=machine_info(),
+    )
+    return write_outputs(report, placement.out)
+
+
+def prepare_data(options: TrainOptions) -> TrainingData:
     dataset = load_dataset(options.data)
     x_fit, y_fit, validation = split_validation(dataset, options.validation_split, options.seed)
     if len(x_fit) == 0:
         raise EdgecnnError("no training images left after the validation split", "--validation-split")
+    return TrainingData(dataset, x_fit, y_fit, validation)
 
-    keras = import_keras()
-    make_deterministic(options.seed)
+
+def place_training(options: TrainOptions, out: Path) -> Placement:
     strategy = distribution_strategy(options.distribute)
     replicas = int(strategy.num_replicas_in_sync)
-    global_batch = options.batch_size * replicas
-    out = worker_output_dir(out, options.distribute)
-    steps_per_epoch = int(np.ceil(len(x_fit) / global_batch))
-    with strategy.scope():
+    workers, task_index = cluster_of(options.distribute)
+    return Placement(strategy, replicas, options.batch_size * replicas, worker_output_dir(out, options.distribute), workers, task_index)
+
+
+def compiled_model(options: TrainOptions, placement: Placement, steps_per_epoch: int) -> Any:
+    keras = import_keras()
+    with placement.strategy.scope():
         model = build_model(options.model)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=learning_rate(options, steps_per_epoch)),
             loss="categorical_crossentropy",
             metrics=["accuracy"],
         )
+    return model
+
+
+def fit(model: Any, data: TrainingData, options: TrainOptions, placement: Placement) -> FitOutcome:
     timer = throughput_timer()
     started = time.perf_counter()
     history = model.fit(
-        training_input(x_fit, y_fit, options, global_batch),
+        training_input(data.x_fit, data.y_fit, options, placement.global_batch),
         epochs=options.epochs,
-        validation_data=validation,
+        validation_data=data.validation,
         callbacks=[timer],
         shuffle=False,  # the tf.data pipeline shuffles, seeded
         verbose=(1 if sys.stdout.isatty() else 2) if options.progress else 0,
     )
     fit_seconds = time.perf_counter() - started
-    test_loss, test_accuracy = model.evaluate(
-        to_model_input(dataset.x_test), one_hot(dataset.y_test), batch_size=1024, verbose=0
-    )
-    model_path = out / MODEL_FILENAME
-    with atomic_path(model_path) as temp:
-        model.save(temp)
-    wall_seconds = time.perf_counter() - started
+    return FitOutcome(tuple(epoch_history(history.history, timer.epoch_seconds)), fit_seconds, timer.training_seconds)
 
-    images_per_second = len(x_fit) * options.epochs / timer.training_seconds
-    epochs = epoch_history(history.history, timer.epoch_seconds)
-    curves_path = out / CURVES_FILENAME
+
+def data_summary(data: TrainingData) -> DataSummary:
+    source = data.dataset.source
+    return DataSummary(
+        spec=source.spec, kind=source.kind, location=source.location, note=source.note,
+        train_size=int(len(data.dataset.y_train)), test_size=int(len(data.dataset.y_test)), sha256=data.dataset.fingerprint(),
+        fit_size=int(len(data.x_fit)), validation_size=int(len(data.validation[1]) if data.validation else 0),
+    )
+
+
+def hyperparameters(options: TrainOptions) -> Hyperparameters:
+    return Hyperparameters(
+        epochs=options.epochs,
+        batch_size=options.batch_size,
+        learning_rate=options.resolved_learning_rate(),
+        schedule=options.resolved_schedule(),
+        validation_split=options.validation_split,
+        optimizer="adam",
+        loss="categorical_crossentropy",
+        augment=asdict(options.augmentation) if options.augment else None,
+        model=options.model,
+    )
+
+
+def distribution_info(options: TrainOptions, placement: Placement) -> DistributionInfo:
+    devices = () if options.distribute is Distribution.NONE else tuple(placement.strategy.extended.worker_devices)
+    return DistributionInfo(
+        strategy=options.distribute, replicas=placement.replicas, devices=devices, batch_size_per_replica=options.batch_size,
+        global_batch_size=placement.global_batch, workers=placement.workers, task_index=placement.task_index,
+    )
+
+
+def write_outputs(report: TrainReport, out: Path) -> TrainResult:
     from edgecnn.plots import plot_training_curves
 
-    plot_training_curves(epochs, curves_path, title=f"mnist_cnn on {dataset.source.spec}")
-    report = {
-        "test_accuracy": float(test_accuracy),
-        "test_loss": float(test_loss),
-        "images_per_second": round(images_per_second, 1),
-        "wall_seconds": round(wall_seconds, 2),
-        "fit_seconds": round(fit_seconds, 2),
-        "training_seconds": round(timer.training_seconds, 2),
-        "created": utc_now(),
-        "model": {"path": MODEL_FILENAME, "sha256": sha256_file(model_path), "params": int(model.count_params())},
-        "data": dataset.describe() | {"fit_size": int(len(x_fit)), "validation_size": int(len(validation[1]) if validation else 0)},
-        "hyperparameters": {
-            "epochs": options.epochs,
-            "batch_size": options.batch_size,
-            "learning_rate": options.resolved_learning_rate(),
-            "schedule": options.resolved_schedule().value,
-            "validation_split": options.validation_split,
-            "optimizer": "adam",
-            "loss": "categorical_crossentropy",
-            "augment": asdict(options.augmentation) if options.augment else None,
-            "model": options.model.to_dict(),
-        },
-        "seed": options.seed,
-        "deterministic_ops": True,
-        "distribution": {
-            "strategy": options.distribute.value,
-            "replicas": replicas,
-            "devices": [] if options.distribute is Distribution.NONE else list(strategy.extended.worker_devices),
-            "batch_size_per_replica": options.batch_size,
-            "global_batch_size": global_batch,
-        },
-        "history": epochs,
-        "versions": library_versions(),
-        "machine": machine_info(),
-    }
+    curves_path = out / CURVES_FILENAME
+    plot_training_curves(list(report.history), curves_path, title=f"mnist_cnn on {report.data.spec}")
     report_path = out / REPORT_FILENAME
-    write_json_atomic(report_path, report)
-    return TrainResult(
-        model_path=model_path,
-        report_path=report_path,
-        curves_path=curves_path,
-        test_accuracy=float(test_accuracy),
-        test_loss=float(test_loss),
-        images_per_second=images_per_second,
-        wall_seconds=wall_seconds,
-        report=report,
-    )
+    write_json_atomic(report_path, report.to_dict())
+    return TrainResult(out / MODEL_FILENAME, report_path, curves_path, report)
 
 
 def make_deterministic(seed: int) -> None:
@@ -213,6 +256,16 @@ def distribution_strategy(kind: Distribution) -> Any:
     if kind is Distribution.MULTI_WORKER:
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def cluster_of(kind: Distribution) -> tuple[tuple[str, ...], int]:
+    """Every worker's address and this process's index, as TF_CONFIG names them (empty without multi-worker)."""
+    if kind is not Distribution.MULTI_WORKER:
+        return (), 0
+    config = json.loads(os.environ["TF_CONFIG"])
+    cluster = config.get("cluster", {})
+    workers = tuple(cluster.get("chief", [])) + tuple(cluster.get("worker", []))
+    return workers, int(config.get("task", {}).get("index", 0))
 
 
 def worker_output_dir(out: Path, kind: Distribution) -> Path:

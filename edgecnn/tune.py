@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError, first_line
-from edgecnn.manifest import Precision, load_manifest
+from edgecnn.manifest import load_manifest
 from edgecnn.runners import ConvAlgoSearch, OnnxRunner, Provider, SessionConfig, encode_images, infer_in_batches
 
 if TYPE_CHECKING:
@@ -113,14 +113,14 @@ class ParityCache:
     def check(self, config: SessionConfig) -> str:
         from edgecnn.verify import ParityResult, Status, compare, thresholds_for
 
-        precision = Precision(self.target.precision)
+        precision = self.target.precision
         thresholds = thresholds_for(precision, config)
         runner = OnnxRunner(self.target.path, config)
         try:
             probabilities = infer_in_batches(runner, self.dataset.x_test[:PARITY_IMAGES])
         finally:
             runner.close()
-        base = ParityResult(self.target.name, str(self.target.path), precision.value, "", Status.PASS, thresholds)
+        base = ParityResult(self.target.name, str(self.target.path), precision, "", Status.PASS, thresholds)
         result = compare(base, probabilities, self.reference, self.dataset.y_test[:PARITY_IMAGES])
         return "; ".join(failure.describe() for failure in result.failures)
 

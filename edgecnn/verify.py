@@ -18,9 +18,9 @@ import numpy as np
 from edgecnn.data import Dataset, load_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
-from edgecnn.manifest import ArtifactEntry, IntegrityError, Manifest, Precision, check_integrity, load_manifest
+from edgecnn.manifest import ArtifactEntry, IntegrityError, Manifest, Precision, load_manifest
 from edgecnn.provenance import library_versions, utc_now
-from edgecnn.runners import KerasRunner, Provider, SessionConfig, infer_in_batches, open_runner
+from edgecnn.runners import Backend, KerasRunner, Provider, SessionConfig, infer_in_batches, open_runner
 from edgecnn.runners.onnxrt import check_provider_usable
 
 REPORT_FILENAME = "verify.json"
@@ -84,7 +84,7 @@ class CheckFailure:
 class ParityResult:
     name: str
     path: str
-    precision: str
+    precision: Precision
     sha256: str
     status: Status
     thresholds: Thresholds
@@ -96,7 +96,7 @@ class ParityResult:
     mean_abs_diff: float | None = None
     mcnemar_p: float | None = None
     flipped: tuple[int, ...] = ()
-    provider_used: str = ""
+    provider_used: Backend | None = None
     confusion: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -104,7 +104,13 @@ class ParityResult:
         return self.status is Status.PASS
 
     def to_dict(self) -> dict[str, Any]:
-        payload = asdict(self) | {"status": self.status.value, "passed": self.passed, "flipped": list(self.flipped)}
+        payload = asdict(self) | {
+            "precision": self.precision.value,
+            "status": self.status.value,
+            "passed": self.passed,
+            "flipped": list(self.flipped),
+            "provider_used": self.provider_used.value if self.provider_used else None,
+        }
         payload.pop("confusion")
         return payload
 
@@ -136,18 +142,18 @@ def verify(options: VerifyOptions) -> VerifyResult:
     manifest = load_manifest(options.manifest)
     if manifest.model is None:
         raise EdgecnnError("manifest has no model entry; re-run edgecnn export", manifest.path)
-    entries = [manifest.artifact(name) for name in options.artifacts] if options.artifacts else list(manifest.artifacts)
+    entries = manifest.select(options.artifacts)
     if not entries:
         raise EdgecnnError("manifest lists no artifacts to verify", manifest.path)
     check_overrides(options.overrides)
     check_provider_usable(options.session)
-    dataset = load_dataset(options.data or manifest.model.data.get("spec"))
+    dataset = load_dataset(manifest.data_spec(options.data))
     reference = keras_reference(manifest, dataset, options.verify_hash)
     results = tuple(verify_artifact(manifest, entry, dataset, reference, options) for entry in entries)
     keras_accuracy = float(np.mean(reference.argmax(axis=1) == dataset.y_test))
     out = ensure_output_dir(manifest.folder, "--manifest")
     confusion_path = out / CONFUSION_FILENAME
-    write_confusion_chart(dataset, reference, results, confusion_path)
+    write_confusion_chart(dataset, reference, keras_accuracy, results, confusion_path)
     report_path = out / REPORT_FILENAME
     write_json_atomic(
         report_path,
@@ -200,9 +206,9 @@ def verify_artifact(
     manifest: Manifest, entry: ArtifactEntry, dataset: Dataset, reference: np.ndarray, options: VerifyOptions
 ) -> ParityResult:
     thresholds = thresholds_for(entry.precision, options.session).overridden(options.overrides)
-    base = ParityResult(entry.name, entry.path, entry.precision.value, entry.sha256, Status.PASS, thresholds)
+    base = ParityResult(entry.name, entry.path, entry.precision, entry.sha256, Status.PASS, thresholds)
     try:
-        path = check_integrity(manifest, entry) if options.verify_hash else manifest.resolve(entry.path)
+        path = manifest.open(entry, options.verify_hash)
     except IntegrityError as exc:
         return replace(base, status=Status.CHANGED, failures=(CheckFailure("sha256", exc.what, "matches manifest"),))
     try:
@@ -256,14 +262,19 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int = 1
     return matrix
 
 
-def write_confusion_chart(dataset: Dataset, reference: np.ndarray, results: tuple[ParityResult, ...], path: Path) -> None:
+def write_confusion_chart(
+    dataset: Dataset, reference: np.ndarray, keras_accuracy: float, results: tuple[ParityResult, ...], path: Path
+) -> None:
     from edgecnn.plots import plot_confusion_matrices
 
-    keras_matrix = confusion_matrix(dataset.y_test, reference.argmax(axis=1))
-    keras_accuracy = float(np.mean(reference.argmax(axis=1) == dataset.y_test))
-    matrices = {f"Keras ({keras_accuracy:.2%})": keras_matrix}
-    measured = [result for result in results if result.accuracy is not None]
-    if measured:
-        worst = min(measured, key=lambda result: result.accuracy)
+    matrices = {f"Keras ({keras_accuracy:.2%})": confusion_matrix(dataset.y_test, reference.argmax(axis=1))}
+    worst = worst_artifact(results)
+    if worst is not None:
         matrices[f"worst artifact: {worst.name} ({worst.accuracy:.2%})"] = worst.confusion
     plot_confusion_matrices(matrices, path)
+
+
+def worst_artifact(results: tuple[ParityResult, ...]) -> ParityResult | None:
+    """Lowest accuracy; ties go to the lower agreement with Keras, then to the larger max |Δp|."""
+    measured = [result for result in results if result.accuracy is not None]
+    return min(measured, key=lambda result: (result.accuracy, result.agreement, -result.max_abs_diff), default=None)

@@ -163,3 +163,15 @@ def run_in_fresh_process(*args: str, watched: tuple[str, ...] = ("tensorflow", "
     last = completed.stdout.strip().splitlines()[-1].split()
     assert last[0] == "EXIT", completed.stderr
     return int(last[1]), set(last[2:])
+
+
+def cuda_usable() -> bool:
+    """Whether the CUDA execution provider really runs here (strict: a session that falls back to CPU does not count)."""
+    from edgecnn.runners import Provider, ProviderError, SessionConfig
+    from edgecnn.runners.onnxrt import check_provider_usable
+
+    try:
+        check_provider_usable(SessionConfig(provider=Provider.CUDA))
+    except ProviderError:
+        return False
+    return True

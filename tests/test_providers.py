@@ -10,21 +10,13 @@ from dataclasses import replace
 import numpy as np
 import onnx
 import pytest
-from conftest import assert_one_line_error, copy_exports, run_cli
+from conftest import assert_one_line_error, copy_exports, cuda_usable, run_cli
 
 from edgecnn.files import sha256_file
 from edgecnn.manifest import Precision, load_manifest, update_manifest
 from edgecnn.runners import Provider, SessionConfig
-from edgecnn.runners.onnxrt import Placement, check_provider_usable, measure_placement
+from edgecnn.runners.onnxrt import Placement, measure_placement
 from edgecnn.verify import thresholds_for
-
-
-def cuda_usable() -> bool:
-    try:
-        check_provider_usable(SessionConfig(provider=Provider.CUDA))
-    except Exception:
-        return False
-    return True
 
 
 def gpu(test):

@@ -6,7 +6,8 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.train import LearningRateSchedule, TrainOptions, train
+from edgecnn.train import TrainOptions, train
+from edgecnn.train_report import LearningRateSchedule, TrainReport
 
 
 def small_run(small_npz, out, **overrides):
@@ -34,21 +35,27 @@ def test_training_writes_model_report_and_curves(first_run):
     assert report["model"]["sha256"] == sha256_file(first_run.model_path)
 
 
+def test_the_report_is_typed_and_round_trips_through_json(first_run):
+    read_back = TrainReport.from_json(first_run.report_path)
+    assert read_back == first_run.report
+    assert read_back.hyperparameters.schedule is LearningRateSchedule.CONSTANT and read_back.data.fit_size == 1800
+
+
 def test_same_seed_gives_same_result(first_run, small_npz, tmp_path):
     again = small_run(small_npz, tmp_path)
-    assert again.test_accuracy == first_run.test_accuracy
-    assert [row["loss"] for row in again.report["history"]] == [row["loss"] for row in first_run.report["history"]]
+    assert again.report.test_accuracy == first_run.report.test_accuracy
+    assert [row["loss"] for row in again.report.history] == [row["loss"] for row in first_run.report.history]
 
 
 def test_other_seed_gives_other_weights(first_run, small_npz, tmp_path):
     other = small_run(small_npz, tmp_path, seed=1)
-    assert [row["loss"] for row in other.report["history"]] != [row["loss"] for row in first_run.report["history"]]
+    assert [row["loss"] for row in other.report.history] != [row["loss"] for row in first_run.report.history]
 
 
 def test_augmentation_is_training_only(small_npz, tmp_path):
     result = small_run(small_npz, tmp_path, epochs=1, augment=True)
-    assert result.report["hyperparameters"]["augment"]["rotation_degrees"] == 8.0
-    assert result.report["hyperparameters"]["schedule"] == LearningRateSchedule.COSINE.value
+    assert result.report.hyperparameters.augment["rotation_degrees"] == 8.0
+    assert result.report.hyperparameters.schedule is LearningRateSchedule.COSINE
     import keras
 
     saved = keras.saving.load_model(result.model_path, safe_mode=True)
@@ -79,9 +86,10 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from pathlib import Path
-from edgecnn.train import Distribution, TrainOptions, train
+from edgecnn.train import TrainOptions, train
+from edgecnn.train_report import Distribution
 result = train(TrainOptions(data=sys.argv[1], epochs=1, out=Path(sys.argv[2]), distribute=Distribution.MIRRORED, progress=False))
-print(json.dumps({"distribution": result.report["distribution"], "accuracy": result.test_accuracy}))
+print(json.dumps({"distribution": result.report.to_dict()["distribution"], "accuracy": result.report.test_accuracy}))
 """
 
 

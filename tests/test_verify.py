@@ -90,7 +90,7 @@ def test_mcnemar_and_statistics_on_known_predictions():
     reference = np.eye(10, dtype=np.float32)[labels]
     worse = reference.copy()
     worse[:10] = np.eye(10, dtype=np.float32)[(labels[:10] + 1) % 10]
-    base = ParityResult("x", "x.onnx", "int8", "0" * 64, Status.PASS, DEFAULT_THRESHOLDS[Precision.INT8])
+    base = ParityResult("x", "x.onnx", Precision.INT8, "0" * 64, Status.PASS, DEFAULT_THRESHOLDS[Precision.INT8])
     result = compare(base, worse, reference, labels)
     assert result.accuracy == 0.9 and result.delta_points == -10.0 and result.agreement == 0.9
     assert result.mcnemar_p == pytest.approx(2 * 0.5**10)

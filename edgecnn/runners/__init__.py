@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.manifest import ArtifactFormat
-from edgecnn.runners.base import Runner, decode_output, encode_images, infer_in_batches
+from edgecnn.runners.base import Backend, Runner, decode_output, encode_images, infer_in_batches
 from edgecnn.runners.keras import KerasRunner
 from edgecnn.runners.litert import TfliteRunner
 from edgecnn.runners.onnxrt import ConvAlgoSearch, OnnxRunner, Provider, ProviderError, SessionConfig
@@ -18,7 +18,7 @@ from edgecnn.runners.onnxrt import ConvAlgoSearch, OnnxRunner, Provider, Provide
 MODEL_SUFFIXES = {".onnx": ArtifactFormat.ONNX, ".tflite": ArtifactFormat.TFLITE}
 
 __all__ = [
-    "ConvAlgoSearch", "KerasRunner", "OnnxRunner", "Provider", "ProviderError", "Runner", "SessionConfig", "TfliteRunner",
+    "Backend", "ConvAlgoSearch", "KerasRunner", "OnnxRunner", "Provider", "ProviderError", "Runner", "SessionConfig", "TfliteRunner",
     "artifact_format_of", "decode_output", "encode_images", "infer_in_batches", "open_runner",
 ]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,26 @@ import numpy as np
 
 from edgecnn.data import to_model_input
 from edgecnn.manifest import TensorSpec
+
+
+class Backend(str, Enum):
+    """What actually ran a model: an ONNX Runtime execution provider, LiteRT or Keras. Values are the runtimes' own
+    names (ORT's provider names), `label` is the short form tables print."""
+
+    ORT_CPU = "CPUExecutionProvider"
+    ORT_CUDA = "CUDAExecutionProvider"
+    ORT_TENSORRT = "TensorrtExecutionProvider"
+    LITERT = "LiteRT (XNNPACK, CPU)"
+    KERAS = "Keras (TensorFlow, CPU)"
+
+    @property
+    def label(self) -> str:
+        return {"CPUExecutionProvider": "ORT CPU", "CUDAExecutionProvider": "ORT CUDA", "TensorrtExecutionProvider": "ORT TensorRT",
+                "LiteRT (XNNPACK, CPU)": "LiteRT CPU", "Keras (TensorFlow, CPU)": "Keras"}[self.value]
+
+    @property
+    def on_device(self) -> bool:
+        return self in (Backend.ORT_CUDA, Backend.ORT_TENSORRT)
 
 
 def encode_images(images: np.ndarray, spec: TensorSpec) -> np.ndarray:
@@ -40,7 +61,7 @@ class Runner:
     """One runtime behind one interface: loaded lazily (the load is timed, as an app feels it at start-up),
     fed uint8 digits, returning float probabilities."""
 
-    runtime = ""
+    runtime: Backend
     transfer_included = True
 
     def __init__(self, path: Path) -> None:

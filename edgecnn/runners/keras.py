@@ -7,14 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.manifest import TensorSpec
-from edgecnn.runners.base import Runner
+from edgecnn.manifest import INPUT_NAME, OUTPUT_NAME, TensorSpec
+from edgecnn.runners.base import Backend, Runner
 
 
 class KerasRunner(Runner):
     """The reference: the saved Keras model (safe mode), called directly. The only runner that imports TensorFlow."""
 
-    runtime = "Keras (TensorFlow, CPU)"
+    runtime = Backend.KERAS
 
     def _load(self) -> Any:
         from edgecnn.model import load_model
@@ -22,10 +22,10 @@ class KerasRunner(Runner):
         return load_model(self.path)
 
     def input_spec(self) -> TensorSpec:
-        return TensorSpec(name="image", shape=(None, 28, 28, 1), dtype="float32")
+        return TensorSpec(name=INPUT_NAME, shape=(None, 28, 28, 1), dtype="float32")
 
     def output_spec(self) -> TensorSpec:
-        return TensorSpec(name="probabilities", shape=(None, 10), dtype="float32")
+        return TensorSpec(name=OUTPUT_NAME, shape=(None, 10), dtype="float32")
 
     def run_encoded(self, feed: np.ndarray) -> np.ndarray:
         return np.asarray(self.handle(feed, training=False))

@@ -11,13 +11,13 @@ import numpy as np
 from edgecnn.errors import EdgecnnError, first_line
 from edgecnn.manifest import TensorSpec
 from edgecnn.native_output import quiet_native_output
-from edgecnn.runners.base import Runner
+from edgecnn.runners.base import Backend, Runner
 
 
 class TfliteRunner(Runner):
     """LiteRT interpreter (CPU). The batch dimension is resized on demand; quantized I/O follows the tensor spec."""
 
-    runtime = "LiteRT (XNNPACK, CPU)"
+    runtime = Backend.LITERT
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         super().__init__(path)

@@ -25,12 +25,11 @@ import numpy as np
 from edgecnn.errors import EdgecnnError, first_line
 from edgecnn.manifest import TensorSpec
 from edgecnn.native_output import quiet_native_output
-from edgecnn.runners.base import Runner
+from edgecnn.runners.base import Backend, Runner
 
 log = logging.getLogger("edgecnn")
 
 ONNX_DTYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(float16)": "float16"}
-DOCTOR_HINT = "run `edgecnn doctor` to see what is missing"
 # ONNX Runtime's errors for a model it parsed but cannot run on a provider (a broken file raises InvalidProtobuf,
 # InvalidGraph, NoSuchFile…, which stay the user's error)
 PROVIDER_REFUSALS = {"Fail", "NotImplemented", "EPFail"}
@@ -224,7 +223,7 @@ def provider_error(provider: Provider, ort: Any, what: str, missing: str) -> Pro
     available = ", ".join(ort.get_available_providers())
     return ProviderError(
         f"execution provider {provider.execution_provider} requested but not active ({missing or what}; built into "
-        f"this onnxruntime: {available}). Fix: {provider.fix()}; {DOCTOR_HINT}; or pass --allow-fallback to run on CPU and record it",
+        f"this onnxruntime: {available}). Fix: {provider.fix()}",
         f"--provider {provider.value}",
     )
 
@@ -311,12 +310,12 @@ class OnnxRunner(Runner):
         return self.handle
 
     @property
-    def runtime(self) -> str:
-        return self.session.get_providers()[0]
+    def runtime(self) -> Backend:
+        return Backend(self.session.get_providers()[0])
 
     @property
     def on_device(self) -> bool:
-        return self.runtime in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+        return self.runtime.on_device
 
     @property
     def transfer_included(self) -> bool:

@@ -1,0 +1,175 @@
+"""Export run: convert every selected row into a staging folder, publish them together, merge the manifest.
+
+A run that fails midway leaves the previous artifacts and manifest untouched. A derived precision (fp16, int8 ONNX)
+is converted from its base row; when the base was not requested it is converted for it, recorded in the derived
+artifact's details and in the result, and not published.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn import __version__
+from edgecnn.data import load_dataset
+from edgecnn.export import onnx as onnx_converter
+from edgecnn.export import tflite as tflite_converter
+from edgecnn.export.artifacts import ArtifactSpec, ExportOptions, select_artifacts, spec_named
+from edgecnn.export.inputs import Converted, ExportInputs
+from edgecnn.files import atomic_path, ensure_output_dir, read_json, sha256_file
+from edgecnn.manifest import CLASS_LABELS, ArtifactEntry, ArtifactFormat, ModelEntry, TensorSpec, update_manifest
+from edgecnn.provenance import library_versions, utc_now
+
+FLOAT_INPUT_MEANING = "grayscale pixels scaled to [0, 1] (pixel / 255), white digit on black, NHWC"
+RAW_INPUT_MEANING = "raw grayscale pixels 0-255 (uint8), white digit on black; the graph scales and reshapes"
+OUTPUT_MEANING = "softmax probabilities for digits 0-9"
+
+Converter = Callable[[ArtifactSpec, ExportInputs, "Path | None"], Converted]
+CONVERTERS: dict[ArtifactFormat, Converter] = {
+    ArtifactFormat.ONNX: onnx_converter.convert,
+    ArtifactFormat.TFLITE: tflite_converter.convert,
+}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The manifest written, the model entry and the artifacts published by this run."""
+
+    manifest_path: Path
+    model: ModelEntry
+    artifacts: tuple[ArtifactEntry, ...]
+    seconds: float
+    unpublished_bases: tuple[str, ...] = ()  # rows converted only as the base of a requested one
+
+
+def export(options: ExportOptions, progress: Callable[[str], None] | None = None) -> ExportResult:
+    started = time.perf_counter()
+    specs = select_artifacts(options)
+    out = ensure_output_dir(options.out)
+    from edgecnn.model import load_model
+
+    keras_model = load_model(options.model)
+    model_entry = describe_source_model(options.model)
+    staging = Path(tempfile.mkdtemp(prefix=".export-staging-", dir=out))
+    try:
+        inputs = ExportInputs(keras_model, model_entry, options, staging, calibration_images(options, model_entry), onnx_metadata(model_entry))
+        staged = convert_all(specs, inputs, progress or (lambda name: None))
+        bundle_model(options.model, out)
+        entries = [publish(spec, staged[spec.name], out, model_entry) for spec in specs]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    manifest = update_manifest(out, model_entry, entries)
+    bases = tuple(name for name in staged if name not in {spec.name for spec in specs})
+    return ExportResult(manifest.path, model_entry, tuple(entries), time.perf_counter() - started, bases)
+
+
+def convert_all(specs: list[ArtifactSpec], inputs: ExportInputs, progress: Callable[[str], None]) -> dict[str, Converted]:
+    """Each requested row, bases first; a base not requested is converted once for its derived rows."""
+    staged: dict[str, Converted] = {}
+    requested = {spec.name for spec in specs}
+    for spec in sorted(specs, key=lambda item: item.base is not None):
+        base = None
+        if spec.base is not None:
+            if spec.base not in staged:
+                staged[spec.base] = convert_one(spec_named(spec.base), inputs, None)
+            base = staged[spec.base].path
+        progress(spec.name)
+        converted = convert_one(spec, inputs, base)
+        if spec.base is not None:
+            derived = {"artifact": spec.base, "published": spec.base in requested}
+            converted = replace(converted, details=converted.details | {"derived_from": derived})
+        staged[spec.name] = converted
+    return staged
+
+
+def convert_one(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Converted:
+    started = time.perf_counter()
+    converted = CONVERTERS[spec.format](spec, inputs, base)
+    return replace(converted, seconds=time.perf_counter() - started)
+
+
+def publish(spec: ArtifactSpec, staged: Converted, out: Path, model_entry: ModelEntry) -> ArtifactEntry:
+    """Move a staged file into place (atomic rename within the folder) and describe it for the manifest."""
+    destination = out / spec.filename
+    staged.path.replace(destination)
+    inputs, outputs, details = describe_artifact(spec, destination)
+    return ArtifactEntry(
+        name=spec.name,
+        path=spec.filename,
+        format=spec.format,
+        precision=spec.precision,
+        input=inputs,
+        output=outputs,
+        bytes=destination.stat().st_size,
+        sha256=sha256_file(destination),
+        source_model_sha256=model_entry.sha256,
+        converter=converter_versions(spec.format),
+        export_seconds=round(staged.seconds, 3),
+        created=utc_now(),
+        details=details | staged.details,
+    )
+
+
+def describe_source_model(model_path: Path) -> ModelEntry:
+    """The manifest's `model` entry; accuracy and data come from the train.json beside the model when it exists."""
+    model_path = Path(model_path)
+    report_path = model_path.parent / "train.json"
+    report = read_json(report_path, "training report") if report_path.is_file() else {}
+    sha = sha256_file(model_path)
+    if report.get("model", {}).get("sha256") != sha:
+        report = {}  # the report describes another model; do not borrow its accuracy
+    return ModelEntry(path=model_path.name, sha256=sha, test_accuracy=report.get("test_accuracy"), data=report.get("data", {}))
+
+
+def bundle_model(model_path: Path, out: Path) -> None:
+    """Copy a model from outside the output folder in, so the folder is self-contained and manifest paths stay inside."""
+    bundled = Path(out) / Path(model_path).name
+    if not bundled.exists() or not bundled.samefile(model_path):
+        with atomic_path(bundled) as temp:
+            shutil.copyfile(model_path, temp)
+
+
+def calibration_images(options: ExportOptions, model_entry: ModelEntry) -> np.ndarray:
+    """A seeded random subset of training images (uint8), from --data or the source recorded at training."""
+    dataset = load_dataset(options.data or model_entry.data.get("spec"))
+    rng = np.random.default_rng(options.seed)
+    count = min(options.calibration_images, len(dataset.x_train))
+    return dataset.x_train[np.sort(rng.choice(len(dataset.x_train), size=count, replace=False))]
+
+
+def onnx_metadata(model_entry: ModelEntry) -> dict[str, str]:
+    return {
+        "class_labels": json.dumps(list(CLASS_LABELS)),
+        "input_layout": "NHWC [batch, 28, 28, 1]",
+        "input_scaling": "float32 pixel / 255 in [0, 1], white digit on black background (MNIST)",
+        "source_model_sha256": model_entry.sha256,
+        "edgecnn_version": __version__,
+        "keras_test_accuracy": "" if model_entry.test_accuracy is None else f"{model_entry.test_accuracy:.4f}",
+        "data_source": model_entry.data.get("spec", ""),
+    }
+
+
+def converter_versions(artifact_format: ArtifactFormat) -> dict[str, str]:
+    names = ("tensorflow", "tf2onnx", "onnx", "onnxruntime", "onnxruntime-gpu") if artifact_format is ArtifactFormat.ONNX else ("tensorflow",)
+    return library_versions(names)
+
+
+def describe_artifact(spec: ArtifactSpec, path: Path) -> tuple[TensorSpec, TensorSpec, dict[str, Any]]:
+    """Read the input/output contract back from the file itself, as a runtime will see it."""
+    from edgecnn.runners import open_runner
+
+    runner = open_runner(spec.format, path)
+    inputs, outputs = runner.input_spec(), runner.output_spec()
+    meaning = RAW_INPUT_MEANING if spec.uint8_input else FLOAT_INPUT_MEANING
+    if inputs.scale is not None:
+        meaning = f"quantized: q = round(pixel / 255 / scale) + zero_point; {FLOAT_INPUT_MEANING}"
+    inputs = replace(inputs, meaning=meaning, layout="NHW" if spec.uint8_input else "NHWC")
+    return inputs, replace(outputs, meaning=OUTPUT_MEANING), runner.details()

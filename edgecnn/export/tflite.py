@@ -1,0 +1,36 @@
+"""TFLite converter: fp32, fp16 weights, dynamic-range and full-integer int8 (representative dataset)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgecnn.data import to_model_input
+from edgecnn.export.artifacts import ArtifactSpec, IoType
+from edgecnn.export.inputs import Converted, ExportInputs
+from edgecnn.manifest import Precision
+from edgecnn.native_output import quiet_native_output
+
+
+def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Converted:
+    from edgecnn.backend import import_tensorflow
+
+    tf = import_tensorflow()
+    converter = tf.lite.TFLiteConverter.from_keras_model(inputs.keras_model)
+    details = {}
+    if spec.precision is not Precision.FP32:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if spec.precision is Precision.FP16:
+        converter.target_spec.supported_types = [tf.float16]
+    if spec.precision is Precision.INT8:
+        calibration = to_model_input(inputs.calibration)
+        converter.representative_dataset = lambda: ([calibration[index : index + 1]] for index in range(len(calibration)))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io_dtype = tf.uint8 if spec.io_type is IoType.UINT8 else tf.int8
+        converter.inference_input_type = io_dtype
+        converter.inference_output_type = io_dtype
+        details["calibration"] = {"images": int(len(inputs.calibration)), "data_source": inputs.data_spec, "seed": inputs.options.seed}
+    with quiet_native_output((1, 2)):
+        flatbuffer = converter.convert()
+    path = inputs.staging / spec.filename
+    path.write_bytes(flatbuffer)
+    return Converted(path, details)

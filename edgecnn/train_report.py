@@ -1,0 +1,146 @@
+"""`train.json` as a typed value: what training did, read by the CLI, export (accuracy, data source) and the report.
+
+Like the manifest types, it converts to and from JSON at the edge only; enums stay enums in between.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from edgecnn.data import SourceKind
+from edgecnn.errors import EdgecnnError
+from edgecnn.files import read_json
+from edgecnn.model import ModelConfig
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    path: str
+    sha256: str
+    params: int
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """The data source (as `DataSource` records it), the split sizes and the arrays' sha256."""
+
+    spec: str
+    kind: SourceKind
+    location: str
+    note: str
+    train_size: int
+    test_size: int
+    sha256: str
+    fit_size: int
+    validation_size: int
+
+
+class LearningRateSchedule(str, Enum):
+    """Adam's learning rate over training: constant, or cosine decay to zero (the default with --augment)."""
+
+    CONSTANT = "constant"
+    COSINE = "cosine"
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    schedule: LearningRateSchedule
+    validation_split: float
+    optimizer: str
+    loss: str
+    augment: dict[str, float] | None
+    model: ModelConfig
+
+
+class Distribution(str, Enum):
+    """How training is spread: one process, tf.distribute's Mirrored (local devices) or MultiWorkerMirrored (TF_CONFIG)."""
+
+    NONE = "none"
+    MIRRORED = "mirrored"
+    MULTI_WORKER = "multi-worker"
+
+
+@dataclass(frozen=True)
+class DistributionInfo:
+    """What tf.distribute did: replicas in sync, their devices, per-replica and global batch, and the cluster."""
+
+    strategy: Distribution
+    replicas: int
+    devices: tuple[str, ...]
+    batch_size_per_replica: int
+    global_batch_size: int
+    workers: tuple[str, ...] = ()  # multi-worker: every worker's address, from TF_CONFIG
+    task_index: int = 0
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    test_accuracy: float
+    test_loss: float
+    images_per_second: float
+    wall_seconds: float
+    fit_seconds: float
+    training_seconds: float
+    created: str
+    model: TrainedModel
+    data: DataSummary
+    hyperparameters: Hyperparameters
+    seed: int
+    deterministic_ops: bool
+    distribution: DistributionInfo
+    history: tuple[dict[str, float], ...]  # one row per epoch: epoch, seconds and Keras' metrics
+    versions: dict[str, str]
+    machine: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = asdict(self)
+        payload["data"]["kind"] = self.data.kind.value
+        payload["hyperparameters"]["schedule"] = self.hyperparameters.schedule.value
+        payload["distribution"] |= {
+            "strategy": self.distribution.strategy.value,
+            "devices": list(self.distribution.devices),
+            "workers": list(self.distribution.workers),
+        }
+        payload["history"] = list(self.history)
+        return payload
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainReport:
+        data = raw["data"]
+        hyper = raw["hyperparameters"]
+        distribution = raw["distribution"]
+        return cls(
+            **{field.name: raw[field.name] for field in fields(cls) if field.name not in NESTED},
+            model=TrainedModel(**raw["model"]),
+            data=DataSummary(**data | {"kind": SourceKind(data["kind"])}),
+            hyperparameters=Hyperparameters(
+                **hyper | {"schedule": LearningRateSchedule(hyper["schedule"]), "model": ModelConfig.from_dict(hyper["model"])}
+            ),
+            distribution=DistributionInfo(
+                **distribution
+                | {
+                    "strategy": Distribution(distribution["strategy"]),
+                    "devices": tuple(distribution["devices"]),
+                    "workers": tuple(distribution.get("workers", ())),
+                }
+            ),
+            history=tuple(raw["history"]),
+        )
+
+    @classmethod
+    def from_json(cls, path: Path) -> TrainReport:
+        """Read a train.json; any way it can be broken is a one-line user error naming the file."""
+        raw = read_json(path, "training report")
+        try:
+            return cls.from_dict(raw)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise EdgecnnError(f"malformed training report: {type(exc).__name__}: {exc}", path) from None
+
+
+NESTED = {"model", "data", "hyperparameters", "distribution", "history"}
