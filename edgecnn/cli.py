@@ -18,7 +18,7 @@ from typer._click import exceptions as click_exceptions  # typer >= 0.25 vendors
 from typer.core import TyperArgument, TyperCommand
 
 from edgecnn import __version__
-from edgecnn.errors import EdgecnnError
+from edgecnn.errors import EdgecnnError, first_line
 from edgecnn.export import ExportOptions, FormatChoice, IoType, Quantize
 from edgecnn.manifest import IntegrityError
 from edgecnn.runners import Provider, ProviderError, SessionConfig
@@ -156,12 +156,13 @@ def train(
         distribute=distribute,
         out=out,
     )
-    report = run_training(options).report
+    result = run_training(options)
+    report = result.report
     typer.echo(
         f"test accuracy {report.test_accuracy:.2%} (loss {report.test_loss:.4f}) on {report.data.test_size:,} test images "
         f"from {report.data.spec}; trained on {report.data.fit_size:,} images at {report.images_per_second:,.0f} images/s"
     )
-    typer.echo(f"wrote {options.out / 'mnist_cnn.keras'}, {options.out / 'train.json'}, {options.out / 'train_curves.png'}")
+    typer.echo(f"wrote {result.model_path}, {result.report_path}, {result.curves_path}")
 
 
 @command("export")
@@ -319,9 +320,16 @@ def pipeline_command(
 
 @command("predict")
 def predict_command(
-    images: Annotated[list[Path], typer.Argument(help="PNG/JPEG/BMP or .npy files: any size, color or gray.", metavar="IMAGES", show_default=False)],
+    images: Annotated[
+        list[str],
+        typer.Argument(help="PNG/JPEG/BMP or .npy files (any size, color or gray), folders (searched recursively) or quoted globs.",
+                       metavar="IMAGES", show_default=False),
+    ],
     model: Annotated[Path, typer.Option("--model", help="Exported .onnx or .tflite model.")] = Path("exports/mnist_cnn.onnx"),
     top_k: Annotated[int, typer.Option("--top-k", help="How many classes to list per image.")] = 3,
+    output: Annotated[Optional[Path], typer.Option("--output", help="Write every prediction to FILE.jsonl or FILE.csv.", show_default=False)] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable image instead of reporting it as a row.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per inference call.")] = 256,
     provider: ProviderOption = Provider.CPU,
     device: DeviceOption = 0,
     tf32: Tf32Option = True,
@@ -329,18 +337,19 @@ def predict_command(
     no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against a manifest beside the model.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
     debug: DebugOption = False,
-) -> None:
-    """Classify digit images with an exported model (MNIST-style preprocessing; never imports TensorFlow)."""
+) -> int:
+    """Classify digit images with an exported model (MNIST-style preprocessing; never imports TensorFlow); exit 1 if any was unreadable."""
     from edgecnn.predict import PredictOptions, predict
-    from edgecnn.render import print_predictions
+    from edgecnn.render import predict_progress, print_predictions
 
-    predictions = predict(
-        PredictOptions(
-            images=tuple(images), model=model, top_k=top_k, verify_hash=not no_verify_hash,
-            session=_session(provider, device, tf32, allow_fallback),
-        )
+    options = PredictOptions(
+        images=tuple(images), model=model, top_k=top_k, verify_hash=not no_verify_hash,
+        session=_session(provider, device, tf32, allow_fallback), output=output, strict=strict, batch_size=batch_size,
     )
-    print_predictions(predictions, json_output)
+    with predict_progress() as progress:
+        result = predict(options, progress)
+    print_predictions(result, top_k, json_output)
+    return 1 if result.failed else 0
 
 
 @command("info")
@@ -434,7 +443,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if _State.debug:
             raise
-        summary = " ".join(str(exc).split())[:300]
+        summary = first_line(exc)
+        summary = summary if len(summary) <= 200 else summary[:199] + "…"  # exception texts can hold whole tensors
         typer.echo(f"error: unexpected {type(exc).__name__}: {summary} (rerun with --debug for the traceback)", err=True)
         sys.exit(1)
     sys.exit(outcome if isinstance(outcome, int) else 0)

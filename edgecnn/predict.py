@@ -1,58 +1,163 @@
-"""Predict stage: classify image files with an exported ONNX or TFLite model — never importing TensorFlow.
+"""Predict stage: classify image files, folders and globs with an exported ONNX or TFLite model — never importing
+TensorFlow.
 
-This is what an app does at start-up, so it stays light: numpy, Pillow and one runtime (ONNX Runtime or LiteRT).
-When the model sits beside a manifest that lists it, its sha256 is checked first.
+This is what an app does, so it stays light: numpy, Pillow and one runtime (ONNX Runtime or LiteRT). Images are
+decoded in a thread pool (Pillow and numpy release the GIL) and classified in batches. An unreadable image becomes
+a row with its error and the run goes on (exit 1 at the end), unless --strict. When the model sits beside a
+manifest that lists it, its sha256 is checked first.
 """
 
 from __future__ import annotations
 
+import csv
+import glob
+import io
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.images import load_digit
+from edgecnn.files import write_bytes_atomic
+from edgecnn.images import IMAGE_SUFFIXES, load_digit
 from edgecnn.manifest import MANIFEST_FILENAME, IntegrityError, load_manifest
 from edgecnn.runners import Runner, SessionConfig, artifact_format_of, open_runner
 from edgecnn.runners.onnxrt import check_provider_usable
 
+INPUT_SUFFIXES = IMAGE_SUFFIXES | {".npy"}
+OUTPUT_SUFFIXES = (".jsonl", ".csv")
+GLOB_CHARACTERS = set("*?[")
+
 
 @dataclass(frozen=True)
 class PredictOptions:
-    images: tuple[Path, ...]
+    images: tuple[Path | str, ...]  # files, folders (searched recursively) and glob patterns
     model: Path = Path("exports/mnist_cnn.onnx")
     top_k: int = 3
     verify_hash: bool = True
     session: SessionConfig = SessionConfig()  # ONNX files only; strict about the provider like verify and bench
+    output: Path | None = None
+    strict: bool = False
+    batch_size: int = 256
+
+    def check(self) -> None:
+        if not self.images:
+            raise EdgecnnError("name at least one image file, folder or glob", "IMAGES")
+        if not 1 <= self.top_k <= 10:
+            raise EdgecnnError(f"top-k must be between 1 and 10, got {self.top_k}", "--top-k")
+        if self.batch_size < 1:
+            raise EdgecnnError(f"batch size must be at least 1, got {self.batch_size}", "--batch-size")
+        if self.output is not None and Path(self.output).suffix.lower() not in OUTPUT_SUFFIXES:
+            raise EdgecnnError("output must end in .jsonl or .csv", self.output)
+        if self.output is not None and not Path(self.output).parent.is_dir():
+            raise EdgecnnError("the output's folder does not exist", self.output)
 
 
 @dataclass(frozen=True)
 class Prediction:
     path: str
-    digit: int
-    top: tuple[tuple[int, float], ...]
+    probabilities: tuple[float, ...] = ()
+    error: str = ""
 
-    def to_dict(self) -> dict[str, object]:
-        return {"path": self.path, "digit": self.digit, "top": [{"digit": d, "probability": p} for d, p in self.top]}
+    @property
+    def digit(self) -> int | None:
+        return int(np.argmax(self.probabilities)) if self.probabilities else None
+
+    def top(self, k: int) -> tuple[tuple[int, float], ...]:
+        order = np.argsort(-np.asarray(self.probabilities), kind="stable")[:k] if self.probabilities else []
+        return tuple((int(index), self.probabilities[index]) for index in order)
+
+    def to_dict(self, top_k: int) -> dict[str, object]:
+        if self.error:
+            return {"path": self.path, "digit": None, "error": self.error}
+        return {"path": self.path, "digit": self.digit, "top": [{"digit": d, "probability": p} for d, p in self.top(top_k)]}
 
 
-def predict(options: PredictOptions) -> list[Prediction]:
-    if not options.images:
-        raise EdgecnnError("name at least one image file", "IMAGE")
-    if not 1 <= options.top_k <= 10:
-        raise EdgecnnError(f"top-k must be between 1 and 10, got {options.top_k}", "--top-k")
+@dataclass(frozen=True)
+class PredictResult:
+    predictions: tuple[Prediction, ...]
+    output: Path | None
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for item in self.predictions if item.error)
+
+
+def predict(options: PredictOptions, progress: Callable[[int, int], None] = lambda done, total: None) -> PredictResult:
+    options.check()
+    paths = collect_images(options.images)
     runner = open_model(Path(options.model), options.verify_hash, options.session)
-    digits = np.stack([load_digit(Path(path)) for path in options.images])
-    probabilities = runner.infer(digits)
-    return [
-        Prediction(
-            path=str(path),
-            digit=int(row.argmax()),
-            top=tuple((int(index), float(row[index])) for index in np.argsort(-row, kind="stable")[: options.top_k]),
-        )
-        for path, row in zip(options.images, probabilities, strict=True)
-    ]
+    predictions: list[Prediction] = []
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for chunk in chunks(paths, options.batch_size):
+            predictions += classify(runner, chunk, pool, options.strict)
+            progress(len(predictions), len(paths))
+    if options.output is not None:
+        write_predictions(predictions, Path(options.output))
+    return PredictResult(tuple(predictions), options.output)
+
+
+def collect_images(specs: Sequence[Path | str]) -> list[Path]:
+    """Files as named; folders searched recursively for image files; glob patterns expanded. Each group sorted."""
+    paths: list[Path] = []
+    for spec in map(str, specs):
+        if Path(spec).is_dir():
+            found = sorted(path for path in Path(spec).rglob("*") if path.is_file() and path.suffix.lower() in INPUT_SUFFIXES)
+            if not found:
+                raise EdgecnnError("folder holds no .png/.jpg/.jpeg/.bmp/.npy images", spec)
+        elif GLOB_CHARACTERS & set(spec) and not Path(spec).exists():
+            found = sorted(Path(match) for match in glob.glob(spec, recursive=True) if Path(match).is_file())
+            if not found:
+                raise EdgecnnError("no files match this pattern", spec)
+        else:
+            found = [Path(spec)]
+        paths += found
+    return paths
+
+
+def chunks(paths: list[Path], size: int) -> Iterator[list[Path]]:
+    for start in range(0, len(paths), size):
+        yield paths[start : start + size]
+
+
+def classify(runner: Runner, paths: list[Path], pool: ThreadPoolExecutor, strict: bool) -> list[Prediction]:
+    """Decode a batch in parallel, classify the digits that decoded in one call, keep the others as error rows."""
+    decoded = list(pool.map(lambda path: decode(path, strict), paths))
+    good = [index for index, item in enumerate(decoded) if isinstance(item, np.ndarray)]
+    probabilities = runner.infer(np.stack([decoded[index] for index in good])) if good else np.empty((0, 10), np.float32)
+    rows = {index: Prediction(str(paths[index]), tuple(float(p) for p in row)) for index, row in zip(good, probabilities, strict=True)}
+    return [rows.get(index) or Prediction(str(path), error=str(decoded[index])) for index, path in enumerate(paths)]
+
+
+def decode(path: Path, strict: bool) -> np.ndarray | str:
+    """The digit, or (unless strict) the one-line reason it could not be read."""
+    try:
+        return load_digit(path)
+    except EdgecnnError as exc:
+        if strict:
+            raise
+        return exc.what
+
+
+def write_predictions(predictions: Sequence[Prediction], path: Path) -> None:
+    """One record per image, written atomically: .jsonl objects or .csv rows (path, label, ten probabilities, error)."""
+    if path.suffix.lower() == ".jsonl":
+        records = [{"path": item.path, "label": item.digit, "probabilities": list(item.probabilities) or None}
+                   | ({"error": item.error} if item.error else {}) for item in predictions]
+        text = "".join(json.dumps(record) + "\n" for record in records)
+    else:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["path", "label", *(f"p{digit}" for digit in range(10)), "error"])
+        for item in predictions:
+            probabilities = [f"{p:.6g}" for p in item.probabilities] if item.probabilities else [""] * 10
+            writer.writerow([item.path, "" if item.digit is None else item.digit, *probabilities, item.error])
+        text = buffer.getvalue()
+    write_bytes_atomic(path, text.encode())
 
 
 def open_model(path: Path, verify_hash: bool, session: SessionConfig = SessionConfig()) -> Runner:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from edgecnn.bench import BenchResult
     from edgecnn.doctor import DoctorReport
     from edgecnn.info import ModelInfo
-    from edgecnn.predict import Prediction
+    from edgecnn.predict import PredictResult
     from edgecnn.ship import Recommendation
     from edgecnn.tune import TuneResult
     from edgecnn.verify import VerifyResult
@@ -97,13 +97,45 @@ def tuning_table(results: Sequence[TuneResult]) -> None:
     print_table("bench --tune: fastest configuration that passes verify (session options in bench.json)", tuning_rows(results))
 
 
-def print_predictions(predictions: Sequence[Prediction], as_json: bool) -> None:
+def print_predictions(result: PredictResult, top_k: int, as_json: bool) -> None:
+    """Per image on stdout (JSON or text); with --output only a summary, since the file holds every row."""
+    predictions = result.predictions
+    if result.output is not None:
+        print(f"classified {len(predictions) - result.failed:,} of {len(predictions):,} images ({result.failed} unreadable); wrote {result.output}")
+        return
     if as_json:
-        print(json.dumps([item.to_dict() for item in predictions], indent=2))
+        print(json.dumps([item.to_dict(top_k) for item in predictions], indent=2))
         return
     for item in predictions:
-        ranked = "  ".join(f"{digit}: {probability:.3f}" for digit, probability in item.top)
+        if item.error:
+            print(f"{item.path}: error: {item.error}")
+            continue
+        ranked = "  ".join(f"{digit}: {probability:.3f}" for digit, probability in item.top(top_k))
         print(f"{item.path}: {item.digit}   ({ranked})")
+
+
+@contextlib.contextmanager
+def predict_progress(minimum: int = 1000) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr once a run has at least `minimum` images (short runs stay quiet)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+    task = None
+
+    def advance(done: int, total: int) -> None:
+        nonlocal task
+        if total < minimum:
+            return
+        if task is None:
+            progress.start()
+            task = progress.add_task("classifying", total=total)
+        progress.update(task, completed=done)
+
+    try:
+        yield advance
+    finally:
+        if task is not None:
+            progress.stop()
 
 
 def print_model_info(info: ModelInfo, as_json: bool) -> None:

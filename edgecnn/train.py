@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -14,6 +13,7 @@ import numpy as np
 
 from edgecnn.backend import import_keras, import_tensorflow
 from edgecnn.data import NUM_CLASSES, Dataset, load_dataset, to_model_input
+from edgecnn.distributed import Cluster, cluster_from_environment, distribution_strategy, evaluate_locally, fit_across_workers, worker_output_dir
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
 from edgecnn.model import ModelConfig, build_model
@@ -107,8 +107,7 @@ class Placement:
     replicas: int
     global_batch: int
     out: Path
-    workers: tuple[str, ...]
-    task_index: int
+    cluster: Cluster | None  # multi-worker only
 
 
 @dataclass(frozen=True)
@@ -116,6 +115,7 @@ class FitOutcome:
     history: tuple[dict[str, float], ...]
     fit_seconds: float
     training_seconds: float
+    resumed_from_epoch: int = 0
 
 
 def train(options: TrainOptions) -> TrainResult:
@@ -128,14 +128,14 @@ def train(options: TrainOptions) -> TrainResult:
     model = compiled_model(options, placement, steps_per_epoch=int(np.ceil(len(data.x_fit) / placement.global_batch)))
     started = time.perf_counter()
     fitted = fit(model, data, options, placement)
-    test_loss, test_accuracy = model.evaluate(to_model_input(data.dataset.x_test), one_hot(data.dataset.y_test), batch_size=1024, verbose=0)
+    test_loss, test_accuracy = evaluate(model, data, placement)
     model_path = placement.out / MODEL_FILENAME
     with atomic_path(model_path) as temp:
         model.save(temp)
     report = TrainReport(
         test_accuracy=float(test_accuracy),
         test_loss=float(test_loss),
-        images_per_second=round(len(data.x_fit) * options.epochs / fitted.training_seconds, 1),
+        images_per_second=round(len(data.x_fit) * len(fitted.history) / fitted.training_seconds, 1) if fitted.history else 0.0,
         wall_seconds=round(time.perf_counter() - started, 2),
         fit_seconds=round(fitted.fit_seconds, 2),
         training_seconds=round(fitted.training_seconds, 2),
@@ -145,7 +145,7 @@ def train(options: TrainOptions) -> TrainResult:
         hyperparameters=hyperparameters(options),
         seed=options.seed,
         deterministic_ops=True,
-        distribution=distribution_info(options, placement),
+        distribution=distribution_info(options, placement, fitted),
         history=fitted.history,
         versions=library_versions(),
         machine=machine_info(),
@@ -164,8 +164,9 @@ def prepare_data(options: TrainOptions) -> TrainingData:
 def place_training(options: TrainOptions, out: Path) -> Placement:
     strategy = distribution_strategy(options.distribute)
     replicas = int(strategy.num_replicas_in_sync)
-    workers, task_index = cluster_of(options.distribute)
-    return Placement(strategy, replicas, options.batch_size * replicas, worker_output_dir(out, options.distribute), workers, task_index)
+    cluster = cluster_from_environment() if options.distribute is Distribution.MULTI_WORKER else None
+    folder = worker_output_dir(out, cluster) if cluster else out
+    return Placement(strategy, replicas, options.batch_size * replicas, folder, cluster)
 
 
 def compiled_model(options: TrainOptions, placement: Placement, steps_per_epoch: int) -> Any:
@@ -181,8 +182,12 @@ def compiled_model(options: TrainOptions, placement: Placement, steps_per_epoch:
 
 
 def fit(model: Any, data: TrainingData, options: TrainOptions, placement: Placement) -> FitOutcome:
-    timer = throughput_timer()
     started = time.perf_counter()
+    if placement.cluster is not None:
+        pipeline = training_input(data.x_fit, data.y_fit, options, placement.global_batch)
+        loop = fit_across_workers(model, pipeline, data.validation, options.epochs, placement.strategy, placement.out)
+        return FitOutcome(loop.history, time.perf_counter() - started, loop.training_seconds, loop.resumed_from_epoch)
+    timer = throughput_timer()
     history = model.fit(
         training_input(data.x_fit, data.y_fit, options, placement.global_batch),
         epochs=options.epochs,
@@ -193,6 +198,15 @@ def fit(model: Any, data: TrainingData, options: TrainOptions, placement: Placem
     )
     fit_seconds = time.perf_counter() - started
     return FitOutcome(tuple(epoch_history(history.history, timer.epoch_seconds)), fit_seconds, timer.training_seconds)
+
+
+def evaluate(model: Any, data: TrainingData, placement: Placement) -> tuple[float, float]:
+    """Test loss and accuracy: Keras' evaluate, or on this worker alone in multi-worker training (see distributed)."""
+    images, labels = to_model_input(data.dataset.x_test), one_hot(data.dataset.y_test)
+    if placement.cluster is not None:
+        return evaluate_locally(model, images, labels)
+    loss, accuracy = model.evaluate(images, labels, batch_size=1024, verbose=0)
+    return float(loss), float(accuracy)
 
 
 def data_summary(data: TrainingData) -> DataSummary:
@@ -218,11 +232,13 @@ def hyperparameters(options: TrainOptions) -> Hyperparameters:
     )
 
 
-def distribution_info(options: TrainOptions, placement: Placement) -> DistributionInfo:
+def distribution_info(options: TrainOptions, placement: Placement, fitted: FitOutcome) -> DistributionInfo:
     devices = () if options.distribute is Distribution.NONE else tuple(placement.strategy.extended.worker_devices)
+    cluster = placement.cluster
     return DistributionInfo(
         strategy=options.distribute, replicas=placement.replicas, devices=devices, batch_size_per_replica=options.batch_size,
-        global_batch_size=placement.global_batch, workers=placement.workers, task_index=placement.task_index,
+        global_batch_size=placement.global_batch, workers=cluster.workers if cluster else (), task_index=cluster.task_index if cluster else 0,
+        resumed_from_epoch=fitted.resumed_from_epoch,
     )
 
 
@@ -242,39 +258,6 @@ def make_deterministic(seed: int) -> None:
     keras = import_keras()
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
-def distribution_strategy(kind: Distribution) -> Any:
-    """tf.distribute: Mirrored over the local GPUs (or every logical CPU when there is none), MultiWorkerMirrored
-    over the machines TF_CONFIG names; the default strategy otherwise. The global batch is per-replica x replicas."""
-    tf = import_tensorflow()
-    if kind is Distribution.MIRRORED:
-        devices = [device.name for device in tf.config.list_logical_devices("GPU")] or [
-            device.name for device in tf.config.list_logical_devices("CPU")
-        ]
-        return tf.distribute.MirroredStrategy(devices=devices)
-    if kind is Distribution.MULTI_WORKER:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def cluster_of(kind: Distribution) -> tuple[tuple[str, ...], int]:
-    """Every worker's address and this process's index, as TF_CONFIG names them (empty without multi-worker)."""
-    if kind is not Distribution.MULTI_WORKER:
-        return (), 0
-    config = json.loads(os.environ["TF_CONFIG"])
-    cluster = config.get("cluster", {})
-    workers = tuple(cluster.get("chief", [])) + tuple(cluster.get("worker", []))
-    return workers, int(config.get("task", {}).get("index", 0))
-
-
-def worker_output_dir(out: Path, kind: Distribution) -> Path:
-    """In multi-worker training every worker saves (Keras requires it), but only the chief writes to --out."""
-    if kind is not Distribution.MULTI_WORKER:
-        return out
-    task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
-    is_chief = task.get("type") == "chief" or (task.get("type") == "worker" and task.get("index", 0) == 0)
-    return out if is_chief else ensure_output_dir(out / f".worker-{task.get('index', 0)}")
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:

@@ -77,6 +77,7 @@ class DistributionInfo:
     global_batch_size: int
     workers: tuple[str, ...] = ()  # multi-worker: every worker's address, from TF_CONFIG
     task_index: int = 0
+    resumed_from_epoch: int = 0  # multi-worker: epochs restored from the backup of an interrupted run
 
 
 @dataclass(frozen=True)

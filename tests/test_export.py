@@ -149,7 +149,7 @@ def test_failed_export_leaves_previous_files_byte_identical(exported, tmp_path, 
     folder = manifest_path.parent
     before = {child.name: child.read_bytes() for child in folder.iterdir() if child.is_file()}
 
-    def broken_converter(spec, context):
+    def broken_converter(spec, inputs, base):
         raise RuntimeError("simulated converter crash")
 
     monkeypatch.setitem(CONVERTERS, ArtifactFormat.TFLITE, broken_converter)

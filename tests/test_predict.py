@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,6 +47,51 @@ def test_predict_refuses_a_tampered_model_unless_told(exported, digit_pngs, tmp_
     tamper_onnx(model_path)
     assert_one_line_error(run_cli("predict", str(digit_pngs[0]), "--model", str(model_path)), "changed since export", str(model_path))
     assert run_cli("predict", str(digit_pngs[0]), "--model", str(model_path), "--no-verify-hash").returncode == 0
+
+
+@pytest.fixture(scope="module")
+def scan_folder(real_arrays, tmp_path_factory):
+    """120 test digits in nested folders, a corrupt PNG among them, and files predict must skip."""
+    root = tmp_path_factory.mktemp("scans")
+    for index, digit in enumerate(real_arrays["x_test"][:120]):
+        folder = root / f"batch{index // 50}"
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(digit).save(folder / f"{index:04d}.png")
+    (root / "batch1" / "0060.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def expected_labels(exported, real_arrays, count=120):
+    return OnnxRunner(exported.parent / "mnist_cnn.onnx").infer(real_arrays["x_test"][:count]).argmax(axis=1).tolist()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_folder_is_classified_in_batches_and_written_with_an_error_row(exported, real_arrays, scan_folder, tmp_path, suffix):
+    output = tmp_path / f"predictions{suffix}"
+    run = run_cli("predict", str(scan_folder), "--model", str(exported.parent / "mnist_cnn.onnx"), "--output", str(output), "--batch-size", "32")
+    assert run.returncode == 1, run.stderr  # one unreadable image: reported, the run goes on, exit 1 at the end
+    assert "classified 119 of 120 images (1 unreadable)" in run.stdout
+    if suffix == ".jsonl":
+        rows = [json.loads(line) for line in output.read_text().splitlines()]
+        labels = [row["label"] for row in rows]
+        assert all(len(row["probabilities"]) == 10 for row in rows if "error" not in row)
+    else:
+        rows = list(csv.DictReader(output.open()))
+        labels = [int(row["label"]) if row["label"] else None for row in rows]
+        assert list(rows[0]) == ["path", "label", *(f"p{d}" for d in range(10)), "error"]
+    assert [Path(row["path"]).name for row in rows] == [f"{index:04d}.png" for index in range(120)]  # sorted, no notes.txt
+    assert "cannot decode image" in rows[60]["error"] and labels[60] is None
+    expected = expected_labels(exported, real_arrays)
+    assert labels[:60] + labels[61:] == expected[:60] + expected[61:]
+
+
+def test_globs_and_strict(exported, scan_folder):
+    model = str(exported.parent / "mnist_cnn.onnx")
+    run = run_cli("predict", str(scan_folder / "batch0" / "*.png"), "--model", model, "--json")
+    assert run.returncode == 0 and len(json.loads(run.stdout)) == 50
+    strict = run_cli("predict", str(scan_folder), "--model", model, "--strict")
+    assert_one_line_error(strict, "cannot decode image", "0060.png")
 
 
 def test_info_describes_onnx_and_tflite(exported):
