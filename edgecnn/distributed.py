@@ -79,17 +79,23 @@ class LoopOutcome:
     resumed_from_epoch: int
 
 
-def fit_across_workers(model: Any, dataset: Any, validation: tuple[np.ndarray, np.ndarray] | None, epochs: int, strategy: Any, out: Path) -> LoopOutcome:
-    """TensorFlow's multi-worker custom loop with an epoch checkpoint in `out/.backup` (removed once training ends)."""
+def fit_across_workers(
+    model: Any, dataset: Any, validation: tuple[np.ndarray, np.ndarray] | None, epochs: int, strategy: Any, out: Path, shared_out: Path
+) -> LoopOutcome:
+    """TensorFlow's multi-worker custom loop with an epoch backup. Every worker saves its own copy (saving is collective)
+    but all restore the chief's, in `shared_out/.backup`: workers that resumed from different epochs would run different
+    numbers of steps and wait on each other forever, so the restored epoch is also checked across workers."""
     tf = import_tensorflow()
     distributed = strategy.experimental_distribute_dataset(dataset)
     step = training_step(model, strategy)
+    with strategy.scope():  # the optimizer's slots exist before the restore, so Adam's moments are restored too
+        model.optimizer.build(model.trainable_variables)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch)
     manager = tf.train.CheckpointManager(checkpoint, str(out / BACKUP_FOLDER), max_to_keep=1)
     try:
-        checkpoint.restore(manager.latest_checkpoint)
-        resumed = int(epoch.numpy())
+        checkpoint.restore(tf.train.latest_checkpoint(str(shared_out / BACKUP_FOLDER)))
+        resumed = agreed_epoch(strategy, int(epoch.numpy()))
         history, training_seconds = [], 0.0
         for index in range(resumed, epochs):
             started = time.perf_counter()
@@ -112,6 +118,26 @@ def fit_across_workers(model: Any, dataset: Any, validation: tuple[np.ndarray, n
         ) from None
     shutil.rmtree(out / BACKUP_FOLDER, ignore_errors=True)
     return LoopOutcome(tuple(history), training_seconds, resumed)
+
+
+def agreed_epoch(strategy: Any, epoch: int) -> int:
+    """The epoch every worker restored, or a one-line error when they differ (sum and sum of squares across workers:
+    n·Σe² = (Σe)² exactly when all are equal, and every worker computes the same two sums)."""
+    tf = import_tensorflow()
+
+    @tf.function
+    def sums() -> tuple[Any, Any]:
+        value = tf.constant(float(epoch), tf.float64)
+        ones, squares = strategy.run(lambda: (value, value * value))
+        return strategy.reduce("SUM", ones, axis=None), strategy.reduce("SUM", squares, axis=None)
+
+    total, total_squares = (float(value) for value in sums())
+    if strategy.num_replicas_in_sync * total_squares != total * total:
+        raise EdgecnnError(
+            f"workers restored different epochs from their backups (this one: {epoch}); every worker must read the chief's "
+            f"{BACKUP_FOLDER} under --out (a shared folder), or delete the backups to start over", "--out"
+        )
+    return epoch
 
 
 def training_step(model: Any, strategy: Any) -> Any:

@@ -2,7 +2,7 @@
 TensorFlow.
 
 This is what an app does, so it stays light: numpy, Pillow and one runtime (ONNX Runtime or LiteRT). Images are
-decoded in a thread pool (Pillow and numpy release the GIL) and classified in batches. An unreadable image becomes
+decoded while the previous batch is classified, so decoding and inference overlap. An unreadable image becomes
 a row with its error and the run goes on (exit 1 at the end), unless --strict. When the model sits beside a
 manifest that lists it, its sha256 is checked first.
 """
@@ -13,10 +13,9 @@ import csv
 import glob
 import io
 import json
-import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -88,13 +87,22 @@ class PredictResult:
 
 
 def predict(options: PredictOptions, progress: Callable[[int, int], None] = lambda done, total: None) -> PredictResult:
+    """Decode batch k+1 on this thread while ONNX Runtime / LiteRT classify batch k on another (both release the GIL)."""
     options.check()
     paths = collect_images(options.images)
-    runner = open_model(Path(options.model), options.verify_hash, options.session)
+    # no spinning: ORT's idle threads would busy-wait on the cores decoding the next batch
+    runner = open_model(Path(options.model), options.verify_hash, replace(options.session, spinning=False))
     predictions: list[Prediction] = []
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    pending: Future[list[Prediction]] | None = None
+    with ThreadPoolExecutor(max_workers=1) as inference:
         for chunk in chunks(paths, options.batch_size):
-            predictions += classify(runner, chunk, pool, options.strict)
+            decoded = [decode(path, options.strict) for path in chunk]
+            if pending is not None:
+                predictions += pending.result()
+                progress(len(predictions), len(paths))
+            pending = inference.submit(classify, runner, chunk, decoded)
+        if pending is not None:
+            predictions += pending.result()
             progress(len(predictions), len(paths))
     if options.output is not None:
         write_predictions(predictions, Path(options.output))
@@ -124,9 +132,8 @@ def chunks(paths: list[Path], size: int) -> Iterator[list[Path]]:
         yield paths[start : start + size]
 
 
-def classify(runner: Runner, paths: list[Path], pool: ThreadPoolExecutor, strict: bool) -> list[Prediction]:
-    """Decode a batch in parallel, classify the digits that decoded in one call, keep the others as error rows."""
-    decoded = list(pool.map(lambda path: decode(path, strict), paths))
+def classify(runner: Runner, paths: list[Path], decoded: list[np.ndarray | str]) -> list[Prediction]:
+    """Classify the digits that decoded in one call; the others stay rows with their error."""
     good = [index for index, item in enumerate(decoded) if isinstance(item, np.ndarray)]
     probabilities = runner.infer(np.stack([decoded[index] for index in good])) if good else np.empty((0, 10), np.float32)
     rows = {index: Prediction(str(paths[index]), tuple(float(p) for p in row)) for index, row in zip(good, probabilities, strict=True)}

@@ -185,7 +185,7 @@ def fit(model: Any, data: TrainingData, options: TrainOptions, placement: Placem
     started = time.perf_counter()
     if placement.cluster is not None:
         pipeline = training_input(data.x_fit, data.y_fit, options, placement.global_batch)
-        loop = fit_across_workers(model, pipeline, data.validation, options.epochs, placement.strategy, placement.out)
+        loop = fit_across_workers(model, pipeline, data.validation, options.epochs, placement.strategy, placement.out, options.out)
         return FitOutcome(loop.history, time.perf_counter() - started, loop.training_seconds, loop.resumed_from_epoch)
     timer = throughput_timer()
     history = model.fit(

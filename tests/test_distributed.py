@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,18 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def start_workers(data: Path, out: Path, epochs: int) -> list[subprocess.Popen]:
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen]]:
+    """Every worker a test starts; killed at teardown, so a failed or hung test leaves no process behind."""
+    processes: list[subprocess.Popen] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def start_workers(data: Path, out: Path, epochs: int, started: list[subprocess.Popen]) -> list[subprocess.Popen]:
     addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
     workers = []
     for index in range(2):
@@ -42,6 +54,7 @@ def start_workers(data: Path, out: Path, epochs: int) -> list[subprocess.Popen]:
                 env={**os.environ, "TF_CONFIG": json.dumps(config)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
         )
+    started.extend(workers)
     return workers
 
 
@@ -59,9 +72,9 @@ def slice_npz(real_arrays, tmp_path_factory) -> Path:
     return path
 
 
-def test_two_worker_processes_train_one_model(slice_npz, tmp_path):
+def test_two_worker_processes_train_one_model(slice_npz, tmp_path, started):
     out = tmp_path / "exports"
-    results = finish(start_workers(slice_npz, out, EPOCHS))
+    results = finish(start_workers(slice_npz, out, EPOCHS, started))
     assert [code for code, _ in results] == [0, 0], [stderr[-2000:] for _, stderr in results]
     report = json.loads((out / "train.json").read_text())
     distribution = report["distribution"]
@@ -74,9 +87,9 @@ def test_two_worker_processes_train_one_model(slice_npz, tmp_path):
     assert abs(report["test_accuracy"] - single.test_accuracy) <= 0.01, (report["test_accuracy"], single.test_accuracy)
 
 
-def test_a_killed_worker_stops_the_other_and_a_restart_resumes(slice_npz, tmp_path):
+def test_a_killed_worker_stops_the_other_and_a_restart_resumes(slice_npz, tmp_path, started):
     out = tmp_path / "exports"
-    chief, other = start_workers(slice_npz, out, epochs=6)
+    chief, other = start_workers(slice_npz, out, 6, started)
     deadline = time.monotonic() + 240
     while not (out / ".backup" / "checkpoint").is_file():  # the first epoch's backup is written
         assert time.monotonic() < deadline and chief.poll() is None, chief.communicate()[1][-2000:]
@@ -91,7 +104,7 @@ def test_a_killed_worker_stops_the_other_and_a_restart_resumes(slice_npz, tmp_pa
     assert stopped_after < 90 and "Traceback" not in stderr
     assert not (out / "mnist_cnn.keras").exists() and not (out / "train.json").exists()
 
-    results = finish(start_workers(slice_npz, out, epochs=6))
+    results = finish(start_workers(slice_npz, out, 6, started))
     assert [code for code, _ in results] == [0, 0], [stderr[-2000:] for _, stderr in results]
     report = json.loads((out / "train.json").read_text())
     resumed = report["distribution"]["resumed_from_epoch"]
