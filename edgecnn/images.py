@@ -102,12 +102,14 @@ def border_level(gray: np.ndarray) -> float:
 
 
 def to_mnist_digit(gray: np.ndarray, where: Path | str = "") -> np.ndarray:
-    """Grayscale image → 28x28 uint8 white-on-black digit, fitted in 20x20 and centered by mass."""
+    """Grayscale image → 28x28 uint8 white-on-black digit, fitted in 20x20 and centered by mass.
+
+    Written so that JavaScript can repeat it bit for bit (the Node and browser examples do): an area-weighted
+    resample accumulated in a fixed order in float64, rounding as floor(x + 0.5), integer moments for the centering.
+    """
     if is_mnist_style(gray):
         return gray
-    from PIL import Image
-
-    ink = (255 - gray) if border_level(gray) >= LIGHT_BACKGROUND else gray.copy()
+    ink = ink_above_background(gray)
     ink = np.where(ink >= INK_THRESHOLD * max(int(ink.max()), 1), ink, 0).astype(np.uint8)
     rows, columns = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     if ink.max() == 0 or len(rows) == 0:
@@ -115,22 +117,58 @@ def to_mnist_digit(gray: np.ndarray, where: Path | str = "") -> np.ndarray:
     cropped = ink[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
     height, width = cropped.shape
     scale = DIGIT_BOX / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    fitted = np.asarray(Image.fromarray(cropped).resize(size, Image.Resampling.LANCZOS), dtype=np.float64)
-    canvas = np.zeros((MNIST_SIZE, MNIST_SIZE), dtype=np.float64)
-    top, left = (MNIST_SIZE - size[1]) // 2, (MNIST_SIZE - size[0]) // 2
-    canvas[top : top + size[1], left : left + size[0]] = fitted
-    return center_by_mass(np.clip(canvas, 0, 255)).astype(np.uint8)
+    fitted_height, fitted_width = max(1, half_up(height * scale)), max(1, half_up(width * scale))
+    fitted = np.clip(np.floor(resample(cropped, fitted_height, fitted_width) + 0.5), 0, 255).astype(np.uint8)
+    canvas = np.zeros((MNIST_SIZE, MNIST_SIZE), dtype=np.uint8)
+    top, left = (MNIST_SIZE - fitted_height) // 2, (MNIST_SIZE - fitted_width) // 2
+    canvas[top : top + fitted_height, left : left + fitted_width] = fitted
+    return center_by_mass(canvas)
+
+
+def ink_above_background(gray: np.ndarray) -> np.ndarray:
+    """How far each pixel stands out from the paper (the border's median level), white on black: a gray, noisy photo
+    background becomes black, so the crop finds the digit rather than the sheet."""
+    level = int(np.floor(border_level(gray)))
+    difference = (level - gray.astype(np.int64)) if level >= LIGHT_BACKGROUND else (gray.astype(np.int64) - level)
+    return np.clip(difference, 0, 255).astype(np.uint8)
+
+
+def half_up(value: float) -> int:
+    """Round half up, as JavaScript's Math.round does (Python's round() rounds half to even)."""
+    return int(np.floor(value + 0.5))
+
+
+def area_weights(size_in: int, size_out: int) -> np.ndarray:
+    """(size_out, size_in): how much of each input pixel each output pixel covers, as a fraction of its width."""
+    scale = size_in / size_out
+    starts = np.arange(size_out, dtype=np.float64)[:, np.newaxis] * scale
+    pixels = np.arange(size_in, dtype=np.float64)[np.newaxis, :]
+    return np.clip(np.minimum(starts + scale, pixels + 1) - np.maximum(starts, pixels), 0, None) / scale
+
+
+def accumulate(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """weights @ values, summed over the input index in ascending order (the order the JavaScript loops use)."""
+    out = np.zeros((weights.shape[0], values.shape[1]), dtype=np.float64)
+    for index in range(weights.shape[1]):
+        out += weights[:, index : index + 1] * values[index][np.newaxis, :]
+    return out
+
+
+def resample(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area-weighted (anti-aliased) resize of a 2-D image, rows first, then columns."""
+    tall = accumulate(area_weights(image.shape[0], height), image.astype(np.float64))
+    return accumulate(area_weights(image.shape[1], width), tall.T).T
 
 
 def center_by_mass(canvas: np.ndarray) -> np.ndarray:
-    """Shift so the intensity-weighted center sits at the frame's center, as MNIST was built."""
-    total = canvas.sum()
+    """Shift so the intensity-weighted center sits at the frame's center, as MNIST was built (integer moments)."""
+    values = canvas.astype(np.int64)
+    total = int(values.sum())
     if total == 0:
         return canvas
     grid_rows, grid_columns = np.indices(canvas.shape)
-    shift_rows = int(round((MNIST_SIZE - 1) / 2 - (grid_rows * canvas).sum() / total))
-    shift_columns = int(round((MNIST_SIZE - 1) / 2 - (grid_columns * canvas).sum() / total))
+    shift_rows = half_up((MNIST_SIZE - 1) / 2 - int((grid_rows * values).sum()) / total)
+    shift_columns = half_up((MNIST_SIZE - 1) / 2 - int((grid_columns * values).sum()) / total)
     shifted = np.zeros_like(canvas)
     source = canvas[max(0, -shift_rows) : MNIST_SIZE - max(0, shift_rows), max(0, -shift_columns) : MNIST_SIZE - max(0, shift_columns)]
     shifted[max(0, shift_rows) : max(0, shift_rows) + source.shape[0], max(0, shift_columns) : max(0, shift_columns) + source.shape[1]] = source

@@ -61,9 +61,13 @@ def onnx_graph_facts(runner: Runner) -> dict[str, Any]:
 
 
 def tflite_graph_facts(runner: TfliteRunner) -> dict[str, Any]:
+    from edgecnn.tflite_metadata import METADATA_NAME, read
+
     interpreter = runner.interpreter
     try:
         ops = dict(Counter(op["op_name"] for op in interpreter._get_ops_details()))  # LiteRT has no public op list
     except (AttributeError, KeyError):
         ops = {}
-    return {"metadata": {"signatures": ", ".join(interpreter.get_signature_list())}, "ops": ops}
+    entries = read(runner.path.read_bytes())
+    metadata = dict(entries.pop(METADATA_NAME, {})) | entries | {"signatures": ", ".join(interpreter.get_signature_list())}
+    return {"metadata": metadata, "ops": ops}

@@ -19,7 +19,7 @@ class ExportInputs:
     options: ExportOptions
     staging: Path
     calibration: np.ndarray
-    metadata: dict[str, str]
+    metadata: dict[str, str]  # the facts every file carries: labels, input layout and scaling, source model, version
 
     @property
     def data_spec(self) -> str | None:

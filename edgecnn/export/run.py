@@ -60,7 +60,7 @@ def export(options: ExportOptions, progress: Callable[[str], None] | None = None
     model_entry = describe_source_model(options.model)
     staging = Path(tempfile.mkdtemp(prefix=".export-staging-", dir=out))
     try:
-        inputs = ExportInputs(keras_model, model_entry, options, staging, calibration_images(options, model_entry), onnx_metadata(model_entry))
+        inputs = ExportInputs(keras_model, model_entry, options, staging, calibration_images(options, model_entry), model_metadata(model_entry))
         staged = convert_all(specs, inputs, progress or (lambda name: None))
         bundle_model(options.model, out)
         entries = [publish(spec, staged[spec.name], out, model_entry) for spec in specs]
@@ -145,7 +145,8 @@ def calibration_images(options: ExportOptions, model_entry: ModelEntry) -> np.nd
     return dataset.x_train[np.sort(rng.choice(len(dataset.x_train), size=count, replace=False))]
 
 
-def onnx_metadata(model_entry: ModelEntry) -> dict[str, str]:
+def model_metadata(model_entry: ModelEntry) -> dict[str, str]:
+    """What every exported file carries about itself (ONNX metadata_props, the TFLite metadata table)."""
     return {
         "class_labels": json.dumps(list(CLASS_LABELS)),
         "input_layout": "NHWC [batch, 28, 28, 1]",

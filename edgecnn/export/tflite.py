@@ -9,6 +9,7 @@ from edgecnn.export.artifacts import ArtifactSpec, IoType
 from edgecnn.export.inputs import Converted, ExportInputs
 from edgecnn.manifest import Precision
 from edgecnn.native_output import quiet_native_output
+from edgecnn.tflite_metadata import embed, input_quantization
 
 
 def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Converted:
@@ -32,5 +33,17 @@ def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Conv
     with quiet_native_output((1, 2)):
         flatbuffer = converter.convert()
     path = inputs.staging / spec.filename
-    path.write_bytes(flatbuffer)
-    return Converted(path, details)
+    path.write_bytes(embed(flatbuffer, tflite_facts(inputs.metadata, input_quantization(flatbuffer))))
+    return Converted(path, details | {"metadata": "edgecnn entry in the model's metadata table"})
+
+
+def tflite_facts(metadata: dict[str, str], quantization: tuple[float, int] | None) -> dict[str, str]:
+    """The facts the ONNX files carry, with the input's quantization when the model takes integers."""
+    if quantization is None:
+        return metadata
+    scale, zero_point = quantization
+    return metadata | {
+        "input_scaling": f"quantized: q = round(pixel / 255 / {scale:.9g}) + {zero_point}, white digit on black background (MNIST)",
+        "input_scale": f"{scale:.9g}",
+        "input_zero_point": str(zero_point),
+    }

@@ -1,26 +1,22 @@
-// Classify 28x28 digit PNGs with edgecnn's uint8-input ONNX model. Needs only onnxruntime-node and pngjs:
-//   npm install --ignore-scripts && node classify.js ../../exports/mnist_cnn_uint8_input.onnx digit.png [more.png ...]
-// The model takes raw grayscale pixels (uint8, [batch, 28, 28], white digit on black) and returns
-// `probabilities` [batch, 10]: the scaling to [0, 1] is inside the graph, so there is no preprocessing here.
+// Classify digit PNGs of any size with edgecnn's uint8-input ONNX model. Needs only onnxruntime-node and pngjs:
+//   npm ci --ignore-scripts && node classify.js ../../exports/mnist_cnn_uint8_input.onnx digit.png [more.png ...]
+// Each image gets `edgecnn predict`'s preprocessing (../web/mnist.js, shared with the browser page): gray, light
+// background inverted, cropped to the ink, fitted into 20x20, centred by mass in 28x28. The model takes those raw
+// pixels (uint8, [batch, 28, 28]) and returns `probabilities` [batch, 10]; the scaling to [0, 1] is inside the graph.
 const fs = require("fs");
 const ort = require("onnxruntime-node");
 const { PNG } = require("pngjs");
+const { grayFromRGBA, toMnist } = require("../web/mnist.js");
 
-function grayPixels(file) {
+function mnistPixels(file) {
   const png = PNG.sync.read(fs.readFileSync(file));
-  if (png.width !== 28 || png.height !== 28) throw new Error(`${file}: expected 28x28, got ${png.width}x${png.height}`);
-  const gray = new Uint8Array(28 * 28);
-  for (let i = 0; i < gray.length; i++) {
-    const [r, g, b] = png.data.subarray(i * 4, i * 4 + 3);
-    gray[i] = Math.round(0.299 * r + 0.587 * g + 0.114 * b);
-  }
-  return gray;
+  return toMnist(grayFromRGBA(png.data, png.width, png.height), png.width, png.height);
 }
 
 async function main([modelPath, ...files]) {
   const session = await ort.InferenceSession.create(modelPath);
   for (const file of files) {
-    const input = new ort.Tensor("uint8", grayPixels(file), [1, 28, 28]);
+    const input = new ort.Tensor("uint8", mnistPixels(file), [1, 28, 28]);
     const { probabilities } = await session.run({ image: input });
     const scores = Array.from(probabilities.data);
     const digit = scores.indexOf(Math.max(...scores));

@@ -1,0 +1,66 @@
+"""edgecnn's facts inside a .tflite file: one entry, `edgecnn`, in the model's metadata table (a JSON object in its own
+buffer), written and read with the flatbuffer schema that ships with LiteRT, so an app that has only the .tflite file
+still knows the labels, the input layout and quantization, and which Keras model it came from.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+METADATA_NAME = "edgecnn"
+
+
+def embed(flatbuffer: bytes, facts: dict[str, str]) -> bytes:
+    """The model with `facts` as its `edgecnn` metadata entry (replacing an earlier one)."""
+    import flatbuffers
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(facts, sort_keys=True).encode(), dtype=np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [item for item in (model.metadata or []) if item.name not in (METADATA_NAME, METADATA_NAME.encode())] + [entry]
+    builder = flatbuffers.Builder(len(flatbuffer) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def input_quantization(flatbuffer: bytes) -> tuple[float, int] | None:
+    """(scale, zero point) of the first input, or None for a float input."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(flatbuffer, 0)
+    graph = model.Subgraphs(0)
+    quantization = graph.Tensors(graph.Inputs(0)).Quantization()
+    if quantization is None or quantization.ScaleLength() == 0:
+        return None
+    return float(quantization.Scale(0)), int(quantization.ZeroPoint(0))
+
+
+def read(flatbuffer: bytes) -> dict[str, Any]:
+    """Every metadata entry by name: edgecnn's decoded from JSON, the converter's own (e.g. min_runtime_version) as text."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(flatbuffer, 0)
+    entries: dict[str, Any] = {}
+    for index in range(model.MetadataLength()):
+        item = model.Metadata(index)
+        name = item.Name().decode()
+        data = model.Buffers(item.Buffer()).DataAsNumpy()
+        raw = data.tobytes() if hasattr(data, "tobytes") else b""
+        entries[name] = json.loads(raw) if name == METADATA_NAME else printable(raw)
+    return entries
+
+
+def printable(raw: bytes) -> str:
+    """A converter's entry as text when it is text (min_runtime_version), else its size (CONVERSION_METADATA is binary)."""
+    try:
+        text = raw.rstrip(b"\0").decode("utf-8")
+    except UnicodeDecodeError:
+        return f"<{len(raw)} bytes>"
+    return text if text.isprintable() else f"<{len(raw)} bytes>"
