@@ -330,12 +330,12 @@ def predict_command(
     output: Annotated[Optional[Path], typer.Option("--output", help="Write every prediction to FILE.jsonl or FILE.csv.", show_default=False)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable image instead of reporting it as a row.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per inference call.")] = 256,
+    no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against a manifest beside the model.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
     provider: ProviderOption = Provider.CPU,
     device: DeviceOption = 0,
     tf32: Tf32Option = True,
     allow_fallback: AllowFallbackOption = False,
-    no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against a manifest beside the model.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
     debug: DebugOption = False,
 ) -> int:
     """Classify digit images with an exported model (MNIST-style preprocessing; never imports TensorFlow); exit 1 if any was unreadable."""

@@ -15,7 +15,7 @@ from edgecnn.bench import BenchOptions, BenchReport, bench
 from edgecnn.errors import EdgecnnError
 from edgecnn.export import ExportOptions, ExportResult, FormatChoice, export
 from edgecnn.provenance import library_versions, machine_info, utc_now
-from edgecnn.report import Section, bold, code, write_report
+from edgecnn.report import Bold, Code, Section, write_report
 from edgecnn.runners import SessionConfig
 from edgecnn.ship import Recommendation, recommend, summarize
 from edgecnn.tables import export_rows, latency_rows, parity_rows, ship_rows, summary_rows
@@ -116,7 +116,7 @@ def report_sections(
         Section(
             "Parity with Keras",
             text=(f"Keras accuracy {verified.keras_accuracy:.2%} on {verified.test_size:,} test images, ONNX files on ",
-                  code(options.session.provider.execution_provider), ". Each artifact's sha256 was checked against the manifest first."),
+                  Code(options.session.provider.execution_provider), ". Each artifact's sha256 was checked against the manifest first."),
             table=parity_rows(verified.results),
             image=verified.confusion_path,
         ),
@@ -130,7 +130,7 @@ def ship_section(ship: tuple[Recommendation, ...]) -> Section:
         return Section("What to ship", text=("Nothing measured: the parity check failed, so the benchmark was skipped.",))
     return Section(
         "What to ship",
-        text=("Per target, the fastest artifact that passed verify; speed-ups are against ", code("onnx-fp32"),
+        text=("Per target, the fastest artifact that passed verify; speed-ups are against ", Code("onnx-fp32"),
               " on the same device and batch, and against the Keras call."),
         table=ship_rows(ship),
     )
@@ -143,11 +143,11 @@ def training_section(out: Path, report: TrainReport | None) -> Section:
     return Section(
         "Data and training",
         bullets=(
-            ("data source: ", code(data.spec), f" ({data.kind.value}) {data.note}".rstrip()),
+            ("data source: ", Code(data.spec), f" ({data.kind.value}) {data.note}".rstrip()),
             (f"training images: {data.fit_size} (+{data.validation_size} validation); test images: {data.test_size}",),
             (f"epochs {hyper.epochs}, batch {hyper.batch_size}, learning rate {hyper.learning_rate} ({hyper.schedule.value}), "
              f"augmentation {'on' if hyper.augment else 'off'}, seed {report.seed}",),
-            (bold(f"test accuracy {report.test_accuracy:.2%}"), f" (loss {report.test_loss:.4f}); {report.images_per_second:,.0f} training images/s"),
+            (Bold(f"test accuracy {report.test_accuracy:.2%}"), f" (loss {report.test_loss:.4f}); {report.images_per_second:,.0f} training images/s"),
         ),
         image=out / "train_curves.png",
     )
@@ -160,7 +160,7 @@ def latency_section(options: PipelineOptions, benched: BenchReport | None) -> Se
     return Section(
         "Latency",
         text=(f"{benched.report['settings']['threads']} threads, {machine['cpu']} ({machine['cpu_count']} cores); per-call times after "
-              f"warm-up, input pre-bound. Differences from ", code("edgecnn bench"), f"'s defaults: {bench_differences(options)}."),
+              f"warm-up, input pre-bound. Differences from ", Code("edgecnn bench"), f"'s defaults: {bench_differences(options)}."),
         table=latency_rows(benched.results),
         image=benched.chart_path,
     )
@@ -171,7 +171,7 @@ def provenance_section(exported: ExportResult, report: TrainReport | None) -> Se
         "Provenance",
         bullets=(
             (f"created {utc_now()} on {machine_info()['cpu']}",),
-            ("Keras model ", code(exported.model.path), f" sha256 {exported.model.sha256}"),
+            ("Keras model ", Code(exported.model.path), f" sha256 {exported.model.sha256}"),
             (f"data sha256 {report.data.sha256 if report else exported.model.data.get('sha256', '?')}",),
             (", ".join(f"{name} {version}" for name, version in library_versions().items()),),
         ),

@@ -8,34 +8,21 @@ from __future__ import annotations
 import base64
 import html
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 from edgecnn.files import write_bytes_atomic
 from edgecnn.tables import Cell, TextTable, Verdict
 
 
-class Style(str, Enum):
-    PLAIN = "plain"
-    CODE = "code"
-    BOLD = "bold"
+class Code(str):
+    """Inline code in report text (`x` in Markdown, <code> in HTML)."""
 
 
-@dataclass(frozen=True)
-class Span:
-    text: str
-    style: Style = Style.PLAIN
+class Bold(str):
+    """Emphasis in report text (**x** in Markdown, <strong> in HTML)."""
 
 
-def code(text: str) -> Span:
-    return Span(text, Style.CODE)
-
-
-def bold(text: str) -> Span:
-    return Span(text, Style.BOLD)
-
-
-Text = tuple[Span | str, ...]  # one paragraph or bullet: plain strings and styled spans
+Text = tuple[str, ...]  # one paragraph or bullet: plain strings, Code and Bold
 
 
 @dataclass(frozen=True)
@@ -47,17 +34,10 @@ class Section:
     bullets: tuple[Text, ...] = ()
 
 
-def spans(text: Text) -> list[Span]:
-    return [part if isinstance(part, Span) else Span(part) for part in text]
-
-
 # --- Markdown ----------------------------------------------------------------------------------------------------
 
-MARKDOWN_STYLE = {Style.PLAIN: "{}", Style.CODE: "`{}`", Style.BOLD: "**{}**"}
-
-
 def markdown_text(text: Text) -> str:
-    return "".join(MARKDOWN_STYLE[span.style].format(span.text) for span in spans(text))
+    return "".join(f"`{part}`" if isinstance(part, Code) else f"**{part}**" if isinstance(part, Bold) else part for part in text)
 
 
 def markdown_cell(cell: Cell) -> str:
@@ -98,11 +78,12 @@ code { background: #f3f4f7; padding: 0 .2rem; }
 .pass { color: #1a7f37; font-weight: 600; } .fail { color: #c62828; font-weight: 600; }
 """
 
-HTML_STYLE = {Style.PLAIN: "{}", Style.CODE: "<code>{}</code>", Style.BOLD: "<strong>{}</strong>"}
-
-
 def html_text(text: Text) -> str:
-    return "".join(HTML_STYLE[span.style].format(html.escape(span.text)) for span in spans(text))
+    def tagged(part: str) -> str:
+        escaped = html.escape(part)
+        return f"<code>{escaped}</code>" if isinstance(part, Code) else f"<strong>{escaped}</strong>" if isinstance(part, Bold) else escaped
+
+    return "".join(tagged(part) for part in text)
 
 
 def html_cell(cell: Cell) -> str:
