@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,17 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.distributed import local_cluster
+
 SHARED_NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-offline.npz"
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def train_command(data: Path, out: Path, epochs: int, *extra: str) -> list[str]:
@@ -50,13 +41,11 @@ def main() -> None:
                  x_test=archive["x_test"][:2000], y_test=archive["y_test"][:2000])
         single = Path(folder) / "single"
         subprocess.run(train_command(data, single, args.epochs, "--batch-size", "256"), check=True, capture_output=True)
-        addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
         workers = Path(folder) / "workers"
         processes = [
             subprocess.Popen(train_command(data, workers, args.epochs, "--distribute", "multi-worker"), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL,
-                             env={**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})})
-            for index in range(2)
+                             stderr=subprocess.DEVNULL, env={**os.environ, "TF_CONFIG": config})
+            for config in local_cluster(2)
         ]
         if any(process.wait(timeout=900) for process in processes):
             raise SystemExit("a worker failed")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,18 @@ def cluster_from_environment() -> Cluster:
     workers = tuple(cluster.get("chief", [])) + tuple(cluster.get("worker", []))
     is_chief = task.get("type") == "chief" or (task.get("type") == "worker" and int(task.get("index", 0)) == 0 and not cluster.get("chief"))
     return Cluster(workers, int(task.get("index", 0)), is_chief)
+
+
+def local_cluster(workers: int) -> list[str]:
+    """TF_CONFIG values for `workers` processes on 127.0.0.1, one per worker, on ports free right now: for trying
+    multi-worker training (and testing it) on one machine."""
+    sockets = [socket.socket() for _ in range(workers)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    addresses = [f"127.0.0.1:{sock.getsockname()[1]}" for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return [json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}) for index in range(workers)]
 
 
 def distribution_strategy(kind: Distribution) -> Any:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,19 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgecnn.distributed import local_cluster
 from edgecnn.train import TrainOptions, train
 
 EPOCHS = 5  # with 6,000 digits, past the steep start of learning: runs that differ only in dropout masks agree within a point
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 @pytest.fixture
@@ -43,17 +33,14 @@ def started() -> Iterator[list[subprocess.Popen]]:
 
 
 def start_workers(data: Path, out: Path, epochs: int, started: list[subprocess.Popen]) -> list[subprocess.Popen]:
-    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    workers = []
-    for index in range(2):
-        config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
-        workers.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "edgecnn", "train", "--distribute", "multi-worker", "--data", str(data), "--epochs", str(epochs),
-                 "--out", str(out)],
-                env={**os.environ, "TF_CONFIG": json.dumps(config)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            )
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "edgecnn", "train", "--distribute", "multi-worker", "--data", str(data), "--epochs", str(epochs),
+             "--out", str(out)],
+            env={**os.environ, "TF_CONFIG": config}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
+        for config in local_cluster(2)
+    ]
     started.extend(workers)
     return workers
 
