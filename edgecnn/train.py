@@ -100,7 +100,7 @@ class TrainingData:
 
 
 @dataclass(frozen=True)
-class Placement:
+class TrainingSetup:
     """Where training runs: the tf.distribute strategy, its replicas, the global batch and where this process writes."""
 
     strategy: Any
@@ -124,12 +124,12 @@ def train(options: TrainOptions) -> TrainResult:
     out = ensure_output_dir(options.out)
     data = prepare_data(options)
     make_deterministic(options.seed)
-    placement = place_training(options, out)
-    model = compiled_model(options, placement, steps_per_epoch=int(np.ceil(len(data.x_fit) / placement.global_batch)))
+    setup = training_setup(options, out)
+    model = compiled_model(options, setup, steps_per_epoch=int(np.ceil(len(data.x_fit) / setup.global_batch)))
     started = time.perf_counter()
-    fitted = fit(model, data, options, placement)
-    test_loss, test_accuracy = evaluate(model, data, placement)
-    model_path = placement.out / MODEL_FILENAME
+    fitted = fit(model, data, options, setup)
+    test_loss, test_accuracy = evaluate(model, data, setup)
+    model_path = setup.out / MODEL_FILENAME
     with atomic_path(model_path) as temp:
         model.save(temp)
     report = TrainReport(
@@ -145,12 +145,12 @@ def train(options: TrainOptions) -> TrainResult:
         hyperparameters=hyperparameters(options),
         seed=options.seed,
         deterministic_ops=True,
-        distribution=distribution_info(options, placement, fitted),
+        distribution=distribution_info(options, setup, fitted),
         history=fitted.history,
         versions=library_versions(),
         machine=machine_info(),
     )
-    return write_outputs(report, placement.out)
+    return write_outputs(report, setup.out)
 
 
 def prepare_data(options: TrainOptions) -> TrainingData:
@@ -161,17 +161,17 @@ def prepare_data(options: TrainOptions) -> TrainingData:
     return TrainingData(dataset, x_fit, y_fit, validation)
 
 
-def place_training(options: TrainOptions, out: Path) -> Placement:
+def training_setup(options: TrainOptions, out: Path) -> TrainingSetup:
     strategy = distribution_strategy(options.distribute)
     replicas = int(strategy.num_replicas_in_sync)
     cluster = cluster_from_environment() if options.distribute is Distribution.MULTI_WORKER else None
     folder = worker_output_dir(out, cluster) if cluster else out
-    return Placement(strategy, replicas, options.batch_size * replicas, folder, cluster)
+    return TrainingSetup(strategy, replicas, options.batch_size * replicas, folder, cluster)
 
 
-def compiled_model(options: TrainOptions, placement: Placement, steps_per_epoch: int) -> Any:
+def compiled_model(options: TrainOptions, setup: TrainingSetup, steps_per_epoch: int) -> Any:
     keras = import_keras()
-    with placement.strategy.scope():
+    with setup.strategy.scope():
         model = build_model(options.model)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=learning_rate(options, steps_per_epoch)),
@@ -181,15 +181,15 @@ def compiled_model(options: TrainOptions, placement: Placement, steps_per_epoch:
     return model
 
 
-def fit(model: Any, data: TrainingData, options: TrainOptions, placement: Placement) -> FitOutcome:
+def fit(model: Any, data: TrainingData, options: TrainOptions, setup: TrainingSetup) -> FitOutcome:
     started = time.perf_counter()
-    if placement.cluster is not None:
-        pipeline = training_input(data.x_fit, data.y_fit, options, placement.global_batch)
-        loop = fit_across_workers(model, pipeline, data.validation, options.epochs, placement.strategy, placement.out, options.out)
+    if setup.cluster is not None:
+        pipeline = training_input(data.x_fit, data.y_fit, options, setup.global_batch)
+        loop = fit_across_workers(model, pipeline, data.validation, options.epochs, setup.strategy, setup.out, options.out)
         return FitOutcome(loop.history, time.perf_counter() - started, loop.training_seconds, loop.resumed_from_epoch)
     timer = throughput_timer()
     history = model.fit(
-        training_input(data.x_fit, data.y_fit, options, placement.global_batch),
+        training_input(data.x_fit, data.y_fit, options, setup.global_batch),
         epochs=options.epochs,
         validation_data=data.validation,
         callbacks=[timer],
@@ -200,10 +200,10 @@ def fit(model: Any, data: TrainingData, options: TrainOptions, placement: Placem
     return FitOutcome(tuple(epoch_history(history.history, timer.epoch_seconds)), fit_seconds, timer.training_seconds)
 
 
-def evaluate(model: Any, data: TrainingData, placement: Placement) -> tuple[float, float]:
+def evaluate(model: Any, data: TrainingData, setup: TrainingSetup) -> tuple[float, float]:
     """Test loss and accuracy: Keras' evaluate, or on this worker alone in multi-worker training (see distributed)."""
     images, labels = to_model_input(data.dataset.x_test), one_hot(data.dataset.y_test)
-    if placement.cluster is not None:
+    if setup.cluster is not None:
         return evaluate_locally(model, images, labels)
     loss, accuracy = model.evaluate(images, labels, batch_size=1024, verbose=0)
     return float(loss), float(accuracy)
@@ -232,12 +232,12 @@ def hyperparameters(options: TrainOptions) -> Hyperparameters:
     )
 
 
-def distribution_info(options: TrainOptions, placement: Placement, fitted: FitOutcome) -> DistributionInfo:
-    devices = () if options.distribute is Distribution.NONE else tuple(placement.strategy.extended.worker_devices)
-    cluster = placement.cluster
+def distribution_info(options: TrainOptions, setup: TrainingSetup, fitted: FitOutcome) -> DistributionInfo:
+    devices = () if options.distribute is Distribution.NONE else tuple(setup.strategy.extended.worker_devices)
+    cluster = setup.cluster
     return DistributionInfo(
-        strategy=options.distribute, replicas=placement.replicas, devices=devices, batch_size_per_replica=options.batch_size,
-        global_batch_size=placement.global_batch, workers=cluster.workers if cluster else (), task_index=cluster.task_index if cluster else 0,
+        strategy=options.distribute, replicas=setup.replicas, devices=devices, batch_size_per_replica=options.batch_size,
+        global_batch_size=setup.global_batch, workers=cluster.workers if cluster else (), task_index=cluster.task_index if cluster else 0,
         resumed_from_epoch=fitted.resumed_from_epoch,
     )
 
