@@ -8,12 +8,11 @@ from __future__ import annotations
 import logging
 import sys
 from enum import Enum
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-
 from typer._click import exceptions as click_exceptions  # typer >= 0.25 vendors its own copy of click
 from typer.core import TyperArgument, TyperCommand
 
