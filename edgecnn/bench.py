@@ -23,7 +23,7 @@ import numpy as np
 from edgecnn.data import load_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import ensure_output_dir, write_json_atomic
-from edgecnn.manifest import ArtifactFormat, Precision, load_manifest
+from edgecnn.manifest import ArtifactFormat, Manifest, Precision, load_manifest
 from edgecnn.provenance import library_versions, machine_info, utc_now
 from edgecnn.runners import (
     Backend,
@@ -158,6 +158,7 @@ class BenchReport:
     report_path: Path
     chart_path: Path
     report: dict[str, Any]
+    options: BenchOptions  # what was asked, so a caller can say how it differs from the defaults
     tuning: tuple[Any, ...] = ()
 
     @property
@@ -180,8 +181,10 @@ class Target:
 def bench(options: BenchOptions) -> BenchReport:
     options.check()
     check_provider_usable(options.runner_config())
-    targets, folder, data_spec = collect_targets(options)
-    out = ensure_output_dir(options.out or folder, "--out")
+    manifest = None if options.models else load_manifest(options.manifest)
+    targets = collect_targets(options, manifest)
+    out = ensure_output_dir(options.out or (manifest.folder if manifest else Path(options.models[0]).parent), "--out")
+    data_spec = manifest.data_spec(options.data) if manifest else options.data
     dataset = load_dataset(data_spec)
     images = dataset.x_test
     if len(images) < max(options.batch_sizes):
@@ -196,10 +199,10 @@ def bench(options: BenchOptions) -> BenchReport:
             target.runner.close()
             gc.collect()
     tuning: tuple[Any, ...] = ()
-    if options.tune:
+    if options.tune and manifest is not None:
         from edgecnn.tune import tune
 
-        tuning = tuple(tune([target for target in targets if target.format is ArtifactFormat.ONNX], dataset, options))
+        tuning = tuple(tune([target for target in targets if target.format is ArtifactFormat.ONNX], manifest, dataset, images, options))
     report_path, chart_path = out / REPORT_FILENAME, out / CHART_FILENAME
     report = report_payload(results, tuning, options, data_spec)
     write_json_atomic(report_path, report)
@@ -210,35 +213,31 @@ def bench(options: BenchOptions) -> BenchReport:
         if not row.failed:
             series.setdefault(f"{row.artifact} ({row.provider_used.label})", []).append((row.batch_size, row.p50_us))
     plot_latency(series, chart_path, title=f"p50 latency per image, {options.resolved_threads()} threads")
-    return BenchReport(tuple(results), report_path, chart_path, report, tuning)
+    return BenchReport(tuple(results), report_path, chart_path, report, options, tuning)
 
 
-def collect_targets(options: BenchOptions) -> tuple[list[Target], Path, str | None]:
+def collect_targets(options: BenchOptions, manifest: Manifest | None) -> list[Target]:
     """Artifacts from the manifest (hash-checked) or files named with --model; the Keras baseline if asked.
 
     On a GPU provider, TFLite artifacts (LiteRT runs on the CPU) are benched only when named with --artifact/--model.
     """
     config = options.runner_config()
     targets: list[Target] = []
-    if options.models:
+    if manifest is None:
         for path in map(Path, options.models):
             artifact_format = artifact_format_of(path)
             targets.append(Target(path.name, path, artifact_format, None, open_runner(artifact_format, path, config)))
-        folder, data_spec, keras_path = Path(options.models[0]).parent, options.data, None
     else:
-        manifest = load_manifest(options.manifest)
         for entry in manifest.select(options.artifacts, keep=lambda entry: entry.format is ArtifactFormat.ONNX or not config.provider.on_device):
             path = manifest.open(entry, options.verify_hash)
             targets.append(Target(entry.name, path, entry.format, entry.precision, open_runner(entry.format, path, config)))
-        folder = manifest.folder
-        data_spec = manifest.data_spec(options.data)
-        keras_path = manifest.resolve(manifest.model.path) if manifest.model else None
     if options.baseline_keras:
-        if keras_path is None:
+        if manifest is None or manifest.model is None:
             raise EdgecnnError("--baseline keras needs a manifest with a model entry", "--baseline")
         # last: TensorFlow's thread pools outlive the model and would disturb whatever ran after it
+        keras_path = manifest.resolve(manifest.model.path)
         targets.append(Target("keras", keras_path, ArtifactFormat.KERAS, Precision.FP32, KerasRunner(keras_path)))
-    return targets, folder, data_spec
+    return targets
 
 
 def requested_provider(target: Target, options: BenchOptions) -> Provider:

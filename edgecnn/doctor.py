@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecnn.errors import EdgecnnError
 from edgecnn.provenance import package_version
-from edgecnn.runners import Provider, SessionConfig
+from edgecnn.runners import Provider, ProviderError, SessionConfig
 from edgecnn.runners.onnxrt import built_for_cuda, check_provider_usable, preload_gpu_libraries
 
 CUDNN_MAJOR = 9
@@ -109,8 +108,8 @@ def diagnose(provider: Provider = Provider.CUDA, device_id: int = 0) -> DoctorRe
     problem = ""
     try:
         check_provider_usable(SessionConfig(provider=provider, device_id=device_id))
-    except EdgecnnError as exc:
-        problem = exc.what
+    except ProviderError as exc:
+        problem = exc.cause
     if provider.on_device and not cuda_version and not problem:
         problem = f"{package} is not built with CUDA"
     return DoctorReport(
@@ -122,7 +121,7 @@ def diagnose(provider: Provider = Provider.CUDA, device_id: int = 0) -> DoctorRe
         libraries=libraries,
         gpus=nvidia_gpus(),
         usable=not problem,
-        problem=problem.split(". Fix:")[0],
+        problem=problem,
         fix="" if not problem else fix_for(provider, package, libraries),
     )
 

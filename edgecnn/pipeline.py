@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecnn.bench import BenchOptions, BenchReport, bench
+from edgecnn.bench import DEFAULT_SECONDS, BenchOptions, BenchReport, bench
 from edgecnn.errors import EdgecnnError
 from edgecnn.export import ExportOptions, ExportResult, FormatChoice, export
 from edgecnn.provenance import library_versions, machine_info, utc_now
@@ -90,14 +90,14 @@ def bench_options(options: PipelineOptions, manifest: Path) -> BenchOptions:
     )
 
 
-def bench_differences(options: PipelineOptions) -> str:
+def bench_differences(used: BenchOptions) -> str:
     """How the pipeline's benchmark differs from `edgecnn bench`'s defaults (it is shorter, and adds Keras)."""
-    defaults, used = BenchOptions(), bench_options(options, Path("manifest.json"))
+    defaults = BenchOptions()
     differences = []
     if used.batch_sizes != defaults.batch_sizes:
         differences.append(f"batch sizes {','.join(map(str, used.batch_sizes))} (bench: {','.join(map(str, defaults.batch_sizes))})")
     if used.seconds is not None:
-        differences.append(f"{used.seconds:g} s per measurement (bench: 1 s)")
+        differences.append(f"{used.seconds:g} s per measurement (bench: {DEFAULT_SECONDS:g} s)")
     if used.baseline_keras != defaults.baseline_keras:
         differences.append("the Keras call timed as a baseline (bench: only with --baseline keras)")
     return "; ".join(differences)
@@ -120,7 +120,7 @@ def report_sections(
             table=parity_rows(verified.results),
             image=verified.confusion_path,
         ),
-        latency_section(options, benched),
+        latency_section(benched),
         provenance_section(exported, train_report),
     ]
 
@@ -153,14 +153,14 @@ def training_section(out: Path, report: TrainReport | None) -> Section:
     )
 
 
-def latency_section(options: PipelineOptions, benched: BenchReport | None) -> Section:
+def latency_section(benched: BenchReport | None) -> Section:
     if benched is None:
         return Section("Latency", text=("Not measured: the parity check failed, so the benchmark was skipped.",))
     machine = benched.report["machine"]
     return Section(
         "Latency",
         text=(f"{benched.report['settings']['threads']} threads, {machine['cpu']} ({machine['cpu_count']} cores); per-call times after "
-              f"warm-up, input pre-bound. Differences from ", Code("edgecnn bench"), f"'s defaults: {bench_differences(options)}."),
+              f"warm-up, input pre-bound. Differences from ", Code("edgecnn bench"), f"'s defaults: {bench_differences(benched.options)}."),
         table=latency_rows(benched.results),
         image=benched.chart_path,
     )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError, first_line
-from edgecnn.manifest import load_manifest
+from edgecnn.manifest import Manifest
 from edgecnn.runners import ConvAlgoSearch, OnnxRunner, Provider, SessionConfig, encode_images, infer_in_batches
 
 if TYPE_CHECKING:
@@ -79,14 +79,11 @@ def candidates(base: SessionConfig, cores: int) -> list[SessionConfig]:
     return [base]
 
 
-def tune(targets: Sequence[Target], dataset: Dataset, options: BenchOptions) -> list[TuneResult]:
+def tune(targets: Sequence[Target], manifest: Manifest, dataset: Dataset, images: np.ndarray, options: BenchOptions) -> list[TuneResult]:
+    """`images`: bench's timing inputs (at least the largest batch); `dataset`: its test split for the parity check."""
     from edgecnn.verify import keras_reference
 
-    manifest = load_manifest(options.manifest)
     reference = keras_reference(manifest, dataset, options.verify_hash)[:PARITY_IMAGES]
-    images = dataset.x_test
-    if len(images) < max(options.batch_sizes):
-        images = np.resize(images, (max(options.batch_sizes), *images.shape[1:]))
     base = options.runner_config()
     results = []
     for target in targets:

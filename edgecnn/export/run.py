@@ -32,7 +32,7 @@ FLOAT_INPUT_MEANING = "grayscale pixels scaled to [0, 1] (pixel / 255), white di
 RAW_INPUT_MEANING = "raw grayscale pixels 0-255 (uint8), white digit on black; the graph scales and reshapes"
 OUTPUT_MEANING = "softmax probabilities for digits 0-9"
 
-Converter = Callable[[ArtifactSpec, ExportInputs, "Path | None"], Converted]
+Converter = Callable[[ArtifactSpec, ExportInputs, Path | None], Converted]
 CONVERTERS: dict[ArtifactFormat, Converter] = {
     ArtifactFormat.ONNX: onnx_converter.convert,
     ArtifactFormat.TFLITE: tflite_converter.convert,

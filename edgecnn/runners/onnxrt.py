@@ -75,7 +75,11 @@ class ConvAlgoSearch(str, Enum):
 
 
 class ProviderError(EdgecnnError):
-    """The requested execution provider is not the one running the model."""
+    """The requested execution provider is not the one running the model. `cause` is why, without the fix."""
+
+    def __init__(self, what: str, where: object = None, cause: str = "") -> None:
+        super().__init__(what, where)
+        self.cause = cause or what
 
 
 @dataclass(frozen=True)
@@ -221,11 +225,8 @@ def provider_error(provider: Provider, ort: Any, what: str, missing: str) -> Pro
     """One line: why the provider is not running the model (missing libraries first: they are the usual cause and
     ORT's own message then describes its CPU retry, not the cause), the fix, and where to look further."""
     available = ", ".join(ort.get_available_providers())
-    return ProviderError(
-        f"execution provider {provider.execution_provider} requested but not active ({missing or what}; built into "
-        f"this onnxruntime: {available}). Fix: {provider.fix()}",
-        f"--provider {provider.value}",
-    )
+    cause = f"execution provider {provider.execution_provider} requested but not active ({missing or what}; built into this onnxruntime: {available})"
+    return ProviderError(f"{cause}. Fix: {provider.fix()}", f"--provider {provider.value}", cause=cause)
 
 
 def missing_tensorrt() -> str:
