@@ -3,7 +3,7 @@
 Usage: python bench/compare_runtimes.py [--data PATH] [--epochs 10] [--threads 2] [--seconds 2] [--out bench/out]
                                         [--reuse] [--record bench/RESULTS.md]
 
-Trains the reference model (or reuses `<out>/mnist_cnn.keras` with --reuse), exports every variant, then times
+Trains the reference model (or reuses the one train wrote into `<out>` with --reuse), exports every variant, then times
 the Keras direct call, ONNX Runtime fp32 / uint8-input / int8 and LiteRT fp32 / int8 at batch 1 and 256 with
 `edgecnn bench` in a child process (same timing rules; TensorFlow, loaded here for training and export, would
 otherwise share the CPU with LiteRT's and ONNX Runtime's threads — it slowed LiteRT int8 from 13.6 to 21 µs —
@@ -92,14 +92,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=5, help="bench runs; per row the run with the lowest p50 is reported")
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
-    parser.add_argument("--reuse", action="store_true", help="reuse <out>/mnist_cnn.keras if present")
+    parser.add_argument("--reuse", action="store_true", help="reuse the model train wrote into <out> if present")
     parser.add_argument("--record", type=Path, help="append the table to this markdown file")
     args = parser.parse_args()
 
-    model = args.out / "mnist_cnn.keras"
-    if not (args.reuse and model.is_file()):
+    report = args.out / "train.json"
+    if not (args.reuse and report.is_file()):
         train(TrainOptions(data=args.data, epochs=args.epochs, out=args.out))
-    export(ExportOptions(model=model, format=FormatChoice.ALL, out=args.out))
+    export(ExportOptions(format=FormatChoice.ALL, out=args.out))  # the model train wrote into --out
     results = best_of_runs([bench_once(args) for _ in range(args.repeat)])
     machine = machine_info()
     versions = library_versions()

@@ -65,6 +65,7 @@ def profile(paths: list[Path], model: Path, start_up: float) -> None:
     preprocess = time.perf_counter() - started
     runner = open_runner(ArtifactFormat.ONNX, model)
     runner.input_spec()
+    digits = digits[..., np.newaxis]  # (N, 28, 28, 1): the model's pixels
     started = time.perf_counter()
     for start in range(0, len(digits), 256):
         runner.infer(digits[start : start + 256])

@@ -21,13 +21,14 @@ PLAIN = """
 import json, sys, time
 from edgecnn.data import load_dataset
 from edgecnn.model import build_model
-from edgecnn.train import one_hot, split_validation
+from edgecnn.train import describe_trained_model, split_validation
 dataset = load_dataset(sys.argv[1])
 epochs = int(sys.argv[2])
-x_fit, y_fit, validation = split_validation(dataset, 0.1, 0)
+description = describe_trained_model(dataset, None)
+x_fit, y_fit, validation = split_validation(dataset, description, 0.1, 0)
 import keras
 keras.utils.set_random_seed(0)
-model = build_model()
+model = build_model(description.image_shape, description.num_classes, "plain_cnn")
 model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
 started = time.perf_counter()
 model.fit(x_fit, y_fit, batch_size=128, epochs=epochs, validation_data=validation, verbose=2)

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.data import load_dataset
+from edgecnn.data import DataRequest, check_model_fits, load_dataset
+from edgecnn.images import conform
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import ensure_output_dir, write_json_atomic
 from edgecnn.manifest import ArtifactFormat, Manifest, Precision, load_manifest
@@ -34,7 +35,6 @@ from edgecnn.runners import (
     Runner,
     SessionConfig,
     artifact_format_of,
-    encode_images,
     open_runner,
 )
 from edgecnn.runners.onnxrt import check_provider_usable
@@ -184,15 +184,17 @@ def bench(options: BenchOptions) -> BenchReport:
     manifest = None if options.models else load_manifest(options.manifest)
     targets = collect_targets(options, manifest)
     out = ensure_output_dir(options.out or (manifest.folder if manifest else Path(options.models[0]).parent), "--out")
-    data_spec = manifest.data_spec(options.data) if manifest else options.data
-    dataset = load_dataset(data_spec)
+    dataset = load_dataset(manifest.model.data_request(options.data) if manifest and manifest.model else DataRequest(options.data))
+    if manifest is not None and manifest.model is not None:
+        check_model_fits(manifest.model.description, dataset, f"{manifest.model.path} with --data {dataset.source.spec}")
     images = dataset.x_test
     if len(images) < max(options.batch_sizes):
         images = np.resize(images, (max(options.batch_sizes), *images.shape[1:]))
+    data_spec = dataset.source.spec
     results = []
     for target in targets:
         try:
-            results.extend(bench_target(target, images, options))
+            results.extend(bench_target(target, timing_images(images, target.runner), options))
         except ProviderError as exc:  # this artifact cannot run on the provider: a row that says why; the others go on
             results.append(failed_row(target, options, exc.one_line()))
         finally:
@@ -216,6 +218,12 @@ def bench(options: BenchOptions) -> BenchReport:
     return BenchReport(tuple(results), report_path, chart_path, report, options, tuning)
 
 
+def timing_images(images: np.ndarray, runner: Runner) -> np.ndarray:
+    """The test images in the size and color this model takes (a file named with --model may differ from the data)."""
+    description = runner.description
+    return conform(images, description.height, description.width, description.color)
+
+
 def collect_targets(options: BenchOptions, manifest: Manifest | None) -> list[Target]:
     """Artifacts from the manifest (hash-checked) or files named with --model; the Keras baseline if asked.
 
@@ -228,15 +236,16 @@ def collect_targets(options: BenchOptions, manifest: Manifest | None) -> list[Ta
             artifact_format = artifact_format_of(path)
             targets.append(Target(path.name, path, artifact_format, None, open_runner(artifact_format, path, config)))
     else:
+        description = manifest.model.description if manifest.model else None
         for entry in manifest.select(options.artifacts, keep=lambda entry: entry.format is ArtifactFormat.ONNX or not config.provider.on_device):
             path = manifest.open(entry, options.verify_hash)
-            targets.append(Target(entry.name, path, entry.format, entry.precision, open_runner(entry.format, path, config)))
+            targets.append(Target(entry.name, path, entry.format, entry.precision, open_runner(entry.format, path, config, description)))
     if options.baseline_keras:
         if manifest is None or manifest.model is None:
             raise EdgecnnError("--baseline keras needs a manifest with a model entry", "--baseline")
         # last: TensorFlow's thread pools outlive the model and would disturb whatever ran after it
         keras_path = manifest.resolve(manifest.model.path)
-        targets.append(Target("keras", keras_path, ArtifactFormat.KERAS, Precision.FP32, KerasRunner(keras_path)))
+        targets.append(Target("keras", keras_path, ArtifactFormat.KERAS, Precision.FP32, KerasRunner(keras_path, manifest.model.description)))
     return targets
 
 
@@ -254,11 +263,11 @@ def failed_row(target: Target, options: BenchOptions, reason: str) -> BenchResul
 
 def bench_target(target: Target, images: np.ndarray, options: BenchOptions) -> list[BenchResult]:
     runner = target.runner
-    spec = runner.input_spec()  # creates the session / interpreter: timed by the runner
+    runner.input_spec()  # creates the session / interpreter: timed by the runner
     placement = runner.placement() if isinstance(runner, OnnxRunner) and options.session.allow_fallback else None
     rows = []
     for batch_size in options.batch_sizes:
-        call = runner.bound_call(encode_images(images[:batch_size], spec))
+        call = runner.bound_call(runner.encode(images[:batch_size]))
         first = time.perf_counter_ns()
         call()
         first_run_us = (time.perf_counter_ns() - first) / 1000.0

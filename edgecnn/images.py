@@ -1,9 +1,16 @@
-"""Turn a user's image (PNG/JPEG/BMP or .npy, any size, color or gray) into an MNIST-style 28x28 uint8 digit.
+"""Turn a user's image (PNG/JPEG/BMP or .npy, any size, color or gray) into the pixels a model takes.
 
-MNIST digits are white on black, cropped to the digit, fitted into 20x20 and centered by their center of mass in
-a 28x28 frame; a photo or a drawing is brought into that form here. An image that already is a 28x28 dark-background
-digit is used as it is, so the official test digits saved as PNG are classified exactly as `edgecnn verify` sees them.
-Hostile files are refused before decoding: size limits come from the header, never from decompressing.
+Two recipes, chosen by the model's description (`edgecnn.description.Preprocess`):
+
+* the digit recipe, for models trained on MNIST-style digits: white on black, cropped to the digit, fitted into
+  20x20 and centered by their center of mass in a 28x28 frame, then brought to the model's size and channels like
+  the training data was. An image that already is a 28x28 dark-background digit is used as it is, so the official
+  test digits saved as PNG are classified exactly as `edgecnn verify` sees them;
+* the resize recipe, for everything else: the whole picture converted to gray or RGB and resized (area-weighted).
+
+The same conversion and resize bring a dataset to a requested `--image-size`/`--color` (see `edgecnn.data`), so a
+picture and a training image of the same content become the same pixels. Hostile files are refused before decoding:
+size limits come from the header, never from decompressing.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.description import Color, ModelDescription, Preprocess
 from edgecnn.errors import EdgecnnError
 
 MNIST_SIZE = 28
@@ -25,6 +33,11 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 def load_grayscale(path: Path) -> np.ndarray:
     """A 2-D uint8 grayscale array from an image file or a .npy array, with every failure a user error."""
+    return load_pixels(path, Color.GRAY)[..., 0]
+
+
+def load_pixels(path: Path, color: Color) -> np.ndarray:
+    """(H, W, C) uint8 pixels in `color` from an image file or a .npy array; transparency is composited over white."""
     path = Path(path)
     if not path.is_file():
         raise EdgecnnError("image file not found", path)
@@ -32,13 +45,13 @@ def load_grayscale(path: Path) -> np.ndarray:
         raise EdgecnnError("image file is empty", path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return npy_grayscale(path)
+        return convert_color(npy_pixels(path), color)
     if suffix in IMAGE_SUFFIXES:
-        return decoded_grayscale(path)
+        return decoded_pixels(path, color)
     raise EdgecnnError(f"unsupported image type {suffix or '(none)'}: expected .png, .jpg, .jpeg, .bmp or .npy", path)
 
 
-def decoded_grayscale(path: Path) -> np.ndarray:
+def decoded_pixels(path: Path, color: Color) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -49,7 +62,8 @@ def decoded_grayscale(path: Path) -> np.ndarray:
             if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
                 background = Image.new("RGBA", image.size, (255, 255, 255, 255))
                 image = Image.alpha_composite(background, image.convert("RGBA"))
-            return np.asarray(image.convert("L"), dtype=np.uint8)
+            pixels = np.asarray(image.convert("L" if color is Color.GRAY else "RGB"), dtype=np.uint8)
+            return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
     except EdgecnnError:
         raise
     except Image.DecompressionBombError as exc:
@@ -58,7 +72,7 @@ def decoded_grayscale(path: Path) -> np.ndarray:
         raise EdgecnnError(f"cannot decode image (corrupt or truncated): {exc}", path) from None
 
 
-def npy_grayscale(path: Path) -> np.ndarray:
+def npy_pixels(path: Path) -> np.ndarray:
     if path.stat().st_size > MAX_NPY_BYTES:
         raise EdgecnnError(f"array file is over {MAX_NPY_BYTES // (1024 * 1024)} MB", path)
     try:
@@ -69,19 +83,21 @@ def npy_grayscale(path: Path) -> np.ndarray:
         raise EdgecnnError(f"not a valid .npy file: {exc}", path) from None
     except (OSError, EOFError) as exc:
         raise EdgecnnError(f"not a valid .npy file (corrupt or truncated): {exc}", path) from None
-    return array_to_grayscale(array, path)
+    return array_to_pixels(array, path)
 
 
-def array_to_grayscale(array: np.ndarray, where: Path | str) -> np.ndarray:
-    """uint8 0-255, or floats in [0, 1] or [0, 255]; 2-D, or 3-D with 1, 3 or 4 channels last."""
+def array_to_pixels(array: np.ndarray, where: Path | str) -> np.ndarray:
+    """uint8 0-255, or floats in [0, 1] or [0, 255]; 2-D, or 3-D with 1, 3 or 4 channels last → (H, W, 1|3) uint8."""
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "uif" or array.dtype.itemsize > 8:
         raise EdgecnnError(f"array has dtype {getattr(array, 'dtype', type(array).__name__)}; expected numbers", where)
-    if array.ndim == 3 and array.shape[2] in (1, 3, 4):
-        array = array[..., 0] if array.shape[2] == 1 else array[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    if array.ndim != 2 or min(array.shape) < 1:
+    if array.ndim == 2:
+        array = array[..., np.newaxis]
+    if array.ndim == 3 and array.shape[2] == 4:
+        array = array[..., :3]
+    if array.ndim != 3 or array.shape[2] not in (1, 3) or min(array.shape[:2]) < 1:
         raise EdgecnnError(f"array has shape {array.shape}; expected (H, W) or (H, W, 1|3|4)", where)
-    if array.size > MAX_PIXELS:
-        raise EdgecnnError(f"array has {array.size:,} pixels, over the {MAX_PIXELS:,}-pixel limit", where)
+    if array.shape[0] * array.shape[1] > MAX_PIXELS:
+        raise EdgecnnError(f"array has {array.shape[0] * array.shape[1]:,} pixels, over the {MAX_PIXELS:,}-pixel limit", where)
     values = array.astype(np.float64)
     if not np.isfinite(values).all():
         raise EdgecnnError("array contains NaN or infinite values", where)
@@ -177,3 +193,38 @@ def center_by_mass(canvas: np.ndarray) -> np.ndarray:
 
 def load_digit(path: Path) -> np.ndarray:
     return to_mnist_digit(load_grayscale(path), path)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """RGB → gray exactly as Pillow's convert("L") (ITU-R 601, integer arithmetic), so arrays and files agree."""
+    values = rgb.astype(np.int64)
+    return ((values[..., 0] * 19595 + values[..., 1] * 38470 + values[..., 2] * 7471 + 0x8000) >> 16).astype(np.uint8)[..., np.newaxis]
+
+
+def convert_color(pixels: np.ndarray, color: Color) -> np.ndarray:
+    """(..., H, W, 1|3) uint8 → the same images in `color`: gray is repeated into RGB, RGB becomes Pillow's luma."""
+    if pixels.shape[-1] == color.channels:
+        return pixels
+    return np.repeat(pixels, 3, axis=-1) if color is Color.RGB else luma(pixels)
+
+
+def resize_area(images: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(..., H, W, C) uint8 → (..., height, width, C): the area-weighted resample of `resample`, for whole batches."""
+    if images.shape[-3:-1] == (height, width):
+        return images
+    rows, columns = area_weights(images.shape[-3], height), area_weights(images.shape[-2], width)
+    resized = np.einsum("hH,...HWc,wW->...hwc", rows, images.astype(np.float64), columns, optimize=True)
+    return np.clip(np.floor(resized + 0.5), 0, 255).astype(np.uint8)
+
+
+def conform(images: np.ndarray, height: int, width: int, color: Color) -> np.ndarray:
+    """Images of any size and color → (..., height, width, channels): color first, then the resize."""
+    return resize_area(convert_color(images, color), height, width)
+
+
+def load_image(path: Path, description: ModelDescription) -> np.ndarray:
+    """A user's picture → the (H, W, C) uint8 pixels this model takes, by the recipe its description records."""
+    if description.preprocess is Preprocess.DIGIT:
+        digit = load_digit(path)[..., np.newaxis]
+        return conform(digit, description.height, description.width, description.color)
+    return conform(load_pixels(path, description.color), description.height, description.width, description.color)

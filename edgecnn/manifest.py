@@ -1,7 +1,11 @@
 """`exports/manifest.json`: the contract between stages. Export writes it; verify, bench and predict read it.
 
-Every artifact entry says what the file is and how to feed it (input name, shape, dtype, quantization), so no later
-stage re-derives it. Paths are relative to the manifest and must stay inside its folder.
+The `model` entry holds the model's description (input size and scaling, classes, output kind, preprocessing) and
+the data request it was trained or calibrated on; every artifact entry says what the file is and how to feed it
+(input name, shape, dtype, quantization), so no later stage re-derives either. Paths are relative to the manifest
+and must stay inside its folder. One folder holds one model's artifacts.
+
+Schema 2 added the description; a schema-1 manifest (MNIST only, before it) is refused with what to do.
 """
 
 from __future__ import annotations
@@ -14,17 +18,18 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from edgecnn.data import DataRequest
+from edgecnn.description import ModelDescription
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import read_json, sha256_file, write_json_atomic
 
 MANIFEST_FILENAME = "manifest.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LOCK_TIMEOUT_SECONDS = 120
 
 
 INPUT_NAME = "image"  # every artifact's input and output names: part of the contract apps code against
-OUTPUT_NAME = "probabilities"
-CLASS_LABELS = tuple(str(digit) for digit in range(10))
+OUTPUT_NAME = "probabilities"  # the name stays when a model gives logits: its description says which
 
 
 class ArtifactFormat(str, Enum):
@@ -69,10 +74,24 @@ class ModelEntry:
     path: str
     sha256: str
     test_accuracy: float | None
-    data: dict[str, Any]
+    data: dict[str, Any]  # the data it was trained (train.json) or calibrated on: source, size/color request, sizes, sha256
+    description: ModelDescription
+
+    @property
+    def stem(self) -> str:
+        """What its artifacts are named after: `my_model.keras` → `my_model.onnx`, `my_model_int8.tflite`, …"""
+        return Path(self.path).stem
+
+    def data_request(self, override: str | None = None) -> DataRequest:
+        """The data to evaluate on: the user's --data, else the recorded source; in the recorded size and color either way."""
+        return DataRequest.from_dict(self.data, spec=override)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"description": self.description.to_dict()}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelEntry:
+        return cls(**raw | {"description": ModelDescription.from_dict(raw["description"])})
 
 
 @dataclass(frozen=True)
@@ -141,9 +160,6 @@ class Manifest:
         """The artifact's file, its bytes checked against the recorded sha256 unless the user opted out."""
         return check_integrity(self, entry) if verify_hash else self.resolve(entry.path)
 
-    def data_spec(self, override: str | None = None) -> str | None:
-        """The data to evaluate on: the user's --data, else the source recorded when the model was trained."""
-        return override or (self.model.data.get("spec") if self.model else None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -170,8 +186,8 @@ def load_manifest(path: Path) -> Manifest:
     raw = read_json(path, "manifest")
     try:
         if raw.get("schema_version") != SCHEMA_VERSION:
-            raise EdgecnnError(f"unsupported manifest schema_version {raw.get('schema_version')!r}", path)
-        model = ModelEntry(**raw["model"]) if raw.get("model") else None
+            raise EdgecnnError(older_schema(raw.get("schema_version")), path)
+        model = ModelEntry.from_dict(raw["model"]) if raw.get("model") else None
         artifacts = tuple(ArtifactEntry.from_dict(entry) for entry in raw["artifacts"])
     except EdgecnnError:
         raise
@@ -185,19 +201,61 @@ def load_manifest(path: Path) -> Manifest:
     return manifest
 
 
+def older_schema(version: object) -> str:
+    if isinstance(version, int) and version < SCHEMA_VERSION:
+        return (f"manifest schema_version {version} was written by an older edgecnn, before models were described: "
+                "run edgecnn export again for this folder (or pipeline) to rewrite it")
+    return f"unsupported manifest schema_version {version!r} (this edgecnn reads {SCHEMA_VERSION}): upgrade edgecnn"
+
+
+def check_one_model(folder: Path, model_path: str, replace_other: bool) -> None:
+    """One model per folder: exporting another model into a folder that holds one is refused, unless asked to replace it."""
+    path = Path(folder) / MANIFEST_FILENAME
+    if replace_other or not path.is_file():
+        return
+    try:
+        current = load_manifest(path).model
+    except EdgecnnError:
+        return  # an older or broken manifest is rewritten by the export
+    if current is not None and current.path != model_path:
+        raise EdgecnnError(
+            f"{path.parent} holds the artifacts of {current.path}; export {model_path} into another --out, or pass --replace to replace them",
+            "--out",
+        )
+
+
 def update_manifest(folder: Path, model: ModelEntry, entries: list[ArtifactEntry]) -> Manifest:
-    """Merge new entries into the manifest under a file lock, so concurrent exports never lose each other's work."""
+    """Merge new entries into the manifest under a file lock, so concurrent exports never lose each other's work.
+
+    Entries of another model (or of an earlier version of this one) are dropped and their files removed: a folder
+    never mixes models."""
     path = Path(folder) / MANIFEST_FILENAME
     try:
         with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_SECONDS):
-            existing = load_manifest(path).artifacts if path.exists() else ()
+            existing = current_artifacts(path)
             replaced = {entry.name for entry in entries}
-            merged = tuple(entry for entry in existing if entry.name not in replaced) + tuple(entries)
+            written = {entry.path for entry in entries}
+            stale = [entry for entry in existing if entry.source_model_sha256 != model.sha256]
+            for entry in stale:
+                if entry.path not in written:
+                    inside_folder(Path(folder), entry.path, path).unlink(missing_ok=True)
+            kept = [entry for entry in existing if entry not in stale and entry.name not in replaced]
+            merged = tuple(kept) + tuple(entries)
             manifest = Manifest(folder=Path(folder), model=model, artifacts=merged)
             write_json_atomic(path, manifest.to_dict())
     except Timeout:
         raise EdgecnnError(f"manifest is locked by another edgecnn process for over {LOCK_TIMEOUT_SECONDS} s", path) from None
     return manifest
+
+
+def current_artifacts(path: Path) -> tuple[ArtifactEntry, ...]:
+    """The entries an export merges with; a manifest of an older schema is replaced whole (its files are overwritten)."""
+    if not path.exists():
+        return ()
+    raw = read_json(path, "manifest")
+    if raw.get("schema_version") != SCHEMA_VERSION:
+        return ()
+    return load_manifest(path).artifacts
 
 
 class IntegrityError(EdgecnnError):

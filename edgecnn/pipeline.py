@@ -1,4 +1,5 @@
-"""Pipeline: train → export → verify → bench in one command, then a report of everything it measured.
+"""Pipeline: train → export → verify → bench in one command, then a report of everything it measured. With
+`--model` a user's Keras model takes the place of training.
 
 It stops at the first failing stage: a user error ends the run with that error; a failed parity check still
 writes the report (so the failure can be read) and skips the benchmark. The report's sections are built here once
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecnn.bench import DEFAULT_SECONDS, BenchOptions, BenchReport, bench
+from edgecnn.description import Color, DescriptionOverrides, ModelDescription, Preprocess
 from edgecnn.errors import EdgecnnError
 from edgecnn.export import ExportOptions, ExportResult, FormatChoice, export
 from edgecnn.provenance import library_versions, machine_info, utc_now
@@ -19,7 +21,7 @@ from edgecnn.report import Bold, Code, Section, write_report
 from edgecnn.runners import SessionConfig
 from edgecnn.ship import Recommendation, recommend, summarize
 from edgecnn.tables import export_rows, latency_rows, parity_rows, ship_rows, summary_rows
-from edgecnn.train import MODEL_FILENAME, REPORT_FILENAME, TrainOptions, train
+from edgecnn.train import REPORT_FILENAME, TrainOptions, train
 from edgecnn.train_report import TrainReport
 from edgecnn.verify import VerifyOptions, VerifyResult, verify
 
@@ -29,6 +31,12 @@ STAGES = ("train", "export", "verify", "bench")
 @dataclass(frozen=True)
 class PipelineOptions:
     data: str | None = None
+    image_size: tuple[int, int] | None = None
+    color: Color | None = None
+    model: Path | None = None  # a user's .keras model instead of training one
+    describe: DescriptionOverrides = DescriptionOverrides()  # for --model: what detection cannot know
+    preprocess: Preprocess | None = None  # for training: predict's recipe (default: by data source)
+    replace: bool = False  # replace another model's artifacts in --out
     epochs: int = 10
     augment: bool = False
     format: FormatChoice | None = None
@@ -58,9 +66,14 @@ class PipelineResult:
 def run_pipeline(options: PipelineOptions, stage_started: Callable[[str], None] = lambda stage: None) -> PipelineResult:
     out = Path(options.out)
     stage_started("train")
-    train_report = trained(options, out)
+    model_path, train_report, trained_now = model_to_export(options, out)
     stage_started("export")
-    exported = export(ExportOptions(model=out / MODEL_FILENAME, format=options.format, out=out, data=options.data))
+    exported = export(ExportOptions(
+        model=model_path, format=options.format, out=out, data=options.data, image_size=options.image_size, color=options.color,
+        describe=options.describe, replace=options.replace or trained_now,  # a model trained into --out is that folder's model now
+    ))
+    if train_report is not None and train_report.model.sha256 != exported.model.sha256:
+        train_report = None  # the train.json in --out describes another model
     stage_started("verify")
     verified = verify(VerifyOptions(manifest=exported.manifest_path, data=options.data, session=options.session))
     benched = None
@@ -74,13 +87,25 @@ def run_pipeline(options: PipelineOptions, stage_started: Callable[[str], None] 
     return PipelineResult(train_report, exported, verified, benched, ship, markdown, html)
 
 
-def trained(options: PipelineOptions, out: Path) -> TrainReport | None:
-    """Train, or with --skip-train reuse the model (and its train.json when there is one)."""
-    if not options.skip_train:
-        return train(TrainOptions(data=options.data, epochs=options.epochs, augment=options.augment, seed=options.seed, out=out)).report
-    if not (out / MODEL_FILENAME).is_file():
-        raise EdgecnnError(f"--skip-train needs an existing model, and {out / MODEL_FILENAME} does not exist", "--skip-train")
-    return TrainReport.from_json(out / REPORT_FILENAME) if (out / REPORT_FILENAME).is_file() else None
+def model_to_export(options: PipelineOptions, out: Path) -> tuple[Path, TrainReport | None, bool]:
+    """(the model, its training report if any, whether it was trained now): --model, --skip-train's earlier model, or train."""
+    report_path = out / REPORT_FILENAME
+    if options.model is not None:
+        if options.skip_train:
+            raise EdgecnnError("--model already skips training: give one of --model and --skip-train", "--skip-train")
+        return Path(options.model), TrainReport.from_json(report_path) if report_path.is_file() else None, False
+    if options.skip_train:
+        if not report_path.is_file():
+            raise EdgecnnError(f"--skip-train needs a model trained into {out}, and {report_path} does not exist (or pass --model)", "--skip-train")
+        report = TrainReport.from_json(report_path)
+        if not (out / report.model.path).is_file():
+            raise EdgecnnError(f"--skip-train needs an existing model, and {out / report.model.path} does not exist", "--skip-train")
+        return out / report.model.path, report, False
+    result = train(TrainOptions(
+        data=options.data, image_size=options.image_size, color=options.color, preprocess=options.preprocess, epochs=options.epochs,
+        augment=options.augment, seed=options.seed, out=out,
+    ))
+    return result.model_path, result.report, True
 
 
 def bench_options(options: PipelineOptions, manifest: Path) -> BenchOptions:
@@ -109,7 +134,7 @@ def report_sections(
 ) -> list[Section]:
     rows = benched.results if benched else ()
     return [
-        ship_section(ship),
+        ship_section(ship, verified.model_name, verified.description),
         Section("Every artifact", table=summary_rows(summarize(verified.results, rows, exported.artifacts))),
         training_section(out, train_report),
         Section("Exported artifacts", table=export_rows(exported.artifacts)),
@@ -125,15 +150,22 @@ def report_sections(
     ]
 
 
-def ship_section(ship: tuple[Recommendation, ...]) -> Section:
+def ship_section(ship: tuple[Recommendation, ...], model_name: str, description: ModelDescription) -> Section:
     if not ship:
-        return Section("What to ship", text=("Nothing measured: the parity check failed, so the benchmark was skipped.",))
+        return Section("What to ship", text=(model_line(model_name, description),
+                                             " Nothing measured: the parity check failed, so the benchmark was skipped."))
     return Section(
         "What to ship",
-        text=("Per target, the fastest artifact that passed verify; speed-ups are against ", Code("onnx-fp32"),
-              " on the same device and batch, and against the Keras call."),
+        text=(model_line(model_name, description), " Per target, the fastest artifact that passed verify; speed-ups are against ",
+              Code("onnx-fp32"), " on the same device and batch, and against the Keras call."),
         table=ship_rows(ship),
     )
+
+
+def model_line(model_name: str, description: ModelDescription) -> str:
+    classes = ", ".join(description.class_names[:12]) + (", …" if description.num_classes > 12 else "")
+    return (f"Model {model_name}: {description.shape_text()} input ({description.scaling_text()}), {description.num_classes} classes "
+            f"({classes}), {description.output.value} out, {description.preprocess.value} preprocessing.")
 
 
 def training_section(out: Path, report: TrainReport | None) -> Section:

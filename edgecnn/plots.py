@@ -42,8 +42,8 @@ def plot_training_curves(epochs: Sequence[dict[str, float]], path: Path, title: 
     _save(figure, path)
 
 
-def plot_confusion_matrices(matrices: dict[str, np.ndarray], path: Path) -> None:
-    """One heat map per named confusion matrix (rows: true class, columns: predicted)."""
+def plot_confusion_matrices(matrices: dict[str, np.ndarray], path: Path, class_names: Sequence[str]) -> None:
+    """One heat map per named confusion matrix (rows: true class, columns: predicted), labelled with the class names."""
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(matrices), figsize=(5.2 * len(matrices), 4.6), squeeze=False)
     for axis, (name, matrix) in zip(axes[0], matrices.items(), strict=True):
@@ -55,8 +55,8 @@ def plot_confusion_matrices(matrices: dict[str, np.ndarray], path: Path) -> None
         axis.set_title(name, fontsize=9)
         axis.set_xlabel("predicted")
         axis.set_ylabel("true")
-        axis.set_xticks(range(matrix.shape[1]))
-        axis.set_yticks(range(matrix.shape[0]))
+        axis.set_xticks(range(matrix.shape[1]), list(class_names), rotation=90 if max(map(len, class_names)) > 2 else 0, fontsize=7)
+        axis.set_yticks(range(matrix.shape[0]), list(class_names), fontsize=7)
     _save(figure, path)
 
 

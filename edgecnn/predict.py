@@ -1,5 +1,6 @@
 """Predict stage: classify image files, folders and globs with an exported ONNX or TFLite model — never importing
-TensorFlow.
+TensorFlow. Each picture gets the preprocessing the model's description records (read from the file's own metadata):
+the digit recipe for digit models, color conversion and resize otherwise; logits become probabilities.
 
 This is what an app does, so it stays light: numpy, Pillow and one runtime (ONNX Runtime or LiteRT). Images are
 decoded while the previous batch is classified, so decoding and inference overlap. An unreadable image becomes
@@ -22,7 +23,8 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import write_bytes_atomic
-from edgecnn.images import IMAGE_SUFFIXES, load_digit
+from edgecnn.description import ModelDescription
+from edgecnn.images import IMAGE_SUFFIXES, load_image
 from edgecnn.manifest import MANIFEST_FILENAME, IntegrityError, load_manifest
 from edgecnn.runners import Runner, SessionConfig, artifact_format_of, open_runner
 from edgecnn.runners.onnxrt import check_provider_usable
@@ -35,7 +37,7 @@ GLOB_CHARACTERS = set("*?[")
 @dataclass(frozen=True)
 class PredictOptions:
     images: tuple[Path | str, ...]  # files, folders (searched recursively) and glob patterns
-    model: Path = Path("exports/mnist_cnn.onnx")
+    model: Path | None = None  # any exported .onnx/.tflite file; None: the onnx-fp32 file of exports/manifest.json
     top_k: int = 3
     verify_hash: bool = True
     session: SessionConfig = SessionConfig()  # ONNX files only; strict about the provider like verify and bench
@@ -46,8 +48,8 @@ class PredictOptions:
     def check(self) -> None:
         if not self.images:
             raise EdgecnnError("name at least one image file, folder or glob", "IMAGES")
-        if not 1 <= self.top_k <= 10:
-            raise EdgecnnError(f"top-k must be between 1 and 10, got {self.top_k}", "--top-k")
+        if self.top_k < 1:
+            raise EdgecnnError(f"top-k must be at least 1, got {self.top_k}", "--top-k")
         if self.batch_size < 1:
             raise EdgecnnError(f"batch size must be at least 1, got {self.batch_size}", "--batch-size")
         if self.output is not None and Path(self.output).suffix.lower() not in OUTPUT_SUFFIXES:
@@ -63,23 +65,30 @@ class Prediction:
     error: str = ""
 
     @property
-    def digit(self) -> int | None:
+    def index(self) -> int | None:
+        """The predicted class's index (None for an unreadable image)."""
         return int(np.argmax(self.probabilities)) if self.probabilities else None
 
     def top(self, k: int) -> tuple[tuple[int, float], ...]:
         order = np.argsort(-np.asarray(self.probabilities), kind="stable")[:k] if self.probabilities else []
         return tuple((int(index), self.probabilities[index]) for index in order)
 
-    def to_dict(self, top_k: int) -> dict[str, object]:
+    def to_dict(self, top_k: int, class_names: Sequence[str]) -> dict[str, object]:
         if self.error:
-            return {"path": self.path, "digit": None, "error": self.error}
-        return {"path": self.path, "digit": self.digit, "top": [{"digit": d, "probability": p} for d, p in self.top(top_k)]}
+            return {"path": self.path, "label": None, "index": None, "error": self.error}
+        top = [{"label": class_names[index], "index": index, "probability": p} for index, p in self.top(top_k)]
+        return {"path": self.path, "label": class_names[self.index], "index": self.index, "top": top}
 
 
 @dataclass(frozen=True)
 class PredictResult:
     predictions: tuple[Prediction, ...]
     output: Path | None
+    description: ModelDescription
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.description.class_names
 
     @property
     def failed(self) -> int:
@@ -91,12 +100,13 @@ def predict(options: PredictOptions, progress: Callable[[int, int], None] = lamb
     options.check()
     paths = collect_images(options.images)
     # no spinning: ORT's idle threads would busy-wait on the cores decoding the next batch
-    runner = open_model(Path(options.model), options.verify_hash, replace(options.session, spinning=False))
+    runner = open_model(options.model or default_model(), options.verify_hash, replace(options.session, spinning=False))
+    description = runner.description
     predictions: list[Prediction] = []
     pending: Future[list[Prediction]] | None = None
     with ThreadPoolExecutor(max_workers=1) as inference:
         for chunk in chunks(paths, options.batch_size):
-            decoded = [decode(path, options.strict) for path in chunk]
+            decoded = [decode(path, description, options.strict) for path in chunk]
             if pending is not None:
                 predictions += pending.result()
                 progress(len(predictions), len(paths))
@@ -105,8 +115,19 @@ def predict(options: PredictOptions, progress: Callable[[int, int], None] = lamb
             predictions += pending.result()
             progress(len(predictions), len(paths))
     if options.output is not None:
-        write_predictions(predictions, Path(options.output))
-    return PredictResult(tuple(predictions), options.output)
+        write_predictions(predictions, Path(options.output), description.class_names)
+    return PredictResult(tuple(predictions), options.output, description)
+
+
+DEFAULT_MANIFEST = Path("exports") / MANIFEST_FILENAME
+
+
+def default_model() -> Path:
+    """The fp32 ONNX file that the last export into ./exports wrote."""
+    if not DEFAULT_MANIFEST.is_file():
+        raise EdgecnnError(f"no --model given and no {DEFAULT_MANIFEST} to take one from: pass --model FILE.onnx|.tflite", "--model")
+    manifest = load_manifest(DEFAULT_MANIFEST)
+    return manifest.resolve(manifest.artifact("onnx-fp32").path)
 
 
 def collect_images(specs: Sequence[Path | str]) -> list[Path]:
@@ -133,36 +154,40 @@ def chunks(paths: list[Path], size: int) -> Iterator[list[Path]]:
 
 
 def classify(runner: Runner, paths: list[Path], decoded: list[np.ndarray | str]) -> list[Prediction]:
-    """Classify the digits that decoded in one call; the others stay rows with their error."""
+    """Classify the images that decoded in one call; the others stay rows with their error."""
     good = [index for index, item in enumerate(decoded) if isinstance(item, np.ndarray)]
-    probabilities = runner.infer(np.stack([decoded[index] for index in good])) if good else np.empty((0, 10), np.float32)
+    probabilities = runner.probabilities(np.stack([decoded[index] for index in good])) if good else np.empty((0, 0), np.float32)
     rows = {index: Prediction(str(paths[index]), tuple(float(p) for p in row)) for index, row in zip(good, probabilities, strict=True)}
     return [rows.get(index) or Prediction(str(path), error=str(decoded[index])) for index, path in enumerate(paths)]
 
 
-def decode(path: Path, strict: bool) -> np.ndarray | str:
-    """The digit, or (unless strict) the one-line reason it could not be read."""
+def decode(path: Path, description: ModelDescription, strict: bool) -> np.ndarray | str:
+    """The model's pixels for this picture, or (unless strict) the one-line reason it could not be read."""
     try:
-        return load_digit(path)
+        return load_image(path, description)
     except EdgecnnError as exc:
         if strict:
             raise
         return exc.what
 
 
-def write_predictions(predictions: Sequence[Prediction], path: Path) -> None:
-    """One record per image, written atomically: .jsonl objects or .csv rows (path, label, ten probabilities, error)."""
+def write_predictions(predictions: Sequence[Prediction], path: Path, class_names: Sequence[str]) -> None:
+    """One record per image, written atomically: .jsonl objects or .csv rows (path, label, one probability per class
+    p0…pK-1 in the model's class order, error)."""
+    def label(item: Prediction) -> str | None:
+        return None if item.index is None else class_names[item.index]
+
     if path.suffix.lower() == ".jsonl":
-        records = [{"path": item.path, "label": item.digit, "probabilities": list(item.probabilities) or None}
+        records = [{"path": item.path, "label": label(item), "index": item.index, "probabilities": list(item.probabilities) or None}
                    | ({"error": item.error} if item.error else {}) for item in predictions]
         text = "".join(json.dumps(record) + "\n" for record in records)
     else:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["path", "label", *(f"p{digit}" for digit in range(10)), "error"])
+        writer.writerow(["path", "label", *(f"p{index}" for index in range(len(class_names))), "error"])
         for item in predictions:
-            probabilities = [f"{p:.6g}" for p in item.probabilities] if item.probabilities else [""] * 10
-            writer.writerow([item.path, "" if item.digit is None else item.digit, *probabilities, item.error])
+            probabilities = [f"{p:.6g}" for p in item.probabilities] if item.probabilities else [""] * len(class_names)
+            writer.writerow([item.path, label(item) or "", *probabilities, item.error])
         text = buffer.getvalue()
     write_bytes_atomic(path, text.encode())
 

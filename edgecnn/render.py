@@ -82,7 +82,10 @@ def print_json_file(path: Path) -> None:
 
 
 def verify_table(result: VerifyResult) -> None:
-    print_table(f"parity with Keras ({result.keras_accuracy:.2%} on {result.test_size:,} test images)", parity_rows(result.results))
+    from edgecnn.verify import compared_text
+
+    print_table(f"{result.model_name}: parity with Keras ({result.keras_accuracy:.2%} on {result.test_size:,} test images; "
+                f"compared {compared_text(result.description)})", parity_rows(result.results))
 
 
 def bench_table(results: Sequence[BenchResult]) -> None:
@@ -104,14 +107,15 @@ def print_predictions(result: PredictResult, top_k: int, as_json: bool) -> None:
         print(f"classified {len(predictions) - result.failed:,} of {len(predictions):,} images ({result.failed} unreadable); wrote {result.output}")
         return
     if as_json:
-        print(json.dumps([item.to_dict(top_k) for item in predictions], indent=2))
+        print(json.dumps([item.to_dict(top_k, result.class_names) for item in predictions], indent=2))
         return
     for item in predictions:
         if item.error:
             print(f"{item.path}: error: {item.error}")
             continue
-        ranked = "  ".join(f"{digit}: {probability:.3f}" for digit, probability in item.top(top_k))
-        print(f"{item.path}: {item.digit}   ({ranked})")
+        names = result.class_names
+        ranked = "  ".join(f"{names[index]}: {probability:.3f}" for index, probability in item.top(top_k))
+        print(f"{item.path}: {names[item.index]}   ({ranked})")
 
 
 @contextlib.contextmanager

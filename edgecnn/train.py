@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from edgecnn.backend import import_keras, import_tensorflow
-from edgecnn.data import NUM_CLASSES, Dataset, load_dataset, to_model_input
+from edgecnn.data import DataRequest, Dataset, load_dataset
+from edgecnn.description import Color, InputScaling, ModelDescription, OutputKind, Preprocess
 from edgecnn.distributed import Cluster, cluster_from_environment, distribution_strategy, evaluate_locally, fit_across_workers, worker_output_dir
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
@@ -28,7 +29,6 @@ from edgecnn.train_report import (
     TrainReport,
 )
 
-MODEL_FILENAME = "mnist_cnn.keras"
 REPORT_FILENAME = "train.json"
 CURVES_FILENAME = "train_curves.png"
 
@@ -45,6 +45,9 @@ class AugmentConfig:
 @dataclass(frozen=True)
 class TrainOptions:
     data: str | None = None
+    image_size: tuple[int, int] | None = None  # (height, width): resize every image (--image-size)
+    color: Color | None = None  # convert every image (--color)
+    preprocess: Preprocess | None = None  # predict's recipe; default: the digit recipe for digit sources only
     epochs: int = 10
     batch_size: int = 128
     learning_rate: float | None = None
@@ -94,6 +97,7 @@ class TrainResult:
 @dataclass(frozen=True)
 class TrainingData:
     dataset: Dataset
+    description: ModelDescription
     x_fit: np.ndarray
     y_fit: np.ndarray
     validation: tuple[np.ndarray, np.ndarray] | None
@@ -125,11 +129,12 @@ def train(options: TrainOptions) -> TrainResult:
     data = prepare_data(options)
     make_deterministic(options.seed)
     setup = training_setup(options, out)
-    model = compiled_model(options, setup, steps_per_epoch=int(np.ceil(len(data.x_fit) / setup.global_batch)))
+    model = compiled_model(options, data, setup, steps_per_epoch=int(np.ceil(len(data.x_fit) / setup.global_batch)))
     started = time.perf_counter()
     fitted = fit(model, data, options, setup)
     test_loss, test_accuracy = evaluate(model, data, setup)
-    model_path = setup.out / MODEL_FILENAME
+    model_filename = f"{model.name}.keras"
+    model_path = setup.out / model_filename
     with atomic_path(model_path) as temp:
         model.save(temp)
     report = TrainReport(
@@ -140,7 +145,8 @@ def train(options: TrainOptions) -> TrainResult:
         fit_seconds=round(fitted.fit_seconds, 2),
         training_seconds=round(fitted.training_seconds, 2),
         created=utc_now(),
-        model=TrainedModel(MODEL_FILENAME, sha256_file(model_path), int(model.count_params())),
+        model=TrainedModel(model_filename, sha256_file(model_path), int(model.count_params())),
+        description=data.description,
         data=data_summary(data),
         hyperparameters=hyperparameters(options),
         seed=options.seed,
@@ -154,11 +160,21 @@ def train(options: TrainOptions) -> TrainResult:
 
 
 def prepare_data(options: TrainOptions) -> TrainingData:
-    dataset = load_dataset(options.data)
-    x_fit, y_fit, validation = split_validation(dataset, options.validation_split, options.seed)
+    dataset = load_dataset(DataRequest(options.data, options.image_size, options.color))
+    description = describe_trained_model(dataset, options.preprocess)
+    x_fit, y_fit, validation = split_validation(dataset, description, options.validation_split, options.seed)
     if len(x_fit) == 0:
         raise EdgecnnError("no training images left after the validation split", "--validation-split")
-    return TrainingData(dataset, x_fit, y_fit, validation)
+    return TrainingData(dataset, description, x_fit, y_fit, validation)
+
+
+def describe_trained_model(dataset: Dataset, preprocess: Preprocess | None) -> ModelDescription:
+    """The reference CNN takes the data's images as pixel / 255 and gives softmax probabilities over its classes."""
+    height, width, channels = dataset.image_shape
+    return ModelDescription(
+        height=height, width=width, channels=channels, scaling=InputScaling.UNIT, class_names=dataset.class_names,
+        output=OutputKind.PROBABILITIES, preprocess=preprocess or dataset.preprocess,
+    )
 
 
 def training_setup(options: TrainOptions, out: Path) -> TrainingSetup:
@@ -169,10 +185,10 @@ def training_setup(options: TrainOptions, out: Path) -> TrainingSetup:
     return TrainingSetup(strategy, replicas, options.batch_size * replicas, folder, cluster)
 
 
-def compiled_model(options: TrainOptions, setup: TrainingSetup, steps_per_epoch: int) -> Any:
+def compiled_model(options: TrainOptions, data: TrainingData, setup: TrainingSetup, steps_per_epoch: int) -> Any:
     keras = import_keras()
     with setup.strategy.scope():
-        model = build_model(options.model)
+        model = build_model(data.description.image_shape, data.description.num_classes, f"{data.dataset.source.name}_cnn", options.model)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=learning_rate(options, steps_per_epoch)),
             loss="categorical_crossentropy",
@@ -202,7 +218,7 @@ def fit(model: Any, data: TrainingData, options: TrainOptions, setup: TrainingSe
 
 def evaluate(model: Any, data: TrainingData, setup: TrainingSetup) -> tuple[float, float]:
     """Test loss and accuracy: Keras' evaluate, or on this worker alone in multi-worker training (see distributed)."""
-    images, labels = to_model_input(data.dataset.x_test), one_hot(data.dataset.y_test)
+    images, labels = data.description.model_input(data.dataset.x_test), one_hot(data.dataset.y_test, data.description.num_classes)
     if setup.cluster is not None:
         return evaluate_locally(model, images, labels)
     loss, accuracy = model.evaluate(images, labels, batch_size=1024, verbose=0)
@@ -210,9 +226,9 @@ def evaluate(model: Any, data: TrainingData, setup: TrainingSetup) -> tuple[floa
 
 
 def data_summary(data: TrainingData) -> DataSummary:
-    source = data.dataset.source
+    source, request = data.dataset.source, data.dataset.request
     return DataSummary(
-        spec=source.spec, kind=source.kind, location=source.location, note=source.note,
+        spec=source.spec, kind=source.kind, location=source.location, note=source.note, image_size=request.image_size, color=request.color,
         train_size=int(len(data.dataset.y_train)), test_size=int(len(data.dataset.y_test)), sha256=data.dataset.fingerprint(),
         fit_size=int(len(data.x_fit)), validation_size=int(len(data.validation[1]) if data.validation else 0),
     )
@@ -246,10 +262,10 @@ def write_outputs(report: TrainReport, out: Path) -> TrainResult:
     from edgecnn.plots import plot_training_curves
 
     curves_path = out / CURVES_FILENAME
-    plot_training_curves(list(report.history), curves_path, title=f"mnist_cnn on {report.data.spec}")
+    plot_training_curves(list(report.history), curves_path, title=f"{Path(report.model.path).stem} on {report.data.spec}")
     report_path = out / REPORT_FILENAME
     write_json_atomic(report_path, report.to_dict())
-    return TrainResult(out / MODEL_FILENAME, report_path, curves_path, report)
+    return TrainResult(out / report.model.path, report_path, curves_path, report)
 
 
 def make_deterministic(seed: int) -> None:
@@ -260,15 +276,15 @@ def make_deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def one_hot(labels: np.ndarray) -> np.ndarray:
-    return np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
+    return np.eye(classes, dtype=np.float32)[labels]
 
 
 def split_validation(
-    dataset: Dataset, fraction: float, seed: int
+    dataset: Dataset, description: ModelDescription, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """Hold out a seeded random `fraction` of the training images for validation curves."""
-    x, y = to_model_input(dataset.x_train), one_hot(dataset.y_train)
+    x, y = description.model_input(dataset.x_train), one_hot(dataset.y_train, description.num_classes)
     if fraction <= 0:
         return x, y, None
     order = np.random.default_rng(seed).permutation(len(y))

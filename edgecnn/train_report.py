@@ -10,7 +10,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from edgecnn.data import SourceKind
+from edgecnn.data import DataRequest, SourceKind
+from edgecnn.description import Color, ModelDescription
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import read_json
 from edgecnn.model import ModelConfig
@@ -36,6 +37,12 @@ class DataSummary:
     sha256: str
     fit_size: int
     validation_size: int
+    image_size: tuple[int, int] | None = None  # what --image-size/--color asked for (None: as the source has it)
+    color: Color | None = None
+
+    def request(self, spec: str | None = None) -> DataRequest:
+        """The data request that loads these arrays again (`spec` overrides the source, keeping size and color)."""
+        return DataRequest(spec or self.spec, self.image_size, self.color)
 
 
 class LearningRateSchedule(str, Enum):
@@ -90,6 +97,7 @@ class TrainReport:
     training_seconds: float
     created: str
     model: TrainedModel
+    description: ModelDescription
     data: DataSummary
     hyperparameters: Hyperparameters
     seed: int
@@ -101,7 +109,9 @@ class TrainReport:
 
     def to_dict(self) -> dict[str, Any]:
         payload = asdict(self)
-        payload["data"]["kind"] = self.data.kind.value
+        payload["data"] |= {"kind": self.data.kind.value, "image_size": list(self.data.image_size) if self.data.image_size else None,
+                            "color": self.data.color.value if self.data.color else None}
+        payload["description"] = self.description.to_dict()
         payload["hyperparameters"]["schedule"] = self.hyperparameters.schedule.value
         payload["distribution"] |= {
             "strategy": self.distribution.strategy.value,
@@ -119,7 +129,9 @@ class TrainReport:
         return cls(
             **{field.name: raw[field.name] for field in fields(cls) if field.name not in NESTED},
             model=TrainedModel(**raw["model"]),
-            data=DataSummary(**data | {"kind": SourceKind(data["kind"])}),
+            description=ModelDescription.from_dict(raw["description"]),
+            data=DataSummary(**data | {"kind": SourceKind(data["kind"]), "image_size": tuple(data["image_size"]) if data.get("image_size") else None,
+                                       "color": Color(data["color"]) if data.get("color") else None}),
             hyperparameters=Hyperparameters(
                 **hyper | {"schedule": LearningRateSchedule(hyper["schedule"]), "model": ModelConfig.from_dict(hyper["model"])}
             ),
@@ -144,4 +156,4 @@ class TrainReport:
             raise EdgecnnError(f"malformed training report: {type(exc).__name__}: {exc}", path) from None
 
 
-NESTED = {"model", "data", "hyperparameters", "distribution", "history"}
+NESTED = {"model", "description", "data", "hyperparameters", "distribution", "history"}

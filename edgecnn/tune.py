@@ -18,7 +18,7 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError, first_line
 from edgecnn.manifest import Manifest
-from edgecnn.runners import ConvAlgoSearch, OnnxRunner, Provider, SessionConfig, encode_images, infer_in_batches
+from edgecnn.runners import ConvAlgoSearch, OnnxRunner, Provider, SessionConfig, infer_in_batches
 
 if TYPE_CHECKING:
     from edgecnn.bench import BenchOptions, Target
@@ -83,7 +83,8 @@ def tune(targets: Sequence[Target], manifest: Manifest, dataset: Dataset, images
     """`images`: bench's timing inputs (at least the largest batch); `dataset`: its test split for the parity check."""
     from edgecnn.verify import keras_reference
 
-    reference = keras_reference(manifest, dataset, options.verify_hash)[:PARITY_IMAGES]
+    description = manifest.model.description
+    reference = description.probabilities(keras_reference(manifest, dataset, options.verify_hash)[:PARITY_IMAGES])
     base = options.runner_config()
     results = []
     for target in targets:
@@ -112,9 +113,9 @@ class ParityCache:
 
         precision = self.target.precision
         thresholds = thresholds_for(precision, config)
-        runner = OnnxRunner(self.target.path, config)
+        runner = OnnxRunner(self.target.path, config, self.target.runner.description)
         try:
-            probabilities = infer_in_batches(runner, self.dataset.x_test[:PARITY_IMAGES])
+            probabilities = runner.description.probabilities(infer_in_batches(runner, self.dataset.x_test[:PARITY_IMAGES]))
         finally:
             runner.close()
         base = ParityResult(self.target.name, str(self.target.path), precision, "", Status.PASS, thresholds)
@@ -152,9 +153,9 @@ def tune_one(target: Target, images: np.ndarray, base: SessionConfig, parity: Pa
 def time_config(target: Target, config: SessionConfig, images: np.ndarray, options: BenchOptions) -> Any:
     from edgecnn.bench import measure
 
-    runner = OnnxRunner(target.path, config)
+    runner = OnnxRunner(target.path, config, target.runner.description)
     try:
-        call = runner.bound_call(encode_images(images, runner.input_spec()))
+        call = runner.bound_call(runner.encode(images))
         return measure(call, options.warmup, options.iterations, options.seconds or DEFAULT_TUNE_SECONDS)
     finally:
         runner.close()

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.data import Dataset, load_dataset
+from edgecnn.data import Dataset, check_model_fits, load_dataset
+from edgecnn.description import ModelDescription, OutputKind
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
 from edgecnn.manifest import ArtifactEntry, IntegrityError, Manifest, Precision, load_manifest
@@ -132,6 +133,8 @@ class VerifyResult:
     keras_accuracy: float
     results: tuple[ParityResult, ...]
     test_size: int
+    description: ModelDescription
+    model_name: str
 
     @property
     def passed(self) -> bool:
@@ -147,13 +150,15 @@ def verify(options: VerifyOptions) -> VerifyResult:
         raise EdgecnnError("manifest lists no artifacts to verify", manifest.path)
     check_overrides(options.overrides)
     check_provider_usable(options.session)
-    dataset = load_dataset(manifest.data_spec(options.data))
-    reference = keras_reference(manifest, dataset, options.verify_hash)
+    description = manifest.model.description
+    dataset = load_dataset(manifest.model.data_request(options.data))
+    check_model_fits(description, dataset, f"{manifest.model.path} with --data {dataset.source.spec}")
+    reference = description.probabilities(keras_reference(manifest, dataset, options.verify_hash))
     results = tuple(verify_artifact(manifest, entry, dataset, reference, options) for entry in entries)
     keras_accuracy = float(np.mean(reference.argmax(axis=1) == dataset.y_test))
     out = ensure_output_dir(manifest.folder, "--manifest")
     confusion_path = out / CONFUSION_FILENAME
-    write_confusion_chart(dataset, reference, keras_accuracy, results, confusion_path)
+    write_confusion_chart(dataset, reference, keras_accuracy, results, confusion_path, description.class_names)
     report_path = out / REPORT_FILENAME
     write_json_atomic(
         report_path,
@@ -162,13 +167,22 @@ def verify(options: VerifyOptions) -> VerifyResult:
             "created": utc_now(),
             "manifest": str(manifest.path),
             "keras": {"path": manifest.model.path, "sha256": manifest.model.sha256, "accuracy": keras_accuracy},
+            "model": {"name": manifest.model.stem, "classes": list(description.class_names), "output": description.output.value},
+            "compared": compared_text(description),
             "data": dataset.describe(),
             "onnxruntime_session": options.session.describe(),
             "artifacts": [result.to_dict() for result in results],
             "versions": library_versions(),
         },
     )
-    return VerifyResult(report_path, confusion_path, keras_accuracy, results, int(len(dataset.y_test)))
+    return VerifyResult(report_path, confusion_path, keras_accuracy, results, int(len(dataset.y_test)), description, manifest.model.stem)
+
+
+def compared_text(description: ModelDescription) -> str:
+    """What verify compares, so its bounds keep their meaning for a logits model too."""
+    if description.output is OutputKind.LOGITS:
+        return "probabilities: softmax of the logits the model and each artifact give"
+    return "probabilities, as the model gives them"
 
 
 def check_overrides(overrides: Thresholds) -> None:
@@ -181,25 +195,25 @@ def check_overrides(overrides: Thresholds) -> None:
 
 
 def keras_reference(manifest: Manifest, dataset: Dataset, verify_hash: bool) -> np.ndarray:
-    """Keras probabilities on the test split, cached per model sha256 + data sha256 so re-verifying skips TensorFlow."""
+    """Keras outputs on the test split, cached per model sha256 + data sha256 so re-verifying skips TensorFlow."""
     model = manifest.model
     cache = manifest.folder / CACHE_FOLDER / f"keras-{model.sha256[:16]}-{dataset.fingerprint()[:16]}.npy"
     if cache.is_file():
         try:
             cached = np.load(cache, allow_pickle=False)
-            if cached.shape == (len(dataset.y_test), 10):
+            if cached.shape == (len(dataset.y_test), model.description.num_classes):
                 return cached
         except (OSError, ValueError):
             pass  # a broken cache is recomputed
     model_path = manifest.resolve(model.path)
     if verify_hash and model_path.is_file() and sha256_file(model_path) != model.sha256:
         raise IntegrityError("Keras model changed since export (sha256 differs from the manifest)", model_path)
-    probabilities = infer_in_batches(KerasRunner(model_path), dataset.x_test)
+    outputs = infer_in_batches(KerasRunner(model_path, model.description), dataset.x_test)
     ensure_output_dir(cache.parent, "--manifest")
     with atomic_path(cache) as temp:
         with open(temp, "wb") as handle:
-            np.save(handle, probabilities)
-    return probabilities
+            np.save(handle, outputs)
+    return outputs
 
 
 def verify_artifact(
@@ -212,8 +226,8 @@ def verify_artifact(
     except IntegrityError as exc:
         return replace(base, status=Status.CHANGED, failures=(CheckFailure("sha256", exc.what, "matches manifest"),))
     try:
-        runner = open_runner(entry.format, path, options.session)
-        probabilities = infer_in_batches(runner, dataset.x_test)
+        runner = open_runner(entry.format, path, options.session, manifest.model.description)
+        probabilities = runner.description.probabilities(infer_in_batches(runner, dataset.x_test))
     except EdgecnnError as exc:
         return replace(base, status=Status.ERROR, failures=(CheckFailure("run", exc.what, "runs"),))
     return replace(compare(base, probabilities, reference, dataset.y_test), provider_used=runner.runtime)
@@ -252,26 +266,26 @@ def compare(base: ParityResult, probabilities: np.ndarray, reference: np.ndarray
         mean_abs_diff=float(difference.mean()),
         mcnemar_p=mcnemar_p,
         flipped=tuple(int(index) for index in np.flatnonzero(predicted != expected)),
-        confusion=confusion_matrix(labels, predicted),
+        confusion=confusion_matrix(labels, predicted, reference.shape[1]),
     )
 
 
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int = 10) -> np.ndarray:
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
     matrix = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(matrix, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
     return matrix
 
 
 def write_confusion_chart(
-    dataset: Dataset, reference: np.ndarray, keras_accuracy: float, results: tuple[ParityResult, ...], path: Path
+    dataset: Dataset, reference: np.ndarray, keras_accuracy: float, results: tuple[ParityResult, ...], path: Path, class_names: tuple[str, ...]
 ) -> None:
     from edgecnn.plots import plot_confusion_matrices
 
-    matrices = {f"Keras ({keras_accuracy:.2%})": confusion_matrix(dataset.y_test, reference.argmax(axis=1))}
+    matrices = {f"Keras ({keras_accuracy:.2%})": confusion_matrix(dataset.y_test, reference.argmax(axis=1), reference.shape[1])}
     worst = worst_artifact(results)
     if worst is not None:
         matrices[f"worst artifact: {worst.name} ({worst.accuracy:.2%})"] = worst.confusion
-    plot_confusion_matrices(matrices, path)
+    plot_confusion_matrices(matrices, path, class_names)
 
 
 def worst_artifact(results: tuple[ParityResult, ...]) -> ParityResult | None:

@@ -50,6 +50,18 @@ def files(tmp_path_factory, real_arrays, real_npz, trained_model, exported) -> d
     found["dtype_npz"] = npz_with(root / "dtype.npz", small, x_train=small["x_train"].astype(np.float64))
     found["nan_npz"] = npz_with(root / "nan.npz", small, x_test=np.full((40, 28, 28), np.nan, dtype=np.float32))
     found["label_npz"] = npz_with(root / "label.npz", small, y_test=np.full(40, 11, dtype=np.uint8))
+    found["names_npz"] = npz_with(root / "names.npz", small, y_test=np.full(40, 11, dtype=np.uint8), class_names=np.array(list("0123456789")))
+    rgb = np.repeat(np.pad(small["x_train"], ((0, 0), (2, 2), (2, 2)))[..., None], 3, axis=-1)
+    found["rgb32_npz"] = npz_with(root / "rgb32.npz", small, x_train=rgb, x_test=rgb)
+    one_class = root / "one_class"
+    (one_class / "cat").mkdir(parents=True)
+    Image.fromarray(small["x_train"][0]).save(one_class / "cat" / "0.png")
+    found["one_class_folder"] = one_class
+    empty_class = root / "empty_class"
+    (empty_class / "cat").mkdir(parents=True)
+    (empty_class / "dog").mkdir()
+    Image.fromarray(small["x_train"][0]).save(empty_class / "cat" / "0.png")
+    found["empty_class_folder"] = empty_class
     found["length_npz"] = npz_with(root / "length.npz", small, y_train=small["y_train"][:10])
     found["zero_npz"] = npz_with(root / "zero.npz", small, x_train=small["x_train"][:0], y_train=small["y_train"][:0])
     found["a_file"] = root / "a_file"
@@ -68,6 +80,17 @@ def files(tmp_path_factory, real_arrays, real_npz, trained_model, exported) -> d
     lambda_model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(lambda x: x + 1.0), keras.layers.Flatten(), keras.layers.Dense(10)])
     found["lambda_keras"] = root / "lambda.keras"
     lambda_model.save(found["lambda_keras"])
+    image = keras.Input((28, 28, 1))
+    other = keras.Model(image, keras.layers.Dense(10)(keras.layers.Flatten()(image)), name="other")
+    found["other_keras"] = root / "other.keras"
+    other.save(found["other_keras"])
+    flat = keras.Input((784,))
+    found["flat_keras"] = root / "flat.keras"
+    keras.Model(flat, keras.layers.Dense(10)(flat)).save(found["flat_keras"])
+    second = keras.Input((28, 28, 1))
+    joined = keras.layers.Concatenate()([keras.layers.Flatten()(image), keras.layers.Flatten()(second)])
+    found["two_inputs_keras"] = root / "two_inputs.keras"
+    keras.Model([image, second], keras.layers.Dense(10)(joined)).save(found["two_inputs_keras"])
     folder = exported.parent
     found["onnx"] = folder / "mnist_cnn.onnx"
     found["tflite"] = folder / "mnist_cnn_int8.tflite"
@@ -112,6 +135,7 @@ def files(tmp_path_factory, real_arrays, real_npz, trained_model, exported) -> d
         "schema_manifest": lambda raw: raw.update(schema_version=99),
         "fields_manifest": lambda raw: raw["artifacts"][0].pop("sha256"),
         "empty_manifest_list": lambda raw: raw.update(artifacts=[]),
+        "schema1_manifest": lambda raw: raw.update(schema_version=1),
     }.items():
         path = copy_exports(exported, root / name)
         raw = json.loads(path.read_text())
@@ -125,6 +149,7 @@ def files(tmp_path_factory, real_arrays, real_npz, trained_model, exported) -> d
     found["empty_manifest"].parent.mkdir()
     found["empty_manifest"].write_text("")
     found["external_onnx"] = external_data_model(root / "external")
+    found["exports_folder"] = exported.parent
     return found
 
 
@@ -137,10 +162,16 @@ CASES = [
     Case(T, ("--data", "{garbage_npz}"), "not a valid .npz"),
     Case(T, ("--data", "{object_npz}"), "object arrays"),
     Case(T, ("--data", "{keys_npz}"), "missing keys x_train"),
-    Case(T, ("--data", "{shape_npz}"), "x_test has shape (40, 14, 14)"),
+    Case(T, ("--data", "{shape_npz}"), "x_train images are (28, 28, 1) but x_test images are (14, 14, 1)"),
     Case(T, ("--data", "{dtype_npz}"), "x_train has dtype float64"),
     Case(T, ("--data", "{nan_npz}"), "x_test has dtype float32"),
-    Case(T, ("--data", "{label_npz}"), "labels outside 0-9"),
+    Case(T, ("--data", "{names_npz}"), "labels go up to 11 but there are 10 class names"),
+    Case(T, ("--data", "{empty_class_folder}", "--image-size", "16x16"), "class folder 'dog' holds no .png/.jpg/.jpeg/.bmp images"),
+    Case(T, ("--data", "{one_class_folder}", "--image-size", "16x16"), "only one class folder ('cat')"),
+    Case(T, ("--data", "{real_npz}", "--image-size", "32xq"), "--image-size"),
+    Case(T, ("--data", "{real_npz}", "--image-size", "4x4"), "at least 6x6"),
+    Case(T, ("--data", "{real_npz}", "--color", "cmyk"), "--color"),
+    Case(T, ("--data", "{real_npz}", "--preprocess", "crop"), "--preprocess"),
     Case(T, ("--data", "{length_npz}"), "40 images but y_train has 10 labels"),
     Case(T, ("--data", "{zero_npz}"), "x_train is empty"),
     Case(T, ("--data", "qmnist"), "unknown data source 'qmnist'"),
@@ -171,6 +202,18 @@ CASES = [
     Case("export", ("--format", "onnx", "--opset", "3"), "--opset"),
     Case("export", ("--model", "{model}", "--out", "{a_file}"), "is a file, not a folder"),
     Case("export", ("--model", "{model}", "--format", "onnx", "--quantize", "int8", "--data", "{truncated_npz}"), "not a valid .npz"),
+    # export: a model and data that do not go together, named before any work
+    Case("export", ("--model", "{model}", "--data", "{rgb32_npz}"), "the model takes 28x28x1 images but the data has 32x32x3"),
+    Case("export", ("--model", "{model}", "--data", "{real_npz}", "--image-size", "32x32"), "the model takes 28x28x1 images but the data has 32x32x1"),
+    Case("export", ("--model", "{model}", "--data", "{real_npz}", "--color", "rgb"), "the model takes 28x28x1 images but the data has 28x28x3"),
+    Case("export", ("--model", "{other_keras}", "--data", "{label_npz}"), "the model has 10 classes but the data has 12"),
+    Case("export", ("--model", "{flat_keras}"), "edgecnn needs a fixed NHWC image input"),
+    Case("export", ("--model", "{two_inputs_keras}"), "one image input and one (N, K) output; this one has 2 inputs"),
+    Case("export", ("--model", "{other_keras}", "--out", "{exports_folder}"), "holds the artifacts of mnist_cnn.keras"),
+    Case("export", ("--model", "{other_keras}", "--input-scaling", "mean-std"), "--input-scaling mean-std needs --mean and --std"),
+    Case("export", ("--model", "{other_keras}", "--mean", "1,2"), "--mean/--std go with --input-scaling mean-std"),
+    Case("export", ("--model", "{other_keras}", "--input-scaling", "mean-std", "--mean", "1,2", "--std", "1,1"), "needs 1 mean and 1 std"),
+    Case("export", ("--model", "{other_keras}", "--input-scaling", "mean-std", "--mean", "a", "--std", "1"), "--mean"),
     # verify
     Case("verify", ("--manifest", "{missing}/manifest.json"), "manifest not found"),
     Case("verify", ("--manifest", "{empty_manifest}"), "not valid JSON"),
@@ -183,7 +226,10 @@ CASES = [
     Case("verify", ("--manifest", "{manifest}", "--artifact", "onnx-fp64"), "no artifact named 'onnx-fp64'"),
     Case("verify", ("--manifest", "{manifest}", "--min-agreement", "2"), "--min-agreement"),
     Case("verify", ("--manifest", "{manifest}", "--atol", "-1"), "--atol"),
-    Case("verify", ("--manifest", "{manifest}", "--data", "{label_npz}"), "labels outside 0-9"),
+    Case("verify", ("--manifest", "{manifest}", "--data", "{label_npz}"), "the model has 10 classes but the data has 12"),
+    Case("verify", ("--manifest", "{manifest}", "--data", "{rgb32_npz}"), "the model takes 28x28x1 images but the data has 32x32x3"),
+    Case("verify", ("--manifest", "{schema1_manifest}"), "schema_version 1 was written by an older edgecnn"),
+    Case("bench", ("--manifest", "{manifest}", "--data", "sklearn-digits"), "the model takes 28x28x1 images but the data has 8x8x1"),
     # bench
     Case("bench", ("--manifest", "{manifest}", "--batch-sizes", "0"), "--batch-sizes"),
     Case("bench", ("--manifest", "{manifest}", "--batch-sizes", "-1"), "--batch-sizes"),
@@ -230,6 +276,8 @@ CASES = [
     Case("pipeline", ("--data", "{garbage_npz}", "--out", "{out}"), "not a valid .npz"),
     Case("pipeline", ("--skip-train", "--out", "{out}"), "--skip-train"),
     Case("pipeline", ("--epochs", "-3", "--out", "{out}"), "--epochs"),
+    Case("pipeline", ("--model", "{model}", "--skip-train", "--out", "{out}"), "give one of --model and --skip-train"),
+    Case("pipeline", ("--model", "{model}", "--data", "{rgb32_npz}", "--out", "{out}"), "the model takes 28x28x1 images but the data has 32x32x3"),
 ]
 
 

@@ -50,7 +50,7 @@ def test_usage_line_names_arguments_in_capitals():
 
 
 def test_help_keeps_literal_brackets():
-    assert "[batch, 28, 28]" in " ".join(help_text("export", "--help").split())
+    assert "[batch, H, W]" in " ".join(help_text("export", "--help").split())
 
 
 def test_one_option_name_for_formats():

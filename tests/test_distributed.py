@@ -53,7 +53,7 @@ def finish(workers: list[subprocess.Popen], timeout: float = 300) -> list[tuple[
 @pytest.fixture(scope="module")
 def slice_npz(real_arrays, tmp_path_factory) -> Path:
     """6,000 training digits and the first 2,000 test digits: enough for a stable accuracy comparison."""
-    path = tmp_path_factory.mktemp("mw") / "slice.npz"
+    path = tmp_path_factory.mktemp("mw") / "mnist.npz"  # MNIST digits: the model is mnist_cnn
     np.savez(path, x_train=real_arrays["x_train"][:6000], y_train=real_arrays["y_train"][:6000],
              x_test=real_arrays["x_test"][:2000], y_test=real_arrays["y_test"][:2000])
     return path

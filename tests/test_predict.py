@@ -28,7 +28,7 @@ def test_predict_matches_what_verify_computes_on_the_first_100_test_digits(expor
     model = exported.parent / artifact
     run = run_cli("predict", *map(str, digit_pngs), "--model", str(model), "--json", "--top-k", "2")
     assert run.returncode == 0, run.stderr
-    predicted = [item["digit"] for item in json.loads(run.stdout)]
+    predicted = [item["index"] for item in json.loads(run.stdout)]
     runner = OnnxRunner(model) if artifact.endswith(".onnx") else TfliteRunner(model)
     expected = runner.infer(real_arrays["x_test"][:100]).argmax(axis=1)
     assert predicted == expected.tolist()
@@ -74,7 +74,8 @@ def test_a_folder_is_classified_in_batches_and_written_with_an_error_row(exporte
     assert "classified 119 of 120 images (1 unreadable)" in run.stdout
     if suffix == ".jsonl":
         rows = [json.loads(line) for line in output.read_text().splitlines()]
-        labels = [row["label"] for row in rows]
+        labels = [row["index"] for row in rows]
+        assert all(row["label"] == str(row["index"]) for row in rows if "error" not in row)
         assert all(len(row["probabilities"]) == 10 for row in rows if "error" not in row)
     else:
         rows = list(csv.DictReader(output.open()))

@@ -182,7 +182,7 @@ def test_predict_with_fallback_runs_on_cpu(exports, real_arrays, tmp_path):
     Image.fromarray(real_arrays["x_test"][0]).save(image)
     run = run_cli("predict", str(image), "--model", str(exports.parent / "mnist_cnn.onnx"), "--provider", "cuda", "--allow-fallback", "--json")
     assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout)[0]["digit"] == int(real_arrays["y_test"][0])
+    assert json.loads(run.stdout)[0]["index"] == int(real_arrays["y_test"][0])
 
 
 def test_doctor_without_a_gpu_names_what_is_missing():

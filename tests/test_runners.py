@@ -5,10 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgecnn.description import InputScaling, ModelDescription, OutputKind, Preprocess
 from edgecnn.manifest import TensorSpec
-from edgecnn.runners import decode_output, encode_images
+from edgecnn.runners import decode_output
+from edgecnn.runners import encode_images as encode_with
 
-PIXELS = np.resize(np.array([0, 1, 127, 128, 254, 255], dtype=np.uint8), 28 * 28).reshape(1, 28, 28)
+PIXELS = np.resize(np.array([0, 1, 127, 128, 254, 255], dtype=np.uint8), 28 * 28).reshape(1, 28, 28, 1)
+DIGITS = ModelDescription(28, 28, 1, InputScaling.UNIT, tuple("0123456789"), OutputKind.PROBABILITIES, Preprocess.DIGIT)
+
+
+def encode_images(images: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    return encode_with(images, spec, DIGITS)
 
 
 def test_float_input_is_pixels_over_255_in_nhwc():
@@ -19,7 +26,7 @@ def test_float_input_is_pixels_over_255_in_nhwc():
 
 def test_raw_uint8_input_keeps_pixels_and_drops_the_channel():
     encoded = encode_images(PIXELS, TensorSpec("image", (None, 28, 28), "uint8"))
-    assert encoded.dtype == np.uint8 and encoded.shape == (1, 28, 28) and np.array_equal(encoded, PIXELS)
+    assert encoded.dtype == np.uint8 and encoded.shape == (1, 28, 28) and np.array_equal(encoded, PIXELS[..., 0])
 
 
 def test_int8_quantization_is_round_of_scaled_pixel_plus_zero_point():
@@ -43,10 +50,21 @@ def test_decode_dequantizes_and_round_trips_within_half_a_step():
     assert decode_output(raw, spec).tolist() == [[0.0, 1 / 256, 128 / 256, 255 / 256]]
     image = TensorSpec("image", (None, 28, 28, 1), "int8", scale=0.0039215, zero_point=-128)
     restored = decode_output(encode_images(PIXELS, image), image)
-    assert np.abs(restored[..., 0] - PIXELS / 255.0).max() <= image.scale / 2 + 1e-7
+    assert np.abs(restored - PIXELS / 255.0).max() <= image.scale / 2 + 1e-7
 
 
 def test_float_output_passes_through_as_float32():
     raw = np.array([[0.25, 0.75]], dtype=np.float16)
     decoded = decode_output(raw, TensorSpec("probabilities", (None, 2), "float16"))
     assert decoded.dtype == np.float32 and decoded.tolist() == [[0.25, 0.75]]
+
+
+def test_rgb_input_follows_the_description_per_channel():
+    """A 2x3 RGB model with mean/std scaling: the pixels are scaled per channel, laid out NHWC, quantized from there."""
+    rgb = ModelDescription(2, 3, 3, InputScaling.MEAN_STD, ("a", "b"), OutputKind.LOGITS, Preprocess.RESIZE, mean=(100.0, 0.0, 255.0),
+                           std=(50.0, 1.0, 255.0))
+    pixels = np.arange(18, dtype=np.uint8).reshape(1, 2, 3, 3) * 14
+    encoded = encode_with(pixels, TensorSpec("image", (None, 2, 3, 3), "float32"), rgb)
+    np.testing.assert_allclose(encoded, (pixels.astype(np.float32) - [100, 0, 255]) / [50, 1, 255], rtol=1e-6)
+    raw = encode_with(pixels, TensorSpec("image", (None, 2, 3, 3), "uint8"), rgb)
+    assert np.array_equal(raw, pixels)

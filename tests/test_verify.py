@@ -127,7 +127,7 @@ def test_bad_manifests(tmp_path):
     malformed = tmp_path / "manifest.json"
     malformed.write_text("{not json")
     assert_one_line_error(run_cli("verify", "--manifest", str(malformed)), "not valid JSON")
-    malformed.write_text(json.dumps({"schema_version": 1, "model": None, "artifacts": [{"name": "x"}]}))
+    malformed.write_text(json.dumps({"schema_version": 2, "model": None, "artifacts": [{"name": "x"}]}))
     assert_one_line_error(run_cli("verify", "--manifest", str(malformed)), "malformed manifest")
 
 

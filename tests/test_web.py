@@ -30,13 +30,14 @@ pytestmark = pytest.mark.skipif(
 
 
 class PageAndExports(SimpleHTTPRequestHandler):
-    """The page's folder at /, an export folder at /exports/: what a user's static server would offer."""
+    """The page's folder at /, export folders and pictures under their own prefixes: what a user's static server offers."""
 
-    exports: Path = Path()
+    folders: dict[str, Path] = {}
 
     def translate_path(self, path: str) -> str:
-        if path.startswith("/exports/"):
-            return str(self.exports / path.removeprefix("/exports/").split("?")[0])
+        for prefix, folder in self.folders.items():
+            if path.startswith(f"/{prefix}/"):
+                return str(folder / path.removeprefix(f"/{prefix}/").split("?")[0])
         return super().translate_path(path)
 
     def log_message(self, *args: object) -> None:
@@ -44,8 +45,9 @@ class PageAndExports(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def server(exported) -> Iterator[str]:
-    handler = type("Handler", (PageAndExports,), {"exports": exported.parent})
+def server(exported, rgb_exported, picture_files) -> Iterator[str]:
+    folders = {"exports": exported.parent, "rgb": rgb_exported.parent, "pictures": picture_files[0].parent}
+    handler = type("Handler", (PageAndExports,), {"folders": folders})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(WEB)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -74,12 +76,12 @@ def test_the_page_agrees_with_predict_on_500_test_digits(page, exported, real_ar
     for index, digit in enumerate(digits):
         Image.fromarray(digit).save(tmp_path / f"{index:03d}.png")
     run = run_cli("predict", str(tmp_path), "--model", str(exported.parent / "mnist_cnn_uint8_input.onnx"), "--json")
-    expected = [item["digit"] for item in json.loads(run.stdout)]
+    expected = [item["index"] for item in json.loads(run.stdout)]
     results = page.evaluate(
         "async (batch) => { const out = []; for (const pixels of batch) out.push(await window.edgecnn.classify(Uint8Array.from(pixels))); return out; }",
         digits.reshape(500, -1).tolist(),
     )
-    labels = [result["label"] for result in results]
+    labels = [result["index"] for result in results]
     assert np.mean(np.array(labels) == np.array(expected)) >= 0.998
     assert all(len(result["probabilities"]) == 10 and abs(sum(result["probabilities"]) - 1) < 1e-3 for result in results)
 
@@ -96,7 +98,37 @@ def test_a_digit_drawn_with_the_mouse_is_classified_and_shown(page, tmp_path):
     page.wait_for_function("document.getElementById('result').textContent !== ''")
     shown = page.text_content("#result")
     again = page.evaluate("window.edgecnn.classifyCanvas()")
-    assert shown == "1" and again["label"] == 1
+    assert shown == "1" and again["label"] == "1"
     assert len(page.locator("#bars .bar").all()) == 10
     page.screenshot(path=str(tmp_path / "page.png"))
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_the_page_classifies_pictures_for_a_32x32_rgb_model_like_predict(page, server, rgb_exported, picture_files, tmp_path):
+    """The same page, another model: no drawing pad (3 channels), pictures chosen as files, the model's own pixel count."""
+    from edgecnn.manifest import load_manifest
+
+    model = load_manifest(rgb_exported).artifact("onnx-fp32-uint8-input").path
+    output = tmp_path / "expected.jsonl"
+    run = run_cli("predict", *map(str, picture_files), "--model", str(rgb_exported.parent / model), "--output", str(output))
+    assert run.returncode == 0, run.stderr
+    expected = np.array([json.loads(line)["probabilities"] for line in output.read_text().splitlines()])
+    rgb_page = page.context.browser.new_page()  # the digit page's browser, a second page
+    rgb_page.goto(f"{server}/index.html?model=/rgb/{model}")
+    description = rgb_page.evaluate("window.edgecnn.ready")
+    assert (description["height"], description["width"], description["channels"]) == (32, 32, 3)
+    assert rgb_page.locator("#drawing").is_hidden()
+    results = rgb_page.evaluate(
+        "async (urls) => { const out = []; for (const url of urls) out.push(await window.edgecnn.classifyImage(url)); return out; }",
+        [f"/pictures/{path.name}" for path in picture_files],
+    )
+    with pytest.raises(Exception, match="expects a Uint8Array of 3072 pixels"):
+        rgb_page.evaluate("window.edgecnn.classify(new Uint8Array(784))")
+    rgb_page.set_input_files("#file", str(picture_files[1]))
+    rgb_page.wait_for_function("document.getElementById('result').textContent !== ''")
+    shown = rgb_page.text_content("#result")
+    rgb_page.close()
+    got = np.array([result["probabilities"] for result in results])
+    assert [result["index"] for result in results] == expected.argmax(axis=1).tolist()
+    assert np.abs(got - expected).max() <= 0.01
+    assert shown == description["class_names"][int(expected[1].argmax())]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from edgecnn.description import Color, DescriptionOverrides
 from edgecnn.errors import EdgecnnError
 from edgecnn.manifest import ArtifactFormat, Precision
 
@@ -41,30 +42,32 @@ QUANTIZE_PRECISION = {
 
 @dataclass(frozen=True)
 class ArtifactSpec:
-    """One row of the format table: a file edgecnn can produce. `base` names the row it is converted from."""
+    """One row of the format table: a file edgecnn can produce, named `<model stem><suffix>`. `base` names the row it
+    is converted from."""
 
     name: str
     format: ArtifactFormat
     precision: Precision
-    filename: str
+    suffix: str
     uint8_input: bool = False
     io_type: IoType | None = None
     in_all: bool = True
     base: str | None = None
 
+    def filename(self, stem: str) -> str:
+        return f"{stem}{self.suffix}"
+
 
 ARTIFACTS: tuple[ArtifactSpec, ...] = (
-    ArtifactSpec("onnx-fp32", ArtifactFormat.ONNX, Precision.FP32, "mnist_cnn.onnx"),
-    ArtifactSpec("onnx-fp32-uint8-input", ArtifactFormat.ONNX, Precision.FP32, "mnist_cnn_uint8_input.onnx", uint8_input=True),
-    ArtifactSpec("onnx-fp16", ArtifactFormat.ONNX, Precision.FP16, "mnist_cnn_fp16.onnx", base="onnx-fp32"),
-    ArtifactSpec("onnx-int8", ArtifactFormat.ONNX, Precision.INT8, "mnist_cnn_int8.onnx", base="onnx-fp32"),
-    ArtifactSpec("tflite-fp32", ArtifactFormat.TFLITE, Precision.FP32, "mnist_cnn_fp32.tflite"),
-    ArtifactSpec("tflite-fp16", ArtifactFormat.TFLITE, Precision.FP16, "mnist_cnn_fp16.tflite"),
-    ArtifactSpec("tflite-dynamic", ArtifactFormat.TFLITE, Precision.DYNAMIC, "mnist_cnn_dynamic.tflite"),
-    ArtifactSpec("tflite-int8", ArtifactFormat.TFLITE, Precision.INT8, "mnist_cnn_int8.tflite", io_type=IoType.INT8),
-    ArtifactSpec(
-        "tflite-int8-uint8-io", ArtifactFormat.TFLITE, Precision.INT8, "mnist_cnn_int8_uint8io.tflite", io_type=IoType.UINT8, in_all=False
-    ),
+    ArtifactSpec("onnx-fp32", ArtifactFormat.ONNX, Precision.FP32, ".onnx"),
+    ArtifactSpec("onnx-fp32-uint8-input", ArtifactFormat.ONNX, Precision.FP32, "_uint8_input.onnx", uint8_input=True),
+    ArtifactSpec("onnx-fp16", ArtifactFormat.ONNX, Precision.FP16, "_fp16.onnx", base="onnx-fp32"),
+    ArtifactSpec("onnx-int8", ArtifactFormat.ONNX, Precision.INT8, "_int8.onnx", base="onnx-fp32"),
+    ArtifactSpec("tflite-fp32", ArtifactFormat.TFLITE, Precision.FP32, "_fp32.tflite"),
+    ArtifactSpec("tflite-fp16", ArtifactFormat.TFLITE, Precision.FP16, "_fp16.tflite"),
+    ArtifactSpec("tflite-dynamic", ArtifactFormat.TFLITE, Precision.DYNAMIC, "_dynamic.tflite"),
+    ArtifactSpec("tflite-int8", ArtifactFormat.TFLITE, Precision.INT8, "_int8.tflite", io_type=IoType.INT8),
+    ArtifactSpec("tflite-int8-uint8-io", ArtifactFormat.TFLITE, Precision.INT8, "_int8_uint8io.tflite", io_type=IoType.UINT8, in_all=False),
 )
 
 
@@ -74,7 +77,7 @@ def spec_named(name: str) -> ArtifactSpec:
 
 @dataclass(frozen=True)
 class ExportOptions:
-    model: Path = Path("exports/mnist_cnn.keras")
+    model: Path | None = None  # None: the model `train` wrote into --out (its train.json names it)
     format: FormatChoice | None = None  # None: all formats, narrowed to those that have the requested variant
     quantize: Quantize = Quantize.NONE
     uint8_input: bool = False
@@ -82,8 +85,12 @@ class ExportOptions:
     opset: int = 17
     out: Path = Path("exports")
     data: str | None = None
+    image_size: tuple[int, int] | None = None  # bring the data to the model's size (--image-size)
+    color: Color | None = None  # and channels (--color)
+    describe: DescriptionOverrides = DescriptionOverrides()  # what detection cannot know about a user's model
     calibration_images: int = 500
     seed: int = 0
+    replace: bool = False  # replace another model's artifacts in --out instead of refusing
 
 
 def select_artifacts(options: ExportOptions) -> list[ArtifactSpec]:

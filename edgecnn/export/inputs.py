@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.description import ModelDescription
 from edgecnn.export.artifacts import ExportOptions
 from edgecnn.manifest import ModelEntry
 
@@ -18,13 +19,20 @@ class ExportInputs:
     model_entry: ModelEntry
     options: ExportOptions
     staging: Path
-    calibration: np.ndarray
-    metadata: dict[str, str]  # the facts every file carries: labels, input layout and scaling, source model, version
+    calibration: np.ndarray  # uint8 (N, H, W, C) training images in the model's size and color
+    metadata: dict[str, str]  # the facts every file carries: description, labels, input layout and scaling, source model
+
+    @property
+    def description(self) -> ModelDescription:
+        return self.model_entry.description
 
     @property
     def data_spec(self) -> str | None:
         """The calibration data's source: --data, else the one recorded at training."""
         return self.options.data or self.model_entry.data.get("spec")
+
+    def calibration_details(self) -> dict[str, object]:
+        return {"images": int(len(self.calibration)), "data_source": self.data_spec, "seed": self.options.seed}
 
 
 @dataclass(frozen=True)

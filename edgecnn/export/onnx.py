@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn import __version__
-from edgecnn.data import IMAGE_SHAPE, to_model_input
+from edgecnn.description import ModelDescription
 from edgecnn.export.artifacts import ArtifactSpec
 from edgecnn.export.inputs import Converted, ExportInputs
 from edgecnn.manifest import INPUT_NAME, OUTPUT_NAME, Precision
@@ -32,12 +32,14 @@ def convert_fp32(spec: ArtifactSpec, inputs: ExportInputs) -> Converted:
 
     from edgecnn.onnx_graph import slim_if_identical
 
-    tf_function, signature = serving_function(inputs.keras_model, uint8_input=spec.uint8_input)
+    description = inputs.description
+    tf_function, signature = serving_function(inputs.keras_model, description, uint8_input=spec.uint8_input)
     model_proto, _ = tf2onnx.convert.from_function(tf_function, input_signature=signature, opset=inputs.options.opset)
-    probe = inputs.calibration[:64] if spec.uint8_input else to_model_input(inputs.calibration[:64])
+    probe = raw_pixels(inputs.calibration[:64], description) if spec.uint8_input else description.model_input(inputs.calibration[:64])
     model_proto, cleanup = slim_if_identical(model_proto, probe)
     metadata = inputs.metadata | (
-        {"input_layout": "[batch, 28, 28]", "input_scaling": "uint8 raw pixels 0-255; the graph divides by 255"} if spec.uint8_input else {}
+        {"input_layout": f"[{', '.join(map(str, ('batch', *raw_pixel_shape(description))))}]",
+         "input_scaling": f"uint8 raw pixels 0-255; the graph computes {description.scaling_text()}"} if spec.uint8_input else {}
     )
     return save_checked(model_proto, spec, inputs, metadata, {"graph_cleanup": cleanup.to_dict()})
 
@@ -72,11 +74,11 @@ def quantize_int8(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -
     prepared = inputs.staging / "int8-prepared.onnx"
     quant_pre_process(str(fused), str(prepared), skip_symbolic_shape=True)
     kept_fp32 = [name for name in [first_node_of_type(onnx.load(prepared), "Conv")] if name]
-    quantized = inputs.staging / f"int8-quantized-{spec.filename}"
+    quantized = inputs.staging / f"int8-quantized-{spec.filename(inputs.model_entry.stem)}"
     quantize_static(
         str(prepared),
         str(quantized),
-        ImageCalibrationReader(inputs.calibration),
+        ImageCalibrationReader(inputs.calibration, description=inputs.description),
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         activation_type=QuantType.QUInt8,
@@ -85,7 +87,7 @@ def quantize_int8(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -
     )
     details = {
         "quantization": {"format": "QDQ", "activations": "uint8", "weights": "int8 per-channel", "kept_fp32_nodes": kept_fp32},
-        "calibration": {"images": int(len(inputs.calibration)), "data_source": inputs.data_spec, "seed": inputs.options.seed},
+        "calibration": inputs.calibration_details(),
     }
     return save_checked(onnx.load(quantized), spec, inputs, inputs.metadata, details)
 
@@ -101,7 +103,7 @@ def save_checked(model_proto: Any, spec: ArtifactSpec, inputs: ExportInputs, met
     model_proto.producer_name = "edgecnn"
     model_proto.producer_version = __version__
     model_proto.doc_string = f"edgecnn {spec.name}"
-    path = inputs.staging / spec.filename
+    path = inputs.staging / spec.filename(inputs.model_entry.stem)
     onnx.save(model_proto, path)
     onnx.checker.check_model(str(path), full_check=True)
     return Converted(path, details | {"opset": inputs.options.opset})
@@ -110,14 +112,15 @@ def save_checked(model_proto: Any, spec: ArtifactSpec, inputs: ExportInputs, met
 class ImageCalibrationReader:
     """ONNX Runtime's CalibrationDataReader protocol over uint8 images: yields {'image': float batch} until exhausted."""
 
-    def __init__(self, images: np.ndarray, batch_size: int = 50) -> None:
+    def __init__(self, images: np.ndarray, description: ModelDescription, batch_size: int = 50) -> None:
         self.images = images
+        self.description = description
         self.batch_size = batch_size
         self.rewind()
 
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
         for start in range(0, len(self.images), self.batch_size):
-            yield {INPUT_NAME: to_model_input(self.images[start : start + self.batch_size])}
+            yield {INPUT_NAME: self.description.model_input(self.images[start : start + self.batch_size])}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._iterator, None)
@@ -126,21 +129,38 @@ class ImageCalibrationReader:
         self._iterator = self._batches()
 
 
-def serving_function(keras_model: Any, uint8_input: bool) -> tuple[Any, list[Any]]:
-    """A tf.function with named input/output (tf2onnx's from_keras breaks on Keras 3; from_function works)."""
+def raw_pixel_shape(description: ModelDescription) -> tuple[int, ...]:
+    """What the uint8-input file takes per image: [H, W] for gray (like a gray PIL image), [H, W, 3] for RGB."""
+    return description.image_shape[:2] if description.channels == 1 else description.image_shape
+
+
+def raw_pixels(images: np.ndarray, description: ModelDescription) -> np.ndarray:
+    return images.reshape(len(images), *raw_pixel_shape(description))
+
+
+def serving_function(keras_model: Any, description: ModelDescription, uint8_input: bool) -> tuple[Any, list[Any]]:
+    """A tf.function with named input/output (tf2onnx's from_keras breaks on Keras 3; from_function works). The
+    uint8 variant applies the description's scaling inside the graph, as `ModelDescription.model_input` does."""
     from edgecnn.backend import import_tensorflow
 
     tf = import_tensorflow()
     if uint8_input:
-        signature = [tf.TensorSpec([None, *IMAGE_SHAPE], tf.uint8, name=INPUT_NAME)]
+        signature = [tf.TensorSpec([None, *raw_pixel_shape(description)], tf.uint8, name=INPUT_NAME)]
+        offset, divisor = description.affine()
+        uniform = len(set(divisor.tolist())) == 1
 
         @tf.function(input_signature=signature)
         def serve(image):
-            scaled = tf.cast(image, tf.float32) / 255.0
-            return {OUTPUT_NAME: keras_model(tf.expand_dims(scaled, -1), training=False)}
+            pixels = tf.cast(image, tf.float32)
+            if offset.any():
+                pixels = pixels - tf.constant(offset)
+            scaled = pixels / float(divisor[0]) if uniform else pixels / tf.constant(divisor)
+            if description.channels == 1:
+                scaled = tf.expand_dims(scaled, -1)
+            return {OUTPUT_NAME: keras_model(scaled, training=False)}
 
     else:
-        signature = [tf.TensorSpec([None, *IMAGE_SHAPE, 1], tf.float32, name=INPUT_NAME)]
+        signature = [tf.TensorSpec([None, *description.image_shape], tf.float32, name=INPUT_NAME)]
 
         @tf.function(input_signature=signature)
         def serve(image):

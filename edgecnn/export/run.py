@@ -7,7 +7,6 @@ artifact's details and in the result, and not published.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -19,18 +18,14 @@ from typing import Any
 import numpy as np
 
 from edgecnn import __version__
-from edgecnn.data import load_dataset
 from edgecnn.export import onnx as onnx_converter
 from edgecnn.export import tflite as tflite_converter
 from edgecnn.export.artifacts import ArtifactSpec, ExportOptions, select_artifacts, spec_named
 from edgecnn.export.inputs import Converted, ExportInputs
-from edgecnn.files import atomic_path, ensure_output_dir, read_json, sha256_file
-from edgecnn.manifest import CLASS_LABELS, ArtifactEntry, ArtifactFormat, ModelEntry, TensorSpec, update_manifest
+from edgecnn.export.source import SourceModel, load_source_model, resolve_model_path
+from edgecnn.files import atomic_path, ensure_output_dir, sha256_file
+from edgecnn.manifest import ArtifactEntry, ArtifactFormat, ModelEntry, TensorSpec, check_one_model, update_manifest
 from edgecnn.provenance import library_versions, utc_now
-
-FLOAT_INPUT_MEANING = "grayscale pixels scaled to [0, 1] (pixel / 255), white digit on black, NHWC"
-RAW_INPUT_MEANING = "raw grayscale pixels 0-255 (uint8), white digit on black; the graph scales and reshapes"
-OUTPUT_MEANING = "softmax probabilities for digits 0-9"
 
 Converter = Callable[[ArtifactSpec, ExportInputs, Path | None], Converted]
 CONVERTERS: dict[ArtifactFormat, Converter] = {
@@ -53,16 +48,17 @@ class ExportResult:
 def export(options: ExportOptions, progress: Callable[[str], None] | None = None) -> ExportResult:
     started = time.perf_counter()
     specs = select_artifacts(options)
+    options.describe.check()
+    model_path = resolve_model_path(options)
+    check_one_model(options.out, model_path.name, options.replace)
     out = ensure_output_dir(options.out)
-    from edgecnn.model import load_model
-
-    keras_model = load_model(options.model)
-    model_entry = describe_source_model(options.model)
+    source = load_source_model(options, model_path)
+    model_entry = source.entry
     staging = Path(tempfile.mkdtemp(prefix=".export-staging-", dir=out))
     try:
-        inputs = ExportInputs(keras_model, model_entry, options, staging, calibration_images(options, model_entry), model_metadata(model_entry))
+        inputs = ExportInputs(source.keras_model, model_entry, options, staging, calibration_images(options, source), model_metadata(model_entry))
         staged = convert_all(specs, inputs, progress or (lambda name: None))
-        bundle_model(options.model, out)
+        bundle_model(model_path, out)
         entries = [publish(spec, staged[spec.name], out, model_entry) for spec in specs]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -98,12 +94,12 @@ def convert_one(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> 
 
 def publish(spec: ArtifactSpec, staged: Converted, out: Path, model_entry: ModelEntry) -> ArtifactEntry:
     """Move a staged file into place (atomic rename within the folder) and describe it for the manifest."""
-    destination = out / spec.filename
+    destination = out / spec.filename(model_entry.stem)
     staged.path.replace(destination)
-    inputs, outputs, details = describe_artifact(spec, destination)
+    inputs, outputs, details = describe_artifact(spec, destination, model_entry)
     return ArtifactEntry(
         name=spec.name,
-        path=spec.filename,
+        path=destination.name,
         format=spec.format,
         precision=spec.precision,
         input=inputs,
@@ -118,17 +114,6 @@ def publish(spec: ArtifactSpec, staged: Converted, out: Path, model_entry: Model
     )
 
 
-def describe_source_model(model_path: Path) -> ModelEntry:
-    """The manifest's `model` entry; accuracy and data come from the train.json beside the model when it exists."""
-    model_path = Path(model_path)
-    report_path = model_path.parent / "train.json"
-    report = read_json(report_path, "training report") if report_path.is_file() else {}
-    sha = sha256_file(model_path)
-    if report.get("model", {}).get("sha256") != sha:
-        report = {}  # the report describes another model; do not borrow its accuracy
-    return ModelEntry(path=model_path.name, sha256=sha, test_accuracy=report.get("test_accuracy"), data=report.get("data", {}))
-
-
 def bundle_model(model_path: Path, out: Path) -> None:
     """Copy a model from outside the output folder in, so the folder is self-contained and manifest paths stay inside."""
     bundled = Path(out) / Path(model_path).name
@@ -137,9 +122,9 @@ def bundle_model(model_path: Path, out: Path) -> None:
             shutil.copyfile(model_path, temp)
 
 
-def calibration_images(options: ExportOptions, model_entry: ModelEntry) -> np.ndarray:
-    """A seeded random subset of training images (uint8), from --data or the source recorded at training."""
-    dataset = load_dataset(options.data or model_entry.data.get("spec"))
+def calibration_images(options: ExportOptions, source: SourceModel) -> np.ndarray:
+    """A seeded random subset of the user's training images (uint8, in the model's size and color)."""
+    dataset = source.dataset
     rng = np.random.default_rng(options.seed)
     count = min(options.calibration_images, len(dataset.x_train))
     return dataset.x_train[np.sort(rng.choice(len(dataset.x_train), size=count, replace=False))]
@@ -147,10 +132,8 @@ def calibration_images(options: ExportOptions, model_entry: ModelEntry) -> np.nd
 
 def model_metadata(model_entry: ModelEntry) -> dict[str, str]:
     """What every exported file carries about itself (ONNX metadata_props, the TFLite metadata table)."""
-    return {
-        "class_labels": json.dumps(list(CLASS_LABELS)),
-        "input_layout": "NHWC [batch, 28, 28, 1]",
-        "input_scaling": "float32 pixel / 255 in [0, 1], white digit on black background (MNIST)",
+    return model_entry.description.metadata() | {
+        "model_name": model_entry.stem,
         "source_model_sha256": model_entry.sha256,
         "edgecnn_version": __version__,
         "keras_test_accuracy": "" if model_entry.test_accuracy is None else f"{model_entry.test_accuracy:.4f}",
@@ -163,14 +146,17 @@ def converter_versions(artifact_format: ArtifactFormat) -> dict[str, str]:
     return library_versions(names)
 
 
-def describe_artifact(spec: ArtifactSpec, path: Path) -> tuple[TensorSpec, TensorSpec, dict[str, Any]]:
+def describe_artifact(spec: ArtifactSpec, path: Path, model_entry: ModelEntry) -> tuple[TensorSpec, TensorSpec, dict[str, Any]]:
     """Read the input/output contract back from the file itself, as a runtime will see it."""
     from edgecnn.runners import open_runner
 
-    runner = open_runner(spec.format, path)
+    description = model_entry.description
+    runner = open_runner(spec.format, path, description=description)
     inputs, outputs = runner.input_spec(), runner.output_spec()
-    meaning = RAW_INPUT_MEANING if spec.uint8_input else FLOAT_INPUT_MEANING
+    meaning, layout = description.input_text(), "NHWC"
+    if spec.uint8_input:
+        meaning = f"raw uint8 pixels 0-255; the graph computes {description.scaling_text()}"
+        layout = "NHW" if description.channels == 1 else "NHWC"
     if inputs.scale is not None:
-        meaning = f"quantized: q = round(pixel / 255 / scale) + zero_point; {FLOAT_INPUT_MEANING}"
-    inputs = replace(inputs, meaning=meaning, layout="NHW" if spec.uint8_input else "NHWC")
-    return inputs, replace(outputs, meaning=OUTPUT_MEANING), runner.details()
+        meaning = f"quantized: q = round(x / scale) + zero_point, where x is the float input: {meaning}"
+    return replace(inputs, meaning=meaning, layout=layout), replace(outputs, meaning=description.output_text()), runner.details()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecnn.data import to_model_input
 from edgecnn.export.artifacts import ArtifactSpec, IoType
 from edgecnn.export.inputs import Converted, ExportInputs
 from edgecnn.manifest import Precision
@@ -23,16 +22,16 @@ def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Conv
     if spec.precision is Precision.FP16:
         converter.target_spec.supported_types = [tf.float16]
     if spec.precision is Precision.INT8:
-        calibration = to_model_input(inputs.calibration)
+        calibration = inputs.description.model_input(inputs.calibration)
         converter.representative_dataset = lambda: ([calibration[index : index + 1]] for index in range(len(calibration)))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         io_dtype = tf.uint8 if spec.io_type is IoType.UINT8 else tf.int8
         converter.inference_input_type = io_dtype
         converter.inference_output_type = io_dtype
-        details["calibration"] = {"images": int(len(inputs.calibration)), "data_source": inputs.data_spec, "seed": inputs.options.seed}
+        details["calibration"] = inputs.calibration_details()
     with quiet_native_output((1, 2)):
         flatbuffer = converter.convert()
-    path = inputs.staging / spec.filename
+    path = inputs.staging / spec.filename(inputs.model_entry.stem)
     path.write_bytes(embed(flatbuffer, tflite_facts(inputs.metadata, input_quantization(flatbuffer))))
     return Converted(path, details | {"metadata": "edgecnn entry in the model's metadata table"})
 
@@ -43,7 +42,7 @@ def tflite_facts(metadata: dict[str, str], quantization: tuple[float, int] | Non
         return metadata
     scale, zero_point = quantization
     return metadata | {
-        "input_scaling": f"quantized: q = round(pixel / 255 / {scale:.9g}) + {zero_point}, white digit on black background (MNIST)",
+        "input_scaling": f"quantized: q = round(x / {scale:.9g}) + {zero_point} where x = {metadata['input_scaling'].removeprefix('float32 ')}",
         "input_scale": f"{scale:.9g}",
         "input_zero_point": str(zero_point),
     }

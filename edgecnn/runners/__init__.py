@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgecnn.description import ModelDescription
 from edgecnn.errors import EdgecnnError
 from edgecnn.manifest import ArtifactFormat
 from edgecnn.runners.base import Backend, Runner, decode_output, encode_images, infer_in_batches
@@ -33,8 +34,11 @@ def artifact_format_of(path: Path) -> ArtifactFormat:
     return MODEL_SUFFIXES[path.suffix.lower()]
 
 
-def open_runner(artifact_format: ArtifactFormat, path: Path, config: SessionConfig = SessionConfig()) -> OnnxRunner | TfliteRunner:
-    """ONNX files under ONNX Runtime with `config`; TFLite files under LiteRT (CPU) with the same thread count."""
+def open_runner(
+    artifact_format: ArtifactFormat, path: Path, config: SessionConfig = SessionConfig(), description: ModelDescription | None = None
+) -> OnnxRunner | TfliteRunner:
+    """ONNX files under ONNX Runtime with `config`; TFLite files under LiteRT (CPU) with the same thread count.
+    `description` is the manifest's; without it the runner reads the one the file carries."""
     if artifact_format is ArtifactFormat.ONNX:
-        return OnnxRunner(path, config)
-    return TfliteRunner(path, config.threads or None)
+        return OnnxRunner(path, config, description)
+    return TfliteRunner(path, config.threads or None, description)

@@ -1,7 +1,10 @@
-"""What every runner shares: lazy timed loading, and one uint8-digits → probabilities path.
+"""The runner interface, shared by every runtime.
 
-Every runner takes uint8 images (N, 28, 28) and returns float32 probabilities (N, 10); how the images become the
-artifact's input (scale, reshape, quantize) follows its `TensorSpec`, so verify, bench and predict share one path.
+Every runner takes uint8 images (N, H, W, C) and returns the model's outputs (N, K) as floats: probabilities or
+logits, as the model gives them (its description says which). How the images become the artifact's input (scaling,
+reshape, quantization) follows the model's description and the input's `TensorSpec`, so verify, bench and predict
+share one path. A runner knows its model's description: given by the caller (from the manifest), else read from
+the file's own metadata, else — for a file edgecnn did not export — assumed from its input shape (pixel / 255).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.data import to_model_input
+from edgecnn.description import InputScaling, ModelDescription, OutputKind, Preprocess
+from edgecnn.errors import EdgecnnError
 from edgecnn.manifest import TensorSpec
 
 
@@ -38,11 +42,17 @@ class Backend(str, Enum):
         return self in (Backend.ORT_CUDA, Backend.ORT_TENSORRT)
 
 
-def encode_images(images: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    """uint8 digits → what this input expects: raw pixels, [0, 1] floats, or quantized integers."""
+def feed_shape(images: np.ndarray, spec: TensorSpec) -> tuple[int, ...]:
+    """The input's shape for this batch: the spec's fixed dimensions (e.g. [batch, H, W] for raw gray pixels)."""
+    dims = spec.shape[1:]
+    return (len(images), *dims) if all(isinstance(dim, int) for dim in dims) else images.shape  # type: ignore[return-value]
+
+
+def encode_images(images: np.ndarray, spec: TensorSpec, description: ModelDescription) -> np.ndarray:
+    """uint8 (N, H, W, C) images → what this input expects: raw pixels, scaled floats, or quantized integers."""
     if spec.dtype == "uint8" and spec.scale is None:
-        return np.ascontiguousarray(images.reshape(len(images), *[d for d in spec.shape[1:] if d is not None]))
-    scaled = to_model_input(images).reshape(len(images), *spec.shape[1:])
+        return np.ascontiguousarray(images.reshape(feed_shape(images, spec)))
+    scaled = description.model_input(images).reshape(feed_shape(images, spec))
     if spec.scale is None:
         return scaled.astype(spec.dtype, copy=False)
     info = np.iinfo(spec.dtype)
@@ -51,23 +61,39 @@ def encode_images(images: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 
 def decode_output(raw: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    """The artifact's output as float32 probabilities (dequantized when the output is quantized)."""
+    """The artifact's output as float32 (dequantized when the output is quantized)."""
     if spec.scale is None:
         return raw.astype(np.float32, copy=False)
     return ((raw.astype(np.float32) - spec.zero_point) * spec.scale).astype(np.float32)
 
 
+def assumed_description(inputs: TensorSpec, outputs: TensorSpec) -> ModelDescription:
+    """For a file without edgecnn's metadata: its input shape (NHWC or NHW), pixel / 255, numbered classes."""
+    dims = inputs.shape[1:]
+    if len(dims) == 2:
+        dims = (*dims, 1)
+    classes = outputs.shape[-1] if outputs.shape and isinstance(outputs.shape[-1], int) else None
+    if len(dims) != 3 or not all(isinstance(dim, int) for dim in dims) or dims[2] not in (1, 3) or classes is None:
+        raise EdgecnnError(f"the model's input {list(inputs.shape)} and output {list(outputs.shape)} are not an NHWC image classifier's, "
+                           "and the file carries no edgecnn description")
+    height, width, channels = dims
+    return ModelDescription(height=height, width=width, channels=channels, scaling=InputScaling.UNIT,  # type: ignore[arg-type]
+                            class_names=tuple(str(index) for index in range(classes)), output=OutputKind.PROBABILITIES,
+                            preprocess=Preprocess.RESIZE)
+
+
 class Runner:
     """One runtime behind one interface: loaded lazily (the load is timed, as an app feels it at start-up),
-    fed uint8 digits, returning float probabilities."""
+    fed uint8 images, returning the model's float outputs."""
 
     runtime: Backend
     transfer_included = True
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, description: ModelDescription | None = None) -> None:
         self.path = Path(path)
         self.name = self.path.name
         self._handle: Any = None
+        self._description = description
         self.session_create_ms = 0.0
 
     def _load(self) -> Any:
@@ -98,8 +124,30 @@ class Runner:
     def run_encoded(self, feed: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def embedded_metadata(self) -> dict[str, Any]:
+        """The key → value metadata the file carries (ONNX metadata_props, the TFLite edgecnn entry)."""
+        return {}
+
+    @property
+    def description(self) -> ModelDescription:
+        if self._description is None:
+            _ = self.handle  # a file the runtime cannot load is reported as such, before its metadata is read
+            try:
+                found = ModelDescription.from_metadata(self.embedded_metadata())
+            except EdgecnnError as exc:
+                raise EdgecnnError(exc.what, self.path) from None
+            self._description = found or assumed_description(self.input_spec(), self.output_spec())
+        return self._description
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return encode_images(images, self.input_spec(), self.description)
+
     def infer(self, images: np.ndarray) -> np.ndarray:
-        return decode_output(self.run_encoded(encode_images(images, self.input_spec())), self.output_spec())
+        """The model's outputs for uint8 images, as it gives them (probabilities or logits)."""
+        return decode_output(self.run_encoded(self.encode(images)), self.output_spec())
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        return self.description.probabilities(self.infer(images))
 
     def details(self) -> dict[str, Any]:
         return {}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecnn.description import ModelDescription
 from edgecnn.manifest import INPUT_NAME, OUTPUT_NAME, TensorSpec
 from edgecnn.runners.base import Backend, Runner
 
@@ -21,11 +23,14 @@ class KerasRunner(Runner):
 
         return load_model(self.path)
 
+    def __init__(self, path: Path, description: ModelDescription) -> None:
+        super().__init__(path, description)
+
     def input_spec(self) -> TensorSpec:
-        return TensorSpec(name=INPUT_NAME, shape=(None, 28, 28, 1), dtype="float32")
+        return TensorSpec(name=INPUT_NAME, shape=(None, *self.description.image_shape), dtype="float32")
 
     def output_spec(self) -> TensorSpec:
-        return TensorSpec(name=OUTPUT_NAME, shape=(None, 10), dtype="float32")
+        return TensorSpec(name=OUTPUT_NAME, shape=(None, self.description.num_classes), dtype="float32")
 
     def run_encoded(self, feed: np.ndarray) -> np.ndarray:
         return np.asarray(self.handle(feed, training=False))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecnn.description import ModelDescription
 from edgecnn.errors import EdgecnnError, first_line
 from edgecnn.manifest import TensorSpec
 from edgecnn.native_output import quiet_native_output
@@ -19,8 +21,8 @@ class TfliteRunner(Runner):
 
     runtime = Backend.LITERT
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, threads: int | None = None, description: ModelDescription | None = None) -> None:
+        super().__init__(path, description)
         self.threads = threads
         self._batch = 0
 
@@ -80,6 +82,14 @@ class TfliteRunner(Runner):
     def run_encoded(self, feed: np.ndarray) -> np.ndarray:
         self.bound_call(feed)()
         return self.interpreter.get_tensor(self.interpreter.get_output_details()[0]["index"])
+
+    def embedded_metadata(self) -> dict[str, Any]:
+        from edgecnn.tflite_metadata import METADATA_NAME, read
+
+        try:
+            return dict(read(self.path.read_bytes()).get(METADATA_NAME, {}))
+        except (ValueError, IndexError, TypeError, struct.error):  # a flatbuffer with a broken metadata table: no description
+            return {}
 
     def details(self) -> dict[str, Any]:
         return {"signatures": list(self.interpreter.get_signature_list())}

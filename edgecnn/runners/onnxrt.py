@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.description import ModelDescription
 from edgecnn.errors import EdgecnnError, first_line
 from edgecnn.manifest import TensorSpec
 from edgecnn.native_output import quiet_native_output
@@ -296,8 +297,8 @@ def placement_error(path: Path, config: SessionConfig, exc: ProviderError) -> Pr
 class OnnxRunner(Runner):
     """ONNX Runtime, strict about the execution provider: a silent fallback to CPU is an error unless allowed."""
 
-    def __init__(self, path: Path, config: SessionConfig = SessionConfig()) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, config: SessionConfig = SessionConfig(), description: ModelDescription | None = None) -> None:
+        super().__init__(path, description)
         self.config = config
 
     def _load(self) -> Any:
@@ -359,6 +360,9 @@ class OnnxRunner(Runner):
             binding.synchronize_outputs()
 
         return run_synchronized
+
+    def embedded_metadata(self) -> dict[str, Any]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
 
     def details(self) -> dict[str, Any]:
         meta = self.session.get_modelmeta()

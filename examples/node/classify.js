@@ -1,26 +1,28 @@
-// Classify digit PNGs of any size with edgecnn's uint8-input ONNX model. Needs only onnxruntime-node and pngjs:
-//   npm ci --ignore-scripts && node classify.js ../../exports/mnist_cnn_uint8_input.onnx digit.png [more.png ...]
-// Each image gets `edgecnn predict`'s preprocessing (../web/mnist.js, shared with the browser page): gray, light
-// background inverted, cropped to the ink, fitted into 20x20, centred by mass in 28x28. The model takes those raw
-// pixels (uint8, [batch, 28, 28]) and returns `probabilities` [batch, 10]; the scaling to [0, 1] is inside the graph.
+// Classify PNG pictures of any size with an ONNX model exported by edgecnn. Needs only onnxruntime-node and pngjs:
+//   npm ci --ignore-scripts && node classify.js ../../exports/mnist_cnn_uint8_input.onnx digit.png [more.png ...] [--json]
+// Everything the model needs — input size and channels, pixel scaling, class names, logits or probabilities, and
+// the picture preprocessing (MNIST's digit recipe or a plain resize) — is read from the file's own metadata
+// (../web/preprocess.js, shared with the browser page), so the same code serves any edgecnn model.
 const fs = require("fs");
 const ort = require("onnxruntime-node");
 const { PNG } = require("pngjs");
-const { grayFromRGBA, toMnist } = require("../web/mnist.js");
+const preprocess = require("../web/preprocess.js");
 
-function mnistPixels(file) {
-  const png = PNG.sync.read(fs.readFileSync(file));
-  return toMnist(grayFromRGBA(png.data, png.width, png.height), png.width, png.height);
-}
-
-async function main([modelPath, ...files]) {
-  const session = await ort.InferenceSession.create(modelPath);
+async function main(args) {
+  const asJson = args.includes("--json");
+  const [modelPath, ...files] = args.filter((arg) => arg !== "--json");
+  const bytes = fs.readFileSync(modelPath);
+  const description = preprocess.describe(preprocess.onnxMetadata(bytes));
+  const session = await ort.InferenceSession.create(bytes);
   for (const file of files) {
-    const input = new ort.Tensor("uint8", mnistPixels(file), [1, 28, 28]);
-    const { probabilities } = await session.run({ image: input });
-    const scores = Array.from(probabilities.data);
-    const digit = scores.indexOf(Math.max(...scores));
-    console.log(`${file}: ${digit} (p=${scores[digit].toFixed(3)})`);
+    const png = PNG.sync.read(fs.readFileSync(file));
+    const pixels = preprocess.prepare(png.data, png.width, png.height, description);
+    const { type, data, dims } = preprocess.tensorFor(pixels, description);
+    const outputs = await session.run({ [session.inputNames[0]]: new ort.Tensor(type, data, dims) });
+    const scores = preprocess.probabilities(outputs[session.outputNames[0]].data, description);
+    const best = scores.indexOf(Math.max(...scores));
+    const label = description.class_names[best];
+    console.log(asJson ? JSON.stringify({ file, label, index: best, probabilities: scores }) : `${file}: ${label} (p=${scores[best].toFixed(3)})`);
   }
 }
 

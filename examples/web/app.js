@@ -1,13 +1,16 @@
-// The page: an edgecnn ONNX model in onnxruntime-web (WASM files from this folder, no CDN), a drawing pad, and
-// window.edgecnn for automation: `ready` (resolves once the model is loaded), `classify(pixels)` for 784 raw
-// MNIST-style pixels, `classifyCanvas()` for what is drawn. The model is ?model=URL, by default the uint8-input
-// ONNX file beside the page; a float-input file works too (the page scales pixels to [0, 1] for it).
+// The page: an edgecnn ONNX model in onnxruntime-web (WASM files from this folder, no CDN). Everything about the
+// model — input size and channels, scaling, class names, logits or probabilities, the picture preprocessing — comes
+// from the file's own metadata. A drawing pad for 1-channel (digit) models, and an image file chooser for any model.
+// window.edgecnn for automation: `ready` (resolves to the model's description once loaded), `classify(pixels)` for
+// the model's own H x W x C uint8 pixels, `classifyImage(url)` for a picture, `classifyCanvas()` for what is drawn.
+// The model is ?model=URL, by default the uint8-input ONNX file beside the page; a float-input file works too.
 (function () {
   const params = new URLSearchParams(window.location.search);
   const modelUrl = params.get("model") || "mnist_cnn_uint8_input.onnx";
   const pad = document.getElementById("pad");
   const context = pad.getContext("2d", { willReadFrequently: true });
   const status = document.getElementById("status");
+  const prep = window.EdgecnnPreprocess;
 
   ort.env.wasm.wasmPaths = new URL("node_modules/onnxruntime-web/dist/", window.location.href).href;
   ort.env.wasm.numThreads = 1; // threads need cross-origin isolation headers, which a plain static server does not send
@@ -20,11 +23,15 @@
   }
 
   async function loadModel() {
-    const session = await ort.InferenceSession.create(modelUrl, { executionProviders: ["wasm"] });
-    const input = session.inputNames[0];
-    const rawPixels = (session.inputMetadata?.[0]?.type ?? "uint8") === "uint8";
-    status.textContent = `model ${modelUrl} loaded (${rawPixels ? "uint8 pixels" : "float input"})`;
-    return { session, input, rawPixels };
+    const response = await fetch(modelUrl);
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const description = prep.describe(prep.onnxMetadata(bytes));
+    const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+    const { height, width, channels } = description;
+    status.textContent = `model ${modelUrl} loaded: ${height}x${width}x${channels}, ${description.class_names.length} classes`;
+    document.getElementById("drawing").hidden = channels !== 1;
+    return { session, description };
   }
 
   const model = loadModel().catch((error) => {
@@ -33,34 +40,52 @@
   });
 
   async function classify(pixels) {
-    if (!(pixels instanceof Uint8Array) || pixels.length !== 784) throw new Error("classify expects a Uint8Array of 784 pixels");
-    const { session, input, rawPixels } = await model;
-    const tensor = rawPixels
-      ? new ort.Tensor("uint8", Uint8Array.from(pixels), [1, 28, 28])
-      : new ort.Tensor("float32", Float32Array.from(pixels, (v) => v / 255), [1, 28, 28, 1]);
-    const output = await session.run({ [input]: tensor });
-    const probabilities = Array.from(output[session.outputNames[0]].data);
-    return { label: probabilities.indexOf(Math.max(...probabilities)), probabilities };
+    const { session, description } = await model;
+    const { height, width, channels } = description;
+    if (!(pixels instanceof Uint8Array) || pixels.length !== height * width * channels) {
+      throw new Error(`classify expects a Uint8Array of ${height * width * channels} pixels (${height}x${width}x${channels})`);
+    }
+    const { type, data, dims } = prep.tensorFor(pixels, description);
+    const output = await session.run({ [session.inputNames[0]]: new ort.Tensor(type, data, dims) });
+    const probabilities = prep.probabilities(output[session.outputNames[0]].data, description);
+    const index = probabilities.indexOf(Math.max(...probabilities));
+    return { label: description.class_names[index], index, probabilities };
   }
 
-  async function classifyCanvas() {
-    const { data } = context.getImageData(0, 0, pad.width, pad.height);
-    const gray = MnistPreprocess.grayFromRGBA(data, pad.width, pad.height);
-    const result = await classify(MnistPreprocess.toMnist(gray, pad.width, pad.height));
-    show(result);
+  async function classifyRGBA(rgba, width, height) {
+    const { description } = await model;
+    const result = await classify(prep.prepare(rgba, width, height, description));
+    show(result, description);
     return result;
   }
 
-  function show({ label, probabilities }) {
-    document.getElementById("result").textContent = String(label);
-    document.getElementById("bars").replaceChildren(...probabilities.map((p, digit) => {
+  function classifyCanvas() {
+    const { data } = context.getImageData(0, 0, pad.width, pad.height);
+    return classifyRGBA(data, pad.width, pad.height);
+  }
+
+  async function classifyImage(url) {
+    const image = new Image();
+    image.src = url;
+    await image.decode();
+    const canvas = document.createElement("canvas");
+    [canvas.width, canvas.height] = [image.naturalWidth, image.naturalHeight];
+    const drawn = canvas.getContext("2d");
+    drawn.drawImage(image, 0, 0);
+    return classifyRGBA(drawn.getImageData(0, 0, canvas.width, canvas.height).data, canvas.width, canvas.height);
+  }
+
+  function show({ index, label, probabilities }, description) {
+    document.getElementById("result").textContent = label;
+    const ranked = probabilities.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]).slice(0, 10);
+    document.getElementById("bars").replaceChildren(...ranked.map(([p, i]) => {
       const row = document.createElement("div");
-      row.className = digit === label ? "bar best" : "bar";
+      row.className = i === index ? "bar best" : "bar";
       const bar = document.createElement("div");
       bar.style.width = `${(p * 100).toFixed(1)}%`;
       const track = document.createElement("span");
       track.append(bar);
-      row.append(String(digit), track, `${(p * 100).toFixed(1)}%`);
+      row.append(description.class_names[i], track, `${(p * 100).toFixed(1)}%`);
       return row;
     }));
   }
@@ -89,7 +114,13 @@
     classifyCanvas().catch((error) => { status.textContent = error.message; });
   });
   document.getElementById("clear").addEventListener("click", clearPad);
+  document.getElementById("file").addEventListener("change", (event) => {
+    const [file] = event.target.files;
+    if (!file) return;
+    const url = URL.createObjectURL(file);
+    classifyImage(url).catch((error) => { status.textContent = `${file.name}: ${error.message}`; }).finally(() => URL.revokeObjectURL(url));
+  });
   clearPad();
 
-  window.edgecnn = { ready: model.then(() => true), classify, classifyCanvas };
+  window.edgecnn = { ready: model.then(({ description }) => description), classify, classifyImage, classifyCanvas };
 })();
