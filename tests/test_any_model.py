@@ -107,6 +107,17 @@ def test_a_logits_model_with_a_non_square_input_is_verified_on_probabilities(log
     assert len(predicted) == 6 and all(item["label"] in description.class_names for item in predicted)
 
 
+def test_pipeline_takes_a_users_model_instead_of_training(logits_model, small_npz, tmp_path):
+    out = tmp_path / "exports"
+    run = run_cli("pipeline", "--model", str(logits_model), "--data", str(small_npz), "--image-size", "40x24", "--format", "onnx",
+                  "--out", str(out))
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    assert not (out / "train.json").exists(), "nothing was trained"
+    markdown = (out / "report.md").read_text()
+    assert "Model lenet: 40x24x1 input" in markdown and "logits out" in markdown and "Trained elsewhere" in markdown
+    assert {entry.path for entry in load_manifest(out / "manifest.json").artifacts} == {"lenet.onnx"}
+
+
 def test_an_image_folder_through_train_and_pipeline(real_arrays, tmp_path):
     from test_data import write_image_folder
 
