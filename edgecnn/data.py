@@ -333,12 +333,13 @@ def validated(arrays: dict[str, np.ndarray], source: DataSource, where: Path | s
         raise EdgecnnError(f"labels go up to {largest} but there are {len(names)} class names", where)
     if len(names) < 2:
         raise EdgecnnError("a classifier needs at least 2 classes; the labels hold 1", where)
+    label_type = np.uint8 if len(names) <= 256 else np.int64  # uint8 as MNIST ships them: the data's sha256 stays the same
     return Dataset(
         named_classes=class_names is not None,
         x_train=as_nhwc(arrays["x_train"]),
-        y_train=arrays["y_train"].astype(np.int64),
+        y_train=arrays["y_train"].astype(label_type),
         x_test=as_nhwc(arrays["x_test"]),
-        y_test=arrays["y_test"].astype(np.int64),
+        y_test=arrays["y_test"].astype(label_type),
         source=source,
         class_names=names,
     )
