@@ -46,12 +46,22 @@ class Cluster:
 
 
 def cluster_from_environment() -> Cluster:
-    config = json.loads(os.environ["TF_CONFIG"])
-    cluster = config.get("cluster", {})
-    task = config.get("task", {})
-    workers = tuple(cluster.get("chief", [])) + tuple(cluster.get("worker", []))
-    is_chief = task.get("type") == "chief" or (task.get("type") == "worker" and int(task.get("index", 0)) == 0 and not cluster.get("chief"))
-    return Cluster(workers, int(task.get("index", 0)), is_chief)
+    """The cluster TF_CONFIG describes; anything malformed is the user's input, named as such in one line."""
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG", ""))
+        cluster, task = config["cluster"], config["task"]
+        workers = tuple(cluster.get("chief", [])) + tuple(cluster.get("worker", []))
+        index = int(task.get("index", 0))
+        kind = task["type"]
+    except json.JSONDecodeError as exc:
+        raise EdgecnnError(f"is not valid JSON ({exc.msg} at character {exc.pos})", "TF_CONFIG") from None
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise EdgecnnError(f"must be a JSON object with a 'cluster' of worker addresses and a 'task' with 'type' and 'index' ({type(exc).__name__}: {exc})",
+                           "TF_CONFIG") from None
+    if not workers or not 0 <= index < len(workers) or not all(isinstance(address, str) for address in workers):
+        raise EdgecnnError(f"names {len(workers)} workers and task index {index}: expected worker addresses and an index among them", "TF_CONFIG")
+    is_chief = kind == "chief" or (kind == "worker" and index == 0 and not cluster.get("chief"))
+    return Cluster(workers, index, is_chief)
 
 
 def local_cluster(workers: int) -> list[str]:

@@ -98,10 +98,11 @@ class PredictResult:
 def predict(options: PredictOptions, progress: Callable[[int, int], None] = lambda done, total: None) -> PredictResult:
     """Decode batch k+1 on this thread while ONNX Runtime / LiteRT classify batch k on another (both release the GIL)."""
     options.check()
-    paths = collect_images(options.images)
-    # no spinning: ORT's idle threads would busy-wait on the cores decoding the next batch
+    # the model first: a bad --model is reported before the images. No spinning: ORT's idle threads would busy-wait
+    # on the cores decoding the next batch
     runner = open_model(options.model or default_model(), options.verify_hash, replace(options.session, spinning=False))
     description = runner.description
+    paths = collect_images(options.images)
     predictions: list[Prediction] = []
     pending: Future[list[Prediction]] | None = None
     with ThreadPoolExecutor(max_workers=1) as inference:

@@ -82,8 +82,10 @@ class TrainOptions:
             raise EdgecnnError(f"learning rate must be a positive number, got {self.learning_rate}", "--learning-rate")
         if not 0.0 <= self.validation_split < 1.0:
             raise EdgecnnError(f"validation split must be in [0, 1), got {self.validation_split}", "--validation-split")
-        if self.distribute is Distribution.MULTI_WORKER and not os.environ.get("TF_CONFIG"):
-            raise EdgecnnError("multi-worker training needs the TF_CONFIG variable describing the cluster (see README)", "--distribute")
+        if self.distribute is Distribution.MULTI_WORKER:
+            if not os.environ.get("TF_CONFIG"):
+                raise EdgecnnError("multi-worker training needs the TF_CONFIG variable describing the cluster (see README)", "--distribute")
+            cluster_from_environment()  # a malformed TF_CONFIG stops here, before any work
 
 
 @dataclass(frozen=True)

@@ -241,3 +241,24 @@ def test_without_format_every_format_with_the_requested_variant_is_selected():
     assert names(format=FormatChoice.TFLITE) == ["tflite-fp32"]
     with pytest.raises(EdgecnnError, match="not available for onnx"):
         select_artifacts(ExportOptions(format=FormatChoice.ONNX, quantize=Quantize.DYNAMIC))
+
+
+def test_staging_folders_of_killed_exports_are_removed_by_the_next_one(exported, tmp_path):
+    """A folder left by an export that died (its process is gone) is removed; one of a live export is kept."""
+    import subprocess
+
+    from edgecnn.export.run import STAGING_PREFIX
+
+    manifest_path = copy_exports(exported, tmp_path / "exports")
+    folder = manifest_path.parent
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    dead = folder / f"{STAGING_PREFIX}{finished.pid}-abc123"
+    older = folder / f"{STAGING_PREFIX}k2j4h1"  # from an edgecnn that did not name its folders after the process
+    live = folder / f"{STAGING_PREFIX}{os.getppid()}-def456"
+    for staging in (dead, older, live):
+        staging.mkdir()
+        (staging / "half-written.onnx").write_bytes(b"\x00" * 10)
+    run = run_cli("export", "--model", str(folder / "mnist_cnn.keras"), "--format", "onnx", "--out", str(folder))
+    assert run.returncode == 0, run.stderr
+    assert not dead.exists() and not older.exists() and live.is_dir()

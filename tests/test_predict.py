@@ -110,3 +110,11 @@ def test_info_describes_onnx_and_tflite(exported):
 def test_info_refuses_external_data_outside_the_folder(tmp_path):
     path = external_data_model(tmp_path)
     assert_one_line_error(run_cli("info", str(path)), "'../secret.bin' points outside", str(path))
+
+
+def test_a_bad_model_is_reported_before_bad_images(tmp_path):
+    """With an unreadable model and unreadable images, the model is what the user hears about first."""
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"\x08\x07 not onnx")
+    run = run_cli("predict", str(tmp_path / "no-such-folder" / "*.png"), "--model", str(model))
+    assert_one_line_error(run, "cannot load the model", str(model))

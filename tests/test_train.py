@@ -109,3 +109,14 @@ def test_multi_worker_needs_tf_config(small_npz, tmp_path):
     env = {"TF_CONFIG": ""}
     assert_one_line_error(run_cli("train", "--data", str(small_npz), "--distribute", "multi-worker", "--out", str(tmp_path), env=env),
                           "TF_CONFIG", "--distribute")
+
+
+@pytest.mark.parametrize("config, fragment", [
+    ("{not json", "is not valid JSON"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}}', "must be a JSON object with a 'cluster'"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}', "names 1 workers and task index 3"),
+])
+def test_a_malformed_tf_config_is_the_users_input(small_npz, tmp_path, config, fragment):
+    run = run_cli("train", "--data", str(small_npz), "--distribute", "multi-worker", "--out", str(tmp_path / "out"), env={"TF_CONFIG": config})
+    assert_one_line_error(run, fragment, "TF_CONFIG")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

@@ -7,6 +7,7 @@ artifact's details and in the result, and not published.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -26,6 +27,8 @@ from edgecnn.export.source import SourceModel, load_source_model, resolve_model_
 from edgecnn.files import atomic_path, ensure_output_dir, sha256_file
 from edgecnn.manifest import ArtifactEntry, ArtifactFormat, ModelEntry, TensorSpec, check_one_model, update_manifest
 from edgecnn.provenance import library_versions, utc_now
+
+STAGING_PREFIX = ".export-staging-"  # + the exporting process's id
 
 Converter = Callable[[ArtifactSpec, ExportInputs, Path | None], Converted]
 CONVERTERS: dict[ArtifactFormat, Converter] = {
@@ -54,7 +57,8 @@ def export(options: ExportOptions, progress: Callable[[str], None] | None = None
     out = ensure_output_dir(options.out)
     source = load_source_model(options, model_path)
     model_entry = source.entry
-    staging = Path(tempfile.mkdtemp(prefix=".export-staging-", dir=out))
+    remove_stale_staging(out)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
     try:
         inputs = ExportInputs(source.keras_model, model_entry, options, staging, calibration_images(options, source), model_metadata(model_entry))
         staged = convert_all(specs, inputs, progress or (lambda name: None))
@@ -65,6 +69,25 @@ def export(options: ExportOptions, progress: Callable[[str], None] | None = None
     manifest = update_manifest(out, model_entry, entries)
     bases = tuple(name for name in staged if name not in {spec.name for spec in specs})
     return ExportResult(manifest.path, model_entry, tuple(entries), time.perf_counter() - started, bases)
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Staging folders of exports that were killed mid-way: named after their process, removed once it is gone
+    (a folder of a live export, here or in another process, is left alone)."""
+    for folder in out.glob(f"{STAGING_PREFIX}*"):
+        owner = folder.name.removeprefix(STAGING_PREFIX).split("-", 1)[0]
+        if folder.is_dir() and not (owner.isdigit() and process_alive(int(owner))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    return True
 
 
 def convert_all(specs: list[ArtifactSpec], inputs: ExportInputs, progress: Callable[[str], None]) -> dict[str, Converted]:
