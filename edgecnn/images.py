@@ -29,6 +29,7 @@ MAX_NPY_BYTES = 64 * 1024 * 1024
 INK_THRESHOLD = 0.2
 LIGHT_BACKGROUND = 128
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+RESIZE_CHUNK = 4096  # images resized per step when a whole dataset is converted
 
 
 def load_grayscale(path: Path) -> np.ndarray:
@@ -212,6 +213,8 @@ def resize_area(images: np.ndarray, height: int, width: int) -> np.ndarray:
     """(..., H, W, C) uint8 → (..., height, width, C): the area-weighted resample of `resample`, for whole batches."""
     if images.shape[-3:-1] == (height, width):
         return images
+    if images.ndim == 4 and len(images) > RESIZE_CHUNK:  # a whole dataset: in chunks, so float64 copies stay small
+        return np.concatenate([resize_area(images[start : start + RESIZE_CHUNK], height, width) for start in range(0, len(images), RESIZE_CHUNK)])
     rows, columns = area_weights(images.shape[-3], height), area_weights(images.shape[-2], width)
     resized = np.einsum("hH,...HWc,wW->...hwc", rows, images.astype(np.float64), columns, optimize=True)
     return np.clip(np.floor(resized + 0.5), 0, 255).astype(np.uint8)
