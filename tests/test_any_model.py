@@ -189,3 +189,18 @@ def test_no_image_size_or_class_count_is_written_into_the_package():
     assert places <= {"images.py", "data.py"}, found
     data_lines = [line for line in found.splitlines() if "/data.py:" in line]
     assert all("MNIST" in line or "mnist" in line for line in data_lines), data_lines
+
+
+def test_a_mean_std_override_is_recorded_and_computed_inside_the_uint8_graph(logits_model, small_npz, tmp_path):
+    """--input-scaling mean-std: the description in the manifest and the files says so, the uint8-input graph applies
+    (pixel - mean) / std itself, and it agrees with Keras fed the same scaled input."""
+    out = tmp_path / "exports"
+    run = run_cli("export", "--model", str(logits_model), "--data", str(small_npz), "--image-size", "40x24", "--uint8-input",
+                  "--input-scaling", "mean-std", "--mean", "33.3", "--std", "78.6", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    description = load_manifest(out / "manifest.json").model.description
+    assert description.scaling is InputScaling.MEAN_STD and description.mean == (33.3,) and description.std == (78.6,)
+    assert OnnxRunner(out / "lenet_uint8_input.onnx").description == description
+    verified = run_cli("verify", "--manifest", str(out / "manifest.json"), "--json")
+    row = json.loads(verified.stdout)["artifacts"][0]
+    assert verified.returncode == 0 and row["name"] == "onnx-fp32-uint8-input" and row["max_abs_diff"] <= 1e-5, row
