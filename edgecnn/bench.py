@@ -186,7 +186,7 @@ def bench(options: BenchOptions) -> BenchReport:
     out = ensure_output_dir(options.out or (manifest.folder if manifest else Path(options.models[0]).parent), "--out")
     dataset = load_dataset(manifest.model.data_request(options.data) if manifest and manifest.model else DataRequest(options.data))
     if manifest is not None and manifest.model is not None:
-        check_model_fits(manifest.model.description, dataset, f"{manifest.model.path} with --data {dataset.source.spec}")
+        check_model_fits(manifest.model.description, dataset, manifest.model.path)
     images = dataset.x_test
     if len(images) < max(options.batch_sizes):
         images = np.resize(images, (max(options.batch_sizes), *images.shape[1:]))

@@ -345,8 +345,9 @@ def validated(arrays: dict[str, np.ndarray], source: DataSource, where: Path | s
     )
 
 
-def check_model_fits(description: ModelDescription, dataset: Dataset, where: object) -> None:
+def check_model_fits(description: ModelDescription, dataset: Dataset, model_name: str) -> None:
     """A model and a dataset that cannot go together are named as such, before any work."""
+    where = f"{model_name} with --data {dataset.source.spec}"
     if dataset.image_shape != description.image_shape:
         height, width, channels = dataset.image_shape
         raise EdgecnnError(
@@ -521,30 +522,23 @@ def load_image_folder(root: Path, image_size: tuple[int, int] | None) -> Dataset
     """`root/<class>/*` (split here, 80/20 stratified and seeded) or `root/train/<class>/*` + `root/test/<class>/*`."""
     root = Path(root)
     split_folders = (root / "train").is_dir() and (root / "test").is_dir()
-    train_files = class_files(root / "train" if split_folders else root)
-    names = tuple(train_files)
-    if split_folders:
-        test_files = class_files(root / "test")
-        if tuple(test_files) != names:
-            raise EdgecnnError(f"test/ has classes {', '.join(test_files)} but train/ has {', '.join(names)}", root / "test")
-    files = [path for paths in train_files.values() for path in paths]
-    labels = [index for index, paths in enumerate(train_files.values()) for _ in paths]
-    if split_folders:
-        test_paths = [path for paths in test_files.values() for path in paths]
-        files += test_paths
-        labels += [index for index, paths in enumerate(test_files.values()) for _ in paths]
+    groups = [class_files(root / "train"), class_files(root / "test")] if split_folders else [class_files(root)]
+    names = tuple(groups[0])
+    if tuple(groups[-1]) != names:
+        raise EdgecnnError(f"test/ has classes {', '.join(groups[-1])} but train/ has {', '.join(names)}", root / "test")
+    files = [path for group in groups for paths in group.values() for path in paths]
+    labels = np.asarray([index for group in groups for index, paths in enumerate(group.values()) for _ in paths], dtype=np.int64)
     images = decode_folder_images(files, image_size, root)
-    labels_array = np.asarray(labels, dtype=np.int64)
-    location = str(root.resolve())
-    source = DataSource(spec=location, kind=SourceKind.FOLDER, location=location, name=slug(root.name))
-    if not split_folders:
-        train_index, test_index = stratified_split(labels_array, SPLIT_TEST_FRACTION, SPLIT_SEED)
+    if split_folders:
+        count = sum(len(paths) for paths in groups[0].values())
+        train_index, test_index = np.arange(count), np.arange(count, len(files))
+    else:
+        train_index, test_index = stratified_split(labels, SPLIT_TEST_FRACTION, SPLIT_SEED)
         if len(test_index) == 0:
             raise EdgecnnError("too few images to hold out a test split (add images, or use train/ and test/ folders)", root)
-    else:
-        count = sum(len(paths) for paths in train_files.values())
-        train_index, test_index = np.arange(count), np.arange(count, len(files))
-    arrays = {"x_train": images[train_index], "y_train": labels_array[train_index], "x_test": images[test_index], "y_test": labels_array[test_index]}
+    location = str(root.resolve())
+    source = DataSource(spec=location, kind=SourceKind.FOLDER, location=location, name=slug(root.name))
+    arrays = {"x_train": images[train_index], "y_train": labels[train_index], "x_test": images[test_index], "y_test": labels[test_index]}
     return validated(arrays, source, root, names)
 
 

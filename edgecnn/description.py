@@ -106,10 +106,7 @@ class ModelDescription:
     def model_input(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, C) pixels → the float32 input the model was trained on."""
         offset, divisor = self.affine()
-        pixels = np.asarray(images, dtype=np.float32)
-        if not offset.any():
-            return pixels / divisor if len(set(divisor.tolist())) > 1 else pixels / divisor[0]
-        return (pixels - offset) / divisor
+        return (np.asarray(images, dtype=np.float32) - offset) / divisor
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         """The model's outputs as probabilities: softmax when it gives logits, unchanged otherwise."""
@@ -130,10 +127,13 @@ class ModelDescription:
         recipe = "white digit on black, MNIST-style" if self.preprocess is Preprocess.DIGIT else "whole image resized"
         return f"{colors} pixels, {self.scaling_text()}; {recipe}; NHWC [batch, {self.height}, {self.width}, {self.channels}]"
 
+    def classes_text(self, shown: int = 12) -> str:
+        """The class names for people: the first `shown`, then an ellipsis."""
+        return ", ".join(self.class_names[:shown]) + (", …" if self.num_classes > shown else "")
+
     def output_text(self) -> str:
-        names = ", ".join(self.class_names[:12]) + (", …" if self.num_classes > 12 else "")
         kind = "softmax probabilities" if self.output is OutputKind.PROBABILITIES else "logits (apply softmax for probabilities)"
-        return f"{kind} for {self.num_classes} classes: {names}"
+        return f"{kind} for {self.num_classes} classes: {self.classes_text()}"
 
     def metadata(self) -> dict[str, str]:
         """What every exported file carries about its input and output (string values, as ONNX and TFLite store them)."""

@@ -21,8 +21,8 @@ from edgecnn.report import Bold, Code, Section, write_report
 from edgecnn.runners import SessionConfig
 from edgecnn.ship import Recommendation, recommend, summarize
 from edgecnn.tables import export_rows, latency_rows, parity_rows, ship_rows, summary_rows
-from edgecnn.train import REPORT_FILENAME, TrainOptions, train
-from edgecnn.train_report import TrainReport
+from edgecnn.train import TrainOptions, train
+from edgecnn.train_report import REPORT_FILENAME, TrainReport
 from edgecnn.verify import VerifyOptions, VerifyResult, verify
 
 STAGES = ("train", "export", "verify", "bench")
@@ -163,9 +163,8 @@ def ship_section(ship: tuple[Recommendation, ...], model_name: str, description:
 
 
 def model_line(model_name: str, description: ModelDescription) -> str:
-    classes = ", ".join(description.class_names[:12]) + (", …" if description.num_classes > 12 else "")
     return (f"Model {model_name}: {description.shape_text()} input ({description.scaling_text()}), {description.num_classes} classes "
-            f"({classes}), {description.output.value} out, {description.preprocess.value} preprocessing.")
+            f"({description.classes_text()}), {description.output.value} out, {description.preprocess.value} preprocessing.")
 
 
 def training_section(out: Path, report: TrainReport | None) -> Section:

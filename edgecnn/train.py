@@ -24,12 +24,12 @@ from edgecnn.train_report import (
     Distribution,
     DistributionInfo,
     Hyperparameters,
+    REPORT_FILENAME,
     LearningRateSchedule,
     TrainedModel,
     TrainReport,
 )
 
-REPORT_FILENAME = "train.json"
 CURVES_FILENAME = "train_curves.png"
 
 

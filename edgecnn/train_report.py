@@ -149,11 +149,16 @@ class TrainReport:
     @classmethod
     def from_json(cls, path: Path) -> TrainReport:
         """Read a train.json; any way it can be broken is a one-line user error naming the file."""
-        raw = read_json(path, "training report")
+        return cls.from_raw(read_json(path, "training report"), path)
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any], path: Path) -> TrainReport:
         try:
             return cls.from_dict(raw)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise EdgecnnError(f"malformed training report: {type(exc).__name__}: {exc}", path) from None
 
+
+REPORT_FILENAME = "train.json"  # beside the model train wrote: export, pipeline and the report read it
 
 NESTED = {"model", "description", "data", "hyperparameters", "distribution", "history"}

@@ -22,8 +22,7 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.export.artifacts import ExportOptions
 from edgecnn.files import read_json, sha256_file
 from edgecnn.manifest import ModelEntry
-
-TRAIN_REPORT = "train.json"
+from edgecnn.train_report import REPORT_FILENAME, TrainReport
 OUTPUT_PROBE_IMAGES = 64
 
 
@@ -39,13 +38,10 @@ def resolve_model_path(options: ExportOptions) -> Path:
     """--model, else the model `train` wrote into --out (named in its train.json)."""
     if options.model is not None:
         return Path(options.model)
-    report = Path(options.out) / TRAIN_REPORT
+    report = Path(options.out) / REPORT_FILENAME
     if not report.is_file():
-        raise EdgecnnError(f"no --model given and no {TRAIN_REPORT} in {options.out} to name one: pass --model my_model.keras", "--model")
-    name = read_json(report, "training report").get("model", {}).get("path")
-    if not isinstance(name, str) or not name:
-        raise EdgecnnError("the training report names no model: pass --model", report)
-    return Path(options.out) / name
+        raise EdgecnnError(f"no --model given and no {REPORT_FILENAME} in {options.out} to name one: pass --model my_model.keras", "--model")
+    return Path(options.out) / TrainReport.from_json(report).model.path
 
 
 def load_source_model(options: ExportOptions, path: Path) -> SourceModel:
@@ -56,31 +52,31 @@ def load_source_model(options: ExportOptions, path: Path) -> SourceModel:
     sha = sha256_file(path)
     report = trained_here(path, sha)
     if report is not None:
-        recorded = DataRequest.from_dict(report["data"])
-        request = DataRequest(options.data or recorded.spec, options.image_size or recorded.image_size, options.color or recorded.color)
-        dataset = load_dataset(request)
-        description = options.describe.applied(ModelDescription.from_dict(report["description"]))
-        same_data = dataset.fingerprint() == report["data"].get("sha256")
-        data = report["data"] if same_data else dataset.describe()
-        accuracy = report.get("test_accuracy") if same_data else None  # measured on other data: not this data's
+        recorded = report.data.request(options.data)
+        dataset = load_dataset(replace(recorded, image_size=options.image_size or recorded.image_size, color=options.color or recorded.color))
+        description = options.describe.applied(report.description)
+        same_data = dataset.fingerprint() == report.data.sha256
+        data = report.to_dict()["data"] if same_data else dataset.describe()
+        accuracy = report.test_accuracy if same_data else None  # measured on other data: not this data's
     else:
         dataset = load_dataset(DataRequest(options.data, options.image_size, options.color))
         description = options.describe.applied(detect_description(keras_model, dataset, path))
         data, accuracy = dataset.describe(), None
-    check_model_fits(description, dataset, f"{path.name} with --data {dataset.source.spec}")
+    check_model_fits(description, dataset, path.name)
     entry = ModelEntry(path=path.name, sha256=sha, test_accuracy=accuracy, data=data, description=description)
     return SourceModel(path, keras_model, entry, dataset)
 
 
-def trained_here(path: Path, sha: str) -> dict[str, Any] | None:
-    """The train.json beside the model when it describes this very file (same sha256), else None."""
-    report_path = path.parent / TRAIN_REPORT
+def trained_here(path: Path, sha: str) -> TrainReport | None:
+    """The train.json beside the model when it describes this very file (same sha256), else None. A report written
+    before models were described has no description: that model is described like a user's."""
+    report_path = path.parent / REPORT_FILENAME
     if not report_path.is_file():
         return None
-    report = read_json(report_path, "training report")
-    if report.get("model", {}).get("sha256") != sha or "description" not in report:
+    raw = read_json(report_path, "training report")
+    if raw.get("model", {}).get("sha256") != sha or "description" not in raw:
         return None
-    return report
+    return TrainReport.from_raw(raw, report_path)
 
 
 def detect_description(keras_model: Any, dataset: Dataset, path: Path) -> ModelDescription:

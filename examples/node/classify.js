@@ -17,7 +17,7 @@ async function main(args) {
   for (const file of files) {
     const png = PNG.sync.read(fs.readFileSync(file));
     const pixels = preprocess.prepare(png.data, png.width, png.height, description);
-    const { type, data, dims } = preprocess.tensorFor(pixels, description);
+    const { type, data, dims } = preprocess.tensorFor(pixels, description, session.inputMetadata[0].type);
     const outputs = await session.run({ [session.inputNames[0]]: new ort.Tensor(type, data, dims) });
     const scores = preprocess.probabilities(outputs[session.outputNames[0]].data, description);
     const best = scores.indexOf(Math.max(...scores));

@@ -45,7 +45,7 @@
     if (!(pixels instanceof Uint8Array) || pixels.length !== height * width * channels) {
       throw new Error(`classify expects a Uint8Array of ${height * width * channels} pixels (${height}x${width}x${channels})`);
     }
-    const { type, data, dims } = prep.tensorFor(pixels, description);
+    const { type, data, dims } = prep.tensorFor(pixels, description, session.inputMetadata[0].type);
     const output = await session.run({ [session.inputNames[0]]: new ort.Tensor(type, data, dims) });
     const probabilities = prep.probabilities(output[session.outputNames[0]].data, description);
     const index = probabilities.indexOf(Math.max(...probabilities));

@@ -217,15 +217,14 @@
 
   function describe(metadata) {
     if (!metadata.edgecnn_description) throw new Error("the model carries no edgecnn_description metadata (not exported by edgecnn)");
-    const description = JSON.parse(metadata.edgecnn_description);
-    description.rawPixelInput = (metadata.input_scaling || "").startsWith("uint8");
-    return description;
+    return JSON.parse(metadata.edgecnn_description);
   }
 
-  // The input tensor's data and dims for one image, as the file takes it (raw uint8 pixels or scaled floats).
-  function tensorFor(pixels, description) {
+  // The input tensor's data and dims for one image, as the file takes it: `inputType` is the session's own input
+  // type (session.inputMetadata[0].type), "uint8" for raw pixels (the graph scales them), else scaled floats.
+  function tensorFor(pixels, description, inputType) {
     const { height, width, channels } = description;
-    if (description.rawPixelInput) return { type: "uint8", data: Uint8Array.from(pixels), dims: channels === 1 ? [1, height, width] : [1, height, width, 3] };
+    if (inputType === "uint8") return { type: "uint8", data: Uint8Array.from(pixels), dims: channels === 1 ? [1, height, width] : [1, height, width, 3] };
     return { type: "float32", data: modelInput(pixels, description), dims: [1, height, width, channels] };
   }
 
