@@ -30,6 +30,7 @@ from edgecnn.runners import (
     Backend,
     KerasRunner,
     OnnxRunner,
+    PlacementError,
     Provider,
     ProviderError,
     Runner,
@@ -107,9 +108,14 @@ class LatencyStats:
 
 
 class RowStatus(str, Enum):
-    """A bench row either holds timings or says why the artifact could not run as asked."""
+    """A bench row holds timings, or says why the artifact could not run as asked.
+
+    UNSUPPORTED: the provider works but has no kernel for some of the file's nodes (int8 QDQ on CUDA, say). That is
+    a property of the file, stated in the row; it does not fail the run. FAILED: something that should have run did not.
+    """
 
     MEASURED = "measured"
+    UNSUPPORTED = "unsupported"
     FAILED = "failed"
 
 
@@ -141,6 +147,10 @@ class BenchResult:
     @property
     def failed(self) -> bool:
         return self.status is RowStatus.FAILED
+
+    @property
+    def measured(self) -> bool:
+        return self.status is RowStatus.MEASURED
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {
@@ -195,8 +205,10 @@ def bench(options: BenchOptions) -> BenchReport:
     for target in targets:
         try:
             results.extend(bench_target(target, timing_images(images, target.runner), options))
+        except PlacementError as exc:  # the provider has no kernel for some nodes of this file: a row that says which
+            results.append(unrun_row(target, options, RowStatus.UNSUPPORTED, f"{exc.one_line()}; --allow-fallback runs those nodes on the CPU"))
         except ProviderError as exc:  # this artifact cannot run on the provider: a row that says why; the others go on
-            results.append(failed_row(target, options, exc.one_line()))
+            results.append(unrun_row(target, options, RowStatus.FAILED, exc.one_line()))
         finally:
             target.runner.close()
             gc.collect()
@@ -212,7 +224,7 @@ def bench(options: BenchOptions) -> BenchReport:
 
     series: dict[str, list[tuple[int, float]]] = {}
     for row in results:
-        if not row.failed:
+        if row.measured:
             series.setdefault(f"{row.artifact} ({row.provider_used.label})", []).append((row.batch_size, row.p50_us))
     plot_latency(series, chart_path, title=f"p50 latency per image, {options.resolved_threads()} threads")
     return BenchReport(tuple(results), report_path, chart_path, report, options, tuning)
@@ -253,11 +265,11 @@ def requested_provider(target: Target, options: BenchOptions) -> Provider:
     return options.session.provider if target.format is ArtifactFormat.ONNX else Provider.CPU
 
 
-def failed_row(target: Target, options: BenchOptions, reason: str) -> BenchResult:
+def unrun_row(target: Target, options: BenchOptions, status: RowStatus, reason: str) -> BenchResult:
     return BenchResult(
         artifact=target.name, path=str(target.path), format=target.format, precision=target.precision,
         provider_requested=requested_provider(target, options), provider_used=None, batch_size=None,
-        status=RowStatus.FAILED, reason=reason, threads=options.resolved_threads(),
+        status=status, reason=reason, threads=options.resolved_threads(),
     )
 
 

@@ -65,7 +65,7 @@ def measured(rows: Sequence[BenchResult], target: Target) -> list[BenchResult]:
     """Rows that count for a target: measured, on the target's kind of device, at batch 1 for latency."""
     return [
         row for row in rows
-        if not row.failed and row.provider_used is not None and row.provider_used.on_device == target.on_device
+        if row.measured and row.provider_used is not None and row.provider_used.on_device == target.on_device
         and (row.batch_size == 1 or not target.latency)
     ]
 
@@ -93,7 +93,7 @@ def recommend(parity: Sequence[ParityResult], rows: Sequence[BenchResult], entri
             continue
         best = max(candidates, key=score(target))
         fp32 = [row for row in measured(rows, target) if row.artifact == FP32_REFERENCE and (not target.latency or row.batch_size == best.batch_size)]
-        keras = [row for row in rows if row.format is ArtifactFormat.KERAS and not row.failed and (not target.latency or row.batch_size == 1)]
+        keras = [row for row in rows if row.format is ArtifactFormat.KERAS and row.measured and (not target.latency or row.batch_size == 1)]
         choices.append(
             Recommendation(
                 target=target, artifact=best.artifact, backend=best.provider_used, batch_size=best.batch_size, p50_us=best.p50_us,
@@ -109,7 +109,7 @@ def summarize(parity: Sequence[ParityResult], rows: Sequence[BenchResult], entri
     results = {result.name: result for result in parity}
     summaries = []
     for entry in entries:
-        own = [row for row in rows if row.artifact == entry.name and not row.failed]
+        own = [row for row in rows if row.artifact == entry.name and row.measured]
         batch1 = [row.p50_us for row in own if row.batch_size == 1]
         result = results.get(entry.name)
         summaries.append(

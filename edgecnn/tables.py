@@ -73,7 +73,7 @@ def latency_rows(results: Sequence[BenchResult]) -> TextTable:
         return (row.artifact, row.precision.value if row.precision else "-", row.provider_used.label if row.provider_used else "-",
                 number(row.batch_size, "d"), *(number(value, ",.1f") for value in timings), number(row.images_per_second, ",.0f"),
                 number(row.session_create_ms, ",.1f"), number(row.first_run_us, ",.0f"),
-                Verdict(False, f"FAILED: {row.reason}") if row.failed else row.placement)
+                Verdict(False, f"{row.status.value.upper()}: {row.reason}") if not row.measured else row.placement)
 
     headers = ("artifact", "precision", "provider used", "batch", "p50 µs", "p90 µs", "p99 µs", "mean µs", "images/s", "session ms", "first run µs", "note")
     return text_table(headers, results, cells, 3)

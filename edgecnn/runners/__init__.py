@@ -14,12 +14,12 @@ from edgecnn.manifest import ArtifactFormat
 from edgecnn.runners.base import Backend, Runner, decode_output, encode_images, infer_in_batches
 from edgecnn.runners.keras import KerasRunner
 from edgecnn.runners.litert import TfliteRunner
-from edgecnn.runners.onnxrt import ConvAlgoSearch, OnnxRunner, Provider, ProviderError, SessionConfig
+from edgecnn.runners.onnxrt import ConvAlgoSearch, OnnxRunner, PlacementError, Provider, ProviderError, SessionConfig
 
 MODEL_SUFFIXES = {".onnx": ArtifactFormat.ONNX, ".tflite": ArtifactFormat.TFLITE}
 
 __all__ = [
-    "Backend", "ConvAlgoSearch", "KerasRunner", "OnnxRunner", "Provider", "ProviderError", "Runner", "SessionConfig", "TfliteRunner",
+    "Backend", "ConvAlgoSearch", "KerasRunner", "OnnxRunner", "PlacementError", "Provider", "ProviderError", "Runner", "SessionConfig", "TfliteRunner",
     "artifact_format_of", "decode_output", "encode_images", "infer_in_batches", "open_runner",
 ]
 

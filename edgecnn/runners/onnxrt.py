@@ -83,6 +83,10 @@ class ProviderError(EdgecnnError):
         self.cause = cause or what
 
 
+class PlacementError(ProviderError):
+    """The provider loads, but has no kernel for some nodes of this model (strict mode): the file, not the machine."""
+
+
 @dataclass(frozen=True)
 class SessionConfig:
     """How ONNX Runtime runs a model. Defaults are ONNX Runtime's own, except the strictness about the provider.
@@ -291,7 +295,7 @@ def placement_error(path: Path, config: SessionConfig, exc: ProviderError) -> Pr
         return exc
     if not placement.off_provider:
         return exc
-    return ProviderError(f"cannot run entirely on {config.provider.execution_provider}: {placement.describe()}", path)
+    return PlacementError(f"cannot run entirely on {config.provider.execution_provider}: {placement.describe()}", path)
 
 
 class OnnxRunner(Runner):
