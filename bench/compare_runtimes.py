@@ -21,10 +21,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgecnn.bench import BenchResult
-from edgecnn.export import ExportOptions, FormatChoice, export
-from edgecnn.provenance import library_versions, machine_info
-from edgecnn.train import TrainOptions, train
+from edgecnn.stages.bench import BenchResult
+from edgecnn.stages.export import ExportOptions, FormatChoice, export
+from edgecnn.core.provenance import library_versions, machine_info
+from edgecnn.stages.train import TrainOptions, train
 
 CLEAN_ENVIRONMENT = dict(os.environ)  # before TensorFlow sets its KMP_*/TF_* variables, which the bench child would inherit
 SHARED_NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-offline.npz"

@@ -53,8 +53,8 @@ def main() -> None:
 def profile(paths: list[Path], model: Path, start_up: float) -> None:
     """Where the time goes: start-up (a one-image run: interpreter, imports, session), then per stage, in-process and
     single-threaded: decode, MNIST preprocessing, inference (the CLI overlaps decoding with inference)."""
-    from edgecnn.images import load_grayscale, to_mnist_digit
-    from edgecnn.manifest import ArtifactFormat
+    from edgecnn.core.images import load_grayscale, to_mnist_digit
+    from edgecnn.core.manifest import ArtifactFormat
     from edgecnn.runners import open_runner
 
     started = time.perf_counter()

@@ -17,13 +17,13 @@ from typer._click import exceptions as click_exceptions  # typer >= 0.25 vendors
 from typer.core import TyperArgument, TyperCommand
 
 from edgecnn import __version__
-from edgecnn.description import Color, DescriptionOverrides, InputScaling, OutputKind, Preprocess, parse_image_size, parse_numbers
-from edgecnn.errors import EdgecnnError, first_line
-from edgecnn.export import ExportOptions, FormatChoice, IoType, Quantize
-from edgecnn.manifest import IntegrityError
+from edgecnn.core.description import Color, DescriptionOverrides, InputScaling, OutputKind, Preprocess, parse_image_size, parse_numbers
+from edgecnn.core.errors import EdgecnnError, first_line
+from edgecnn.stages.export import ExportOptions, FormatChoice, IoType, Quantize
+from edgecnn.core.manifest import IntegrityError
 from edgecnn.runners import Provider, ProviderError, SessionConfig
-from edgecnn.train import TrainOptions
-from edgecnn.train_report import Distribution, LearningRateSchedule
+from edgecnn.stages.train import TrainOptions
+from edgecnn.stages.train_report import Distribution, LearningRateSchedule
 
 
 class EdgecnnCommand(TyperCommand):
@@ -174,7 +174,7 @@ def train(
     debug: DebugOption = False,
 ) -> None:
     """Train the reference CNN for the data's image shape and classes; write <source>_cnn.keras, train.json, train_curves.png."""
-    from edgecnn.train import train as run_training
+    from edgecnn.stages.train import train as run_training
 
     options = TrainOptions(
         data=data,
@@ -224,8 +224,8 @@ def export_command(
     debug: DebugOption = False,
 ) -> None:
     """Convert a Keras image classifier to ONNX / TFLite files named after it and record them in <out>/manifest.json."""
-    from edgecnn.export import export
-    from edgecnn.render import export_table, stage_progress
+    from edgecnn.stages.export import export
+    from edgecnn.report.render import export_table, stage_progress
 
     options = ExportOptions(
         model=model, format=format, quantize=quantize, uint8_input=uint8_input, io_type=io_type, opset=opset,
@@ -257,8 +257,8 @@ def verify_command(
     debug: DebugOption = False,
 ) -> int:
     """Compare every artifact with the Keras model on the whole test split, on the provider you deploy to; exit 1 if any fails."""
-    from edgecnn.render import print_json_file, verify_table
-    from edgecnn.verify import Thresholds, VerifyOptions, verify
+    from edgecnn.report.render import print_json_file, verify_table
+    from edgecnn.stages.verify import Thresholds, VerifyOptions, verify
 
     options = VerifyOptions(
         manifest=manifest,
@@ -311,8 +311,8 @@ def bench_command(
     debug: DebugOption = False,
 ) -> int:
     """Latency (p50/p90/p99) and throughput per artifact, provider and batch size; exit 1 if any row could not run."""
-    from edgecnn.bench import BenchOptions, bench
-    from edgecnn.render import bench_table, print_json_file, tuning_table
+    from edgecnn.stages.bench import BenchOptions, bench
+    from edgecnn.report.render import bench_table, print_json_file, tuning_table
 
     options = BenchOptions(
         manifest=manifest, models=tuple(model or ()), artifacts=tuple(artifact or ()),
@@ -358,7 +358,7 @@ def pipeline_command(
 ) -> int:
     """Train → export → verify → bench (verify and bench on --provider), then write <out>/report.md and report.html."""
     from edgecnn.pipeline import STAGES, PipelineOptions, run_pipeline
-    from edgecnn.render import bench_table, export_table, pipeline_progress, ship_table, verify_table
+    from edgecnn.report.render import bench_table, export_table, pipeline_progress, ship_table, verify_table
 
     is_user_model = model is not None
     options = PipelineOptions(
@@ -402,8 +402,8 @@ def predict_command(
     debug: DebugOption = False,
 ) -> int:
     """Classify images with an exported model, prepared as its metadata says (never imports TensorFlow); exit 1 if any was unreadable."""
-    from edgecnn.predict import PredictOptions, predict
-    from edgecnn.render import predict_progress, print_predictions
+    from edgecnn.stages.predict import PredictOptions, predict
+    from edgecnn.report.render import predict_progress, print_predictions
 
     options = PredictOptions(
         images=tuple(images), model=model, top_k=top_k, verify_hash=not no_verify_hash,
@@ -422,8 +422,8 @@ def info_command(
     debug: DebugOption = False,
 ) -> None:
     """Describe a model file: format, inputs/outputs, quantization, metadata, size, sha256, opset and ops."""
-    from edgecnn.info import describe
-    from edgecnn.render import print_model_info
+    from edgecnn.stages.info import describe
+    from edgecnn.report.render import print_model_info
 
     print_model_info(describe(model), json_output)
 
@@ -453,8 +453,8 @@ def doctor_command(
     debug: DebugOption = False,
 ) -> int:
     """ONNX Runtime build, providers, which CUDA/cuDNN/TensorRT libraries load, the GPU; exit 1 if --provider is unusable."""
-    from edgecnn.doctor import diagnose
-    from edgecnn.render import print_doctor
+    from edgecnn.stages.doctor import diagnose
+    from edgecnn.report.render import print_doctor
 
     report = diagnose(provider, device)
     print_doctor(report, json_output)

@@ -12,18 +12,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecnn.bench import DEFAULT_SECONDS, BenchOptions, BenchReport, bench
-from edgecnn.description import Color, DescriptionOverrides, ModelDescription, Preprocess
-from edgecnn.errors import EdgecnnError
-from edgecnn.export import ExportOptions, ExportResult, FormatChoice, export
-from edgecnn.provenance import library_versions, machine_info, utc_now
-from edgecnn.report import Bold, Code, Section, write_report
+from edgecnn.stages.bench import DEFAULT_SECONDS, BenchOptions, BenchReport, bench
+from edgecnn.core.description import Color, DescriptionOverrides, ModelDescription, Preprocess
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.stages.export import ExportOptions, ExportResult, FormatChoice, export
+from edgecnn.core.provenance import library_versions, machine_info, utc_now
+from edgecnn.report.document import Bold, Code, Section, write_report
 from edgecnn.runners import SessionConfig
-from edgecnn.ship import Recommendation, recommend, summarize
-from edgecnn.tables import export_rows, latency_rows, parity_rows, ship_rows, summary_rows
-from edgecnn.train import TrainOptions, train
-from edgecnn.train_report import REPORT_FILENAME, TrainReport
-from edgecnn.verify import VerifyOptions, VerifyResult, verify
+from edgecnn.report.ship import Recommendation, recommend, summarize
+from edgecnn.report.tables import export_rows, latency_rows, parity_rows, ship_rows, summary_rows
+from edgecnn.stages.train import TrainOptions, train
+from edgecnn.stages.train_report import REPORT_FILENAME, TrainReport
+from edgecnn.stages.verify import VerifyOptions, VerifyResult, verify
 
 STAGES = ("train", "export", "verify", "bench")
 

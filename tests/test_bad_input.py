@@ -311,13 +311,13 @@ def test_table_covers_every_command_with_at_least_40_cases():
 
 
 def test_unexpected_errors_are_short_with_a_debug_hint(monkeypatch, capsys):
-    import edgecnn.info
+    import edgecnn.stages.info
     from edgecnn.cli import main
 
     def explode(path):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(edgecnn.info, "describe", explode)
+    monkeypatch.setattr(edgecnn.stages.info, "describe", explode)
     with pytest.raises(SystemExit) as exit_info:
         main(["info", "whatever.onnx"])
     assert exit_info.value.code == 1
@@ -328,13 +328,13 @@ def test_unexpected_errors_are_short_with_a_debug_hint(monkeypatch, capsys):
 
 
 def test_an_exception_holding_a_tensor_dump_stays_one_short_line(monkeypatch, capsys):
-    import edgecnn.info
+    import edgecnn.stages.info
     from edgecnn.cli import main
 
     def explode_with_a_tensor_dump(path):
         raise ValueError("Attempt to convert a value (PerReplica:{ 0: " + "0. " * 2000)
 
-    monkeypatch.setattr(edgecnn.info, "describe", explode_with_a_tensor_dump)
+    monkeypatch.setattr(edgecnn.stages.info, "describe", explode_with_a_tensor_dump)
     with pytest.raises(SystemExit):
         main(["info", "whatever.onnx"])
     (line,) = capsys.readouterr().err.strip().splitlines()

@@ -60,13 +60,13 @@ def test_one_option_name_for_formats():
 
 
 def test_debug_works_after_the_subcommand(monkeypatch, capsys):
-    import edgecnn.info
+    import edgecnn.stages.info
     from edgecnn.cli import main
 
     def explode(path):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(edgecnn.info, "describe", explode)
+    monkeypatch.setattr(edgecnn.stages.info, "describe", explode)
     with pytest.raises(RuntimeError, match="boom"):
         main(["info", "whatever.onnx", "--debug"])
     with pytest.raises(SystemExit) as exit_info:  # the next in-process run starts without --debug again

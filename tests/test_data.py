@@ -12,10 +12,10 @@ from conftest import assert_one_line_error, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgecnn import data
-from edgecnn.data import DataRequest, SourceKind, load_dataset, load_npz
-from edgecnn.description import Color, InputScaling, ModelDescription, OutputKind, Preprocess
-from edgecnn.errors import EdgecnnError
+from edgecnn.core import data
+from edgecnn.core.data import DataRequest, SourceKind, load_dataset, load_npz
+from edgecnn.core.description import Color, InputScaling, ModelDescription, OutputKind, Preprocess
+from edgecnn.core.errors import EdgecnnError
 
 
 def write_npz(path: Path, **arrays) -> Path:
@@ -264,7 +264,7 @@ def test_npz_of_any_shape_with_class_names_is_converted_to_the_requested_size_an
     assert dataset.image_shape == (28, 24, 3) and dataset.class_names == ("a", "b", "c") and not dataset.source.digits
     gray = load_dataset(DataRequest(str(path), (20, 12), Color.GRAY))
     assert gray.image_shape == (20, 12, 1) and gray.request.image_size == (20, 12)
-    from edgecnn.images import luma, resize_area
+    from edgecnn.core.images import luma, resize_area
     np.testing.assert_array_equal(gray.x_train[0], resize_area(luma(rgb[0]), 20, 12))
     assert gray.fingerprint() != dataset.fingerprint()
 

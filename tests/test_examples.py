@@ -92,7 +92,7 @@ def test_the_javascript_preprocessing_gives_the_same_pixels_as_predict(shared_im
     node = shutil.which("node")
     if node is None:
         pytest.skip("node missing")
-    from edgecnn.images import load_digit, load_grayscale
+    from edgecnn.core.images import load_digit, load_grayscale
 
     script = (
         "const { toMnist } = require(process.argv[1]); const fs = require('fs');"
@@ -109,7 +109,7 @@ def test_the_javascript_preprocessing_gives_the_same_pixels_as_predict(shared_im
 
 
 def test_tflite_files_carry_their_metadata(exported):
-    from edgecnn.tflite_metadata import read
+    from edgecnn.core.tflite_metadata import read
 
     for name in ("mnist_cnn_fp32.tflite", "mnist_cnn_int8.tflite"):
         facts = read((exported.parent / name).read_bytes())["edgecnn"]
@@ -141,7 +141,7 @@ def example_command(kind: str) -> list[str]:
     ("node", "onnx-fp32-uint8-input"), ("node", "onnx-fp32"),
 ])
 def test_examples_classify_a_32x32_rgb_model_like_predict(rgb_exported, picture_files, tmp_path, kind, artifact):
-    from edgecnn.manifest import load_manifest
+    from edgecnn.core.manifest import load_manifest
 
     model = load_manifest(rgb_exported).resolve(load_manifest(rgb_exported).artifact(artifact).path)
     expected = predicted_probabilities(model, picture_files, tmp_path)

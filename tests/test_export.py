@@ -13,9 +13,9 @@ import onnx
 import pytest
 from conftest import assert_one_line_error, copy_exports, run_cli
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.export import ARTIFACTS, CONVERTERS, ExportOptions, FormatChoice, IoType, Quantize, export, select_artifacts
-from edgecnn.manifest import ArtifactFormat, load_manifest
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.stages.export import ARTIFACTS, CONVERTERS, ExportOptions, FormatChoice, IoType, Quantize, export, select_artifacts
+from edgecnn.core.manifest import ArtifactFormat, load_manifest
 
 ENTRY_FIELDS = {"path", "format", "precision", "input", "output", "bytes", "sha256", "source_model_sha256", "converter"}
 
@@ -209,7 +209,7 @@ def test_lambda_layer_model_is_refused(tmp_path):
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(lambda x: x * 2.0), keras.layers.Flatten(), keras.layers.Dense(10)])
     path = tmp_path / "lambda.keras"
     model.save(path)
-    from edgecnn.model import load_model
+    from edgecnn.stages.model import load_model
 
     with pytest.raises(EdgecnnError, match="Lambda layer"):
         load_model(path)
@@ -247,7 +247,7 @@ def test_staging_folders_of_killed_exports_are_removed_by_the_next_one(exported,
     """A folder left by an export that died (its process is gone) is removed; one of a live export is kept."""
     import subprocess
 
-    from edgecnn.export.run import STAGING_PREFIX
+    from edgecnn.stages.export.run import STAGING_PREFIX
 
     manifest_path = copy_exports(exported, tmp_path / "exports")
     folder = manifest_path.parent

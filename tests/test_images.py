@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.images import MAX_PIXELS, array_to_pixels, load_digit, load_grayscale, to_mnist_digit
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.images import MAX_PIXELS, array_to_pixels, load_digit, load_grayscale, to_mnist_digit
 
 
 def huge_png_header(width: int, height: int) -> bytes:

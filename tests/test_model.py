@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.model import ModelConfig, build_model
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.stages.model import ModelConfig, build_model
 
 
 def test_default_model_is_the_seed_architecture():

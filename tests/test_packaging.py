@@ -92,7 +92,7 @@ def test_every_import_is_declared():
 
 @pytest.mark.parametrize(
     "distribution, module, where",
-    [("onnxslim", "onnxslim", "edgecnn/onnx_graph.py"), ("protobuf", "google", "edgecnn/onnx_graph.py"), ("typer", "typer", "edgecnn/cli.py")],
+    [("onnxslim", "onnxslim", "edgecnn/core/onnx_graph.py"), ("protobuf", "google", "edgecnn/core/onnx_graph.py"), ("typer", "typer", "edgecnn/cli.py")],
 )
 def test_a_removed_dependency_is_named_with_the_file_importing_it(distribution, module, where):
     assert undeclared_imports(without_dependency(load_pyproject(), distribution)) == {module: where}

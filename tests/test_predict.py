@@ -9,7 +9,7 @@ import pytest
 from conftest import assert_one_line_error, copy_exports, external_data_model, run_cli, run_in_fresh_process, tamper_onnx
 from PIL import Image
 
-from edgecnn.manifest import load_manifest
+from edgecnn.core.manifest import load_manifest
 from edgecnn.runners import OnnxRunner, TfliteRunner
 
 

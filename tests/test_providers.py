@@ -12,11 +12,11 @@ import onnx
 import pytest
 from conftest import assert_one_line_error, copy_exports, cuda_usable, run_cli
 
-from edgecnn.files import sha256_file
-from edgecnn.manifest import Precision, load_manifest, update_manifest
+from edgecnn.core.files import sha256_file
+from edgecnn.core.manifest import Precision, load_manifest, update_manifest
 from edgecnn.runners import Provider, SessionConfig
 from edgecnn.runners.onnxrt import Placement, measure_placement
-from edgecnn.verify import thresholds_for
+from edgecnn.stages.verify import thresholds_for
 
 
 def gpu(test):
@@ -144,7 +144,7 @@ def test_an_artifact_that_cannot_run_becomes_a_row_and_the_others_are_measured(e
 
 def test_a_file_the_provider_has_no_kernels_for_is_an_unsupported_row_not_a_failure(exports, tmp_path, monkeypatch):
     """int8 QDQ on CUDA: the provider loads but refuses some nodes. Simulated on the CPU by refusing the int8 file."""
-    from edgecnn import bench
+    from edgecnn.stages import bench
     from edgecnn.runners import OnnxRunner, PlacementError
 
     load = OnnxRunner._load

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecnn.description import InputScaling, ModelDescription, OutputKind, Preprocess
-from edgecnn.manifest import TensorSpec
+from edgecnn.core.description import InputScaling, ModelDescription, OutputKind, Preprocess
+from edgecnn.core.manifest import TensorSpec
 from edgecnn.runners import decode_output
 from edgecnn.runners import encode_images as encode_with
 

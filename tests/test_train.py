@@ -5,9 +5,9 @@ import json
 import pytest
 from conftest import assert_one_line_error, run_cli
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.train import TrainOptions, train
-from edgecnn.train_report import LearningRateSchedule, TrainReport
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.stages.train import TrainOptions, train
+from edgecnn.stages.train_report import LearningRateSchedule, TrainReport
 
 
 def small_run(small_npz, out, **overrides):
@@ -30,7 +30,7 @@ def test_training_writes_model_report_and_curves(first_run):
     assert len(report["history"]) == 2 and {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(report["history"][0])
     assert report["seed"] == 0 and report["hyperparameters"]["batch_size"] == 128
     assert len(report["model"]["sha256"]) == 64 and report["versions"]["tensorflow"]
-    from edgecnn.files import sha256_file
+    from edgecnn.core.files import sha256_file
 
     assert report["model"]["sha256"] == sha256_file(first_run.model_path)
 
@@ -86,8 +86,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from pathlib import Path
-from edgecnn.train import TrainOptions, train
-from edgecnn.train_report import Distribution
+from edgecnn.stages.train import TrainOptions, train
+from edgecnn.stages.train_report import Distribution
 result = train(TrainOptions(data=sys.argv[1], epochs=1, out=Path(sys.argv[2]), distribute=Distribution.MIRRORED, progress=False))
 print(json.dumps({"distribution": result.report.to_dict()["distribution"], "accuracy": result.report.test_accuracy}))
 """

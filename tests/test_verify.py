@@ -9,9 +9,9 @@ import onnx
 import pytest
 from conftest import assert_one_line_error, copy_exports, run_cli, run_in_fresh_process, tamper_onnx
 
-from edgecnn.files import sha256_file
-from edgecnn.manifest import Precision, load_manifest, update_manifest
-from edgecnn.verify import DEFAULT_THRESHOLDS, ParityResult, Status, Thresholds, VerifyOptions, compare, verify
+from edgecnn.core.files import sha256_file
+from edgecnn.core.manifest import Precision, load_manifest, update_manifest
+from edgecnn.stages.verify import DEFAULT_THRESHOLDS, ParityResult, Status, Thresholds, VerifyOptions, compare, verify
 
 REPORT_FIELDS = {"path", "sha256", "accuracy", "delta_points", "agreement", "max_abs_diff", "mean_abs_diff", "thresholds", "passed",
                  "flipped", "mcnemar_p"}

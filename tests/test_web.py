@@ -106,7 +106,7 @@ def test_a_digit_drawn_with_the_mouse_is_classified_and_shown(page, tmp_path):
 
 def test_the_page_classifies_pictures_for_a_32x32_rgb_model_like_predict(page, server, rgb_exported, picture_files, tmp_path):
     """The same page, another model: no drawing pad (3 channels), pictures chosen as files, the model's own pixel count."""
-    from edgecnn.manifest import load_manifest
+    from edgecnn.core.manifest import load_manifest
 
     model = load_manifest(rgb_exported).artifact("onnx-fp32-uint8-input").path
     output = tmp_path / "expected.jsonl"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecnn.description import ModelDescription
-from edgecnn.errors import EdgecnnError
-from edgecnn.manifest import ArtifactFormat
+from edgecnn.core.description import ModelDescription
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.manifest import ArtifactFormat
 from edgecnn.runners.base import Backend, Runner, decode_output, encode_images, infer_in_batches
 from edgecnn.runners.keras import KerasRunner
 from edgecnn.runners.litert import TfliteRunner

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.description import InputScaling, ModelDescription, OutputKind, Preprocess
-from edgecnn.errors import EdgecnnError
-from edgecnn.manifest import TensorSpec
+from edgecnn.core.description import InputScaling, ModelDescription, OutputKind, Preprocess
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.manifest import TensorSpec
 
 
 class Backend(str, Enum):

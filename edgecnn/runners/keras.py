@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.description import ModelDescription
-from edgecnn.manifest import INPUT_NAME, OUTPUT_NAME, TensorSpec
+from edgecnn.core.description import ModelDescription
+from edgecnn.core.manifest import INPUT_NAME, OUTPUT_NAME, TensorSpec
 from edgecnn.runners.base import Backend, Runner
 
 
@@ -19,7 +19,7 @@ class KerasRunner(Runner):
     runtime = Backend.KERAS
 
     def _load(self) -> Any:
-        from edgecnn.model import load_model
+        from edgecnn.stages.model import load_model
 
         return load_model(self.path)
 

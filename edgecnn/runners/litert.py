@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.description import ModelDescription
-from edgecnn.errors import EdgecnnError, first_line
-from edgecnn.manifest import TensorSpec
-from edgecnn.native_output import quiet_native_output
+from edgecnn.core.description import ModelDescription
+from edgecnn.core.errors import EdgecnnError, first_line
+from edgecnn.core.manifest import TensorSpec
+from edgecnn.core.native_output import quiet_native_output
 from edgecnn.runners.base import Backend, Runner
 
 
@@ -84,7 +84,7 @@ class TfliteRunner(Runner):
         return self.interpreter.get_tensor(self.interpreter.get_output_details()[0]["index"])
 
     def embedded_metadata(self) -> dict[str, Any]:
-        from edgecnn.tflite_metadata import METADATA_NAME, read
+        from edgecnn.core.tflite_metadata import METADATA_NAME, read
 
         try:
             return dict(read(self.path.read_bytes()).get(METADATA_NAME, {}))

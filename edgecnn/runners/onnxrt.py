@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.description import ModelDescription
-from edgecnn.errors import EdgecnnError, first_line
-from edgecnn.manifest import TensorSpec
-from edgecnn.native_output import quiet_native_output
+from edgecnn.core.description import ModelDescription
+from edgecnn.core.errors import EdgecnnError, first_line
+from edgecnn.core.manifest import TensorSpec
+from edgecnn.core.native_output import quiet_native_output
 from edgecnn.runners.base import Backend, Runner
 
 log = logging.getLogger("edgecnn")

@@ -1,0 +1,90 @@
+"""Hashing, output folders and atomic writes.
+
+Artifacts are what apps embed, so a file either appears whole or not at all: every write goes to a temp file in
+the destination folder and is renamed into place (``os.replace`` is atomic on POSIX and Windows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from edgecnn.core.errors import EdgecnnError
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def ensure_output_dir(path: Path, option: str = "--out") -> Path:
+    """Create the output folder, or say clearly why it cannot be used."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise EdgecnnError(f"output folder {path} is a file, not a folder", option)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgecnnError(f"cannot create output folder {path}: {exc.strerror or exc}", option) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise EdgecnnError(f"output folder {path} is not writable", option)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(destination: Path) -> Iterator[Path]:
+    """Yield a temp path beside `destination`; rename it into place only if the block succeeds.
+
+    The temp name keeps the destination's extension, which some writers insist on (Keras only saves to ``*.keras``).
+    """
+    destination = Path(destination)
+    suffix = destination.suffix
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=f".tmp{suffix}", dir=destination.parent)
+    except OSError as exc:
+        raise EdgecnnError(f"cannot write into {destination.parent}: {exc.strerror or exc}", destination) from None
+    os.close(fd)
+    temp_path = Path(temp_name)
+    os.chmod(temp_path, 0o666 & ~_current_umask())  # mkstemp makes 0600; artifacts are meant to be shared
+    try:
+        yield temp_path
+        os.replace(temp_path, destination)
+    finally:
+        temp_path.unlink(missing_ok=True)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_bytes_atomic(destination: Path, data: bytes) -> None:
+    with atomic_path(destination) as temp:
+        temp.write_bytes(data)
+
+
+def write_json_atomic(destination: Path, payload: Any) -> None:
+    write_bytes_atomic(destination, (json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Read a JSON file we wrote earlier, turning every way it can be broken into a user error."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgecnnError(f"{what} not found", path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgecnnError(f"{what} is not valid JSON: {exc}", path) from None

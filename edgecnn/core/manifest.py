@@ -1,0 +1,274 @@
+"""`exports/manifest.json`: the contract between stages. Export writes it; verify, bench and predict read it.
+
+The `model` entry holds the model's description (input size and scaling, classes, output kind, preprocessing) and
+the data request it was trained or calibrated on; every artifact entry says what the file is and how to feed it
+(input name, shape, dtype, quantization), so no later stage re-derives either. Paths are relative to the manifest
+and must stay inside its folder. One folder holds one model's artifacts.
+
+Schema 2 added the description; a schema-1 manifest (MNIST only, before it) is refused with what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from edgecnn.core.data import DataRequest
+from edgecnn.core.description import ModelDescription
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.files import read_json, sha256_file, write_json_atomic
+
+MANIFEST_FILENAME = "manifest.json"
+SCHEMA_VERSION = 2
+LOCK_TIMEOUT_SECONDS = 120
+
+
+INPUT_NAME = "image"  # every artifact's input and output names: part of the contract apps code against
+OUTPUT_NAME = "probabilities"  # the name stays when a model gives logits: its description says which
+
+
+class ArtifactFormat(str, Enum):
+    ONNX = "onnx"
+    TFLITE = "tflite"
+    KERAS = "keras"  # the source model (bench's baseline); never an exported artifact
+
+    @property
+    def is_artifact(self) -> bool:
+        return self is not ArtifactFormat.KERAS
+
+
+class Precision(str, Enum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    DYNAMIC = "dynamic"
+    INT8 = "int8"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """How to feed or read one tensor. `scale`/`zero_point` are set for quantized tensors: real = scale * (q - zero_point)."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+    scale: float | None = None
+    zero_point: int | None = None
+    layout: str = ""
+    meaning: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TensorSpec:
+        return cls(**(raw | {"shape": tuple(raw["shape"])}))
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    path: str
+    sha256: str
+    test_accuracy: float | None
+    data: dict[str, Any]  # the data it was trained (train.json) or calibrated on: source, size/color request, sizes, sha256
+    description: ModelDescription
+
+    @property
+    def stem(self) -> str:
+        """What its artifacts are named after: `my_model.keras` → `my_model.onnx`, `my_model_int8.tflite`, …"""
+        return Path(self.path).stem
+
+    def data_request(self, override: str | None = None) -> DataRequest:
+        """The data to evaluate on: the user's --data, else the recorded source; in the recorded size and color either way."""
+        return DataRequest.from_dict(self.data, spec=override)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"description": self.description.to_dict()}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelEntry:
+        return cls(**raw | {"description": ModelDescription.from_dict(raw["description"])})
+
+
+@dataclass(frozen=True)
+class ArtifactEntry:
+    name: str
+    path: str
+    format: ArtifactFormat
+    precision: Precision
+    input: TensorSpec
+    output: TensorSpec
+    bytes: int
+    sha256: str
+    source_model_sha256: str
+    converter: dict[str, str]
+    export_seconds: float
+    created: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {
+            "format": self.format.value,
+            "precision": self.precision.value,
+            "input": self.input.to_dict(),
+            "output": self.output.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ArtifactEntry:
+        return cls(
+            **raw
+            | {
+                "format": ArtifactFormat(raw["format"]),
+                "precision": Precision(raw["precision"]),
+                "input": TensorSpec.from_dict(raw["input"]),
+                "output": TensorSpec.from_dict(raw["output"]),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    folder: Path
+    model: ModelEntry | None
+    artifacts: tuple[ArtifactEntry, ...]
+
+    @property
+    def path(self) -> Path:
+        return self.folder / MANIFEST_FILENAME
+
+    def resolve(self, relative: str) -> Path:
+        """The file a manifest path names, refusing any path that leaves the manifest's folder."""
+        return inside_folder(self.folder, relative, self.path)
+
+    def artifact(self, name: str) -> ArtifactEntry:
+        for entry in self.artifacts:
+            if entry.name == name:
+                return entry
+        known = ", ".join(entry.name for entry in self.artifacts) or "none"
+        raise EdgecnnError(f"no artifact named {name!r} in the manifest (known: {known})", self.path)
+
+    def select(self, names: Sequence[str], keep: Callable[[ArtifactEntry], bool] = lambda entry: True) -> list[ArtifactEntry]:
+        """The artifacts a command works on: those named (in the order named, each must exist), else every one `keep` keeps."""
+        return [self.artifact(name) for name in names] if names else [entry for entry in self.artifacts if keep(entry)]
+
+    def open(self, entry: ArtifactEntry, verify_hash: bool) -> Path:
+        """The artifact's file, its bytes checked against the recorded sha256 unless the user opted out."""
+        return check_integrity(self, entry) if verify_hash else self.resolve(entry.path)
+
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model.to_dict() if self.model else None,
+            "artifacts": [entry.to_dict() for entry in self.artifacts],
+        }
+
+
+def inside_folder(folder: Path, relative: str, where: Path) -> Path:
+    candidate = Path(relative)
+    if candidate.is_absolute():
+        raise EdgecnnError(f"path {relative!r} must be relative to the manifest", where)
+    root = Path(folder).resolve()
+    resolved = (root / candidate).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise EdgecnnError(f"path {relative!r} points outside the folder of {Path(where).name}", where)
+    return resolved
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read and validate a manifest; every way it can be broken is a one-line user error."""
+    path = Path(path)
+    raw = read_json(path, "manifest")
+    try:
+        if raw.get("schema_version") != SCHEMA_VERSION:
+            raise EdgecnnError(older_schema(raw.get("schema_version")), path)
+        model = ModelEntry.from_dict(raw["model"]) if raw.get("model") else None
+        artifacts = tuple(ArtifactEntry.from_dict(entry) for entry in raw["artifacts"])
+    except EdgecnnError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise EdgecnnError(f"malformed manifest: {type(exc).__name__}: {exc}", path) from None
+    manifest = Manifest(folder=path.parent, model=model, artifacts=artifacts)
+    for entry in artifacts:
+        manifest.resolve(entry.path)
+    if model is not None:
+        manifest.resolve(model.path)
+    return manifest
+
+
+def older_schema(version: object) -> str:
+    if isinstance(version, int) and version < SCHEMA_VERSION:
+        return (f"manifest schema_version {version} was written by an older edgecnn, before models were described: "
+                "run edgecnn export again for this folder (or pipeline) to rewrite it")
+    return f"unsupported manifest schema_version {version!r} (this edgecnn reads {SCHEMA_VERSION}): upgrade edgecnn"
+
+
+def check_one_model(folder: Path, model_path: str, replace_other: bool) -> None:
+    """One model per folder: exporting another model into a folder that holds one is refused, unless asked to replace it."""
+    path = Path(folder) / MANIFEST_FILENAME
+    if replace_other or not path.is_file():
+        return
+    try:
+        current = load_manifest(path).model
+    except EdgecnnError:
+        return  # an older or broken manifest is rewritten by the export
+    if current is not None and current.path != model_path:
+        raise EdgecnnError(
+            f"{path.parent} holds the artifacts of {current.path}; export {model_path} into another --out, or pass --replace to replace them",
+            "--out",
+        )
+
+
+def update_manifest(folder: Path, model: ModelEntry, entries: list[ArtifactEntry]) -> Manifest:
+    """Merge new entries into the manifest under a file lock, so concurrent exports never lose each other's work.
+
+    Entries of another model (or of an earlier version of this one) are dropped and their files removed: a folder
+    never mixes models."""
+    path = Path(folder) / MANIFEST_FILENAME
+    try:
+        with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_SECONDS):
+            existing = current_artifacts(path)
+            replaced = {entry.name for entry in entries}
+            written = {entry.path for entry in entries}
+            stale = [entry for entry in existing if entry.source_model_sha256 != model.sha256]
+            for entry in stale:
+                if entry.path not in written:
+                    inside_folder(Path(folder), entry.path, path).unlink(missing_ok=True)
+            kept = [entry for entry in existing if entry not in stale and entry.name not in replaced]
+            merged = tuple(kept) + tuple(entries)
+            manifest = Manifest(folder=Path(folder), model=model, artifacts=merged)
+            write_json_atomic(path, manifest.to_dict())
+    except Timeout:
+        raise EdgecnnError(f"manifest is locked by another edgecnn process for over {LOCK_TIMEOUT_SECONDS} s", path) from None
+    return manifest
+
+
+def current_artifacts(path: Path) -> tuple[ArtifactEntry, ...]:
+    """The entries an export merges with; a manifest of an older schema is replaced whole (its files are overwritten)."""
+    if not path.exists():
+        return ()
+    raw = read_json(path, "manifest")
+    if raw.get("schema_version") != SCHEMA_VERSION:
+        return ()
+    return load_manifest(path).artifacts
+
+
+class IntegrityError(EdgecnnError):
+    """A file's bytes no longer match the sha256 the manifest recorded for it."""
+
+
+def check_integrity(manifest: Manifest, entry: ArtifactEntry) -> Path:
+    path = manifest.resolve(entry.path)
+    if not path.is_file():
+        raise IntegrityError(f"artifact {entry.name} is missing", path)
+    actual = sha256_file(path)
+    if actual != entry.sha256:
+        raise IntegrityError(
+            f"artifact {entry.name} changed since export: sha256 {actual[:12]}… != manifest {entry.sha256[:12]}…", path
+        )
+    return path

@@ -1,0 +1,131 @@
+"""ONNX graph rewrites applied at export, each kept only when it is proven harmless.
+
+Profiling the tf2onnx graph under ONNX Runtime (see bench/RESULTS.md) showed two costs worth removing:
+
+* the dynamic flatten tf2onnx emits (Shape → Gather → Cast → Slice → Concat → Cast → Reshape) runs six tiny
+  kernels per call; onnxslim folds it to one constant Reshape. Kept only if outputs stay bit-identical.
+* MatMul + Add pairs: ONNX Runtime fuses a Gemm into one QGemm when quantized, but a MatMul/Add pair becomes two
+  quantized kernels, so the int8 path rewrites them to Gemm before quantization.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    tool: str
+    applied: bool
+    nodes_before: int
+    nodes_after: int
+    bytes_before: int
+    bytes_after: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def run_model(model: Any, feed: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: feed})[0]
+
+
+def slim_if_identical(model: Any, probe: np.ndarray) -> tuple[Any, CleanupReport]:
+    """onnxslim's constant folding and dead-node removal, kept only if outputs on `probe` are bit-identical."""
+    import onnxslim
+
+    from edgecnn.core.provenance import package_version
+
+    slimmed = onnxslim.slim(model)
+    identical = np.array_equal(run_model(model, probe), run_model(slimmed, probe))
+    kept = slimmed if identical else model
+    report = CleanupReport(
+        tool=f"onnxslim {package_version('onnxslim')}",
+        applied=identical,
+        nodes_before=len(model.graph.node),
+        nodes_after=len(kept.graph.node),
+        bytes_before=model.ByteSize(),
+        bytes_after=kept.ByteSize(),
+        reason="outputs bit-identical on the probe images" if identical else "outputs changed; original graph kept",
+    )
+    return kept, report
+
+
+def fuse_matmul_add_into_gemm(model: Any) -> Any:
+    """MatMul(x, W) followed only by Add(·, b), with W and b constants, becomes Gemm(x, W, b)."""
+    from onnx import helper
+
+    graph = model.graph
+    constants = {tensor.name for tensor in graph.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    fused, absorbed = [], set()
+    for node in graph.node:
+        if id(node) in absorbed:
+            continue
+        users = consumers.get(node.output[0], []) if node.op_type == "MatMul" else []
+        if node.op_type == "MatMul" and node.input[1] in constants and len(users) == 1:
+            add = users[0]
+            bias = [name for name in add.input if name != node.output[0]]
+            if add.op_type == "Add" and len(bias) == 1 and bias[0] in constants:
+                fused.append(helper.make_node("Gemm", [node.input[0], node.input[1], bias[0]], [add.output[0]], name=f"{node.name}_gemm"))
+                absorbed.add(id(add))
+                continue
+        fused.append(node)
+    del graph.node[:]
+    graph.node.extend(fused)
+    return model
+
+
+def topologically_sorted(model: Any) -> Any:
+    """Nodes reordered so each comes after the producers of its inputs, as the ONNX checker requires (ORT's float16
+    converter appends its input casts at the end of the node list)."""
+    graph = model.graph
+    available = {tensor.name for tensor in graph.initializer} | {value.name for value in graph.input} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [node for node in pending if all(name in available for name in node.input)]
+        if not ready:
+            raise ValueError("graph has a cycle or an input nothing produces")
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+        pending = [node for node in pending if all(node is not done for done in ready)]
+    del graph.node[:]
+    graph.node.extend(ordered)
+    return model
+
+
+def first_node_of_type(model: Any, op_type: str) -> str | None:
+    return next((node.name for node in model.graph.node if node.op_type == op_type), None)
+
+
+def load_onnx_checked(path: Path) -> Any:
+    """Parse an ONNX file without loading external data, refusing external-data paths that leave its folder."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    from edgecnn.core.errors import EdgecnnError
+    from edgecnn.core.manifest import inside_folder
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, OSError, ValueError, RuntimeError) as exc:
+        raise EdgecnnError(f"not a valid ONNX file: {exc}", path) from None
+    if not model.graph.node and not model.graph.input:
+        raise EdgecnnError("not a valid ONNX file: no graph", path)
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
+            inside_folder(Path(path).parent, location, path)
+    return model

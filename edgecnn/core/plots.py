@@ -1,0 +1,78 @@
+"""Charts for reports (matplotlib, headless Agg backend), each written atomically as PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.core.files import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path) -> None:
+    with atomic_path(Path(path)) as temp:
+        figure.savefig(temp, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(figure)
+
+
+def plot_training_curves(epochs: Sequence[dict[str, float]], path: Path, title: str) -> None:
+    """Loss and accuracy per epoch, train vs validation."""
+    plt = _pyplot()
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    numbers = [row["epoch"] for row in epochs]
+    for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
+        axis.plot(numbers, [row[metric] for row in epochs], marker="o", label="train")
+        if all(f"val_{metric}" in row for row in epochs):
+            axis.plot(numbers, [row[f"val_{metric}"] for row in epochs], marker="o", label="validation")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.suptitle(title)
+    _save(figure, path)
+
+
+def plot_confusion_matrices(matrices: dict[str, np.ndarray], path: Path, class_names: Sequence[str]) -> None:
+    """One heat map per named confusion matrix (rows: true class, columns: predicted), labelled with the class names."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(matrices), figsize=(5.2 * len(matrices), 4.6), squeeze=False)
+    for axis, (name, matrix) in zip(axes[0], matrices.items(), strict=True):
+        axis.imshow(matrix, cmap="Blues")
+        for (row, column), count in np.ndenumerate(matrix):
+            if count:
+                color = "white" if count > matrix.max() / 2 else "black"
+                axis.text(column, row, str(count), ha="center", va="center", fontsize=7, color=color)
+        axis.set_title(name, fontsize=9)
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("true")
+        axis.set_xticks(range(matrix.shape[1]), list(class_names), rotation=90 if max(map(len, class_names)) > 2 else 0, fontsize=7)
+        axis.set_yticks(range(matrix.shape[0]), list(class_names), fontsize=7)
+    _save(figure, path)
+
+
+def plot_latency(series: dict[str, list[tuple[int, float]]], path: Path, title: str) -> None:
+    """p50 latency per image against batch size, one line per artifact (log-log)."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(11, 5))
+    for name, points in series.items():
+        batch_sizes = [batch for batch, _ in points]
+        axis.plot(batch_sizes, [micros / batch for batch, micros in points], marker="o", label=name)
+    axis.set_xscale("log", base=2)
+    axis.set_yscale("log")
+    axis.set_xlabel("batch size")
+    axis.set_ylabel("p50 latency per image (µs)")
+    axis.set_title(title)
+    axis.grid(alpha=0.3, which="both")
+    if series:  # beside the plot, never over the lines
+        axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    _save(figure, path)

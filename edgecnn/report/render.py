@@ -1,0 +1,177 @@
+"""Terminal output for the CLI: rich tables and progress, kept apart from the stages that compute the values."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from edgecnn.core.manifest import ArtifactEntry
+from edgecnn.report.tables import Cell, TextTable, Verdict, export_rows, latency_rows, parity_rows, shape_text, ship_rows, tuning_rows
+
+if TYPE_CHECKING:
+    from edgecnn.stages.bench import BenchResult
+    from edgecnn.stages.doctor import DoctorReport
+    from edgecnn.stages.info import ModelInfo
+    from edgecnn.stages.predict import PredictResult
+    from edgecnn.report.ship import Recommendation
+    from edgecnn.stages.tune import TuneResult
+    from edgecnn.stages.verify import VerifyResult
+
+console = Console()
+if not console.is_terminal:
+    console = Console(width=140)  # logs and CI: do not squeeze tables into 80 columns
+
+
+@contextlib.contextmanager
+def stage_progress(label: str) -> Iterator[Callable[[str], None]]:
+    """A spinner naming the step under way; yields the callback a stage calls as it starts each step."""
+    with console.status(f"{label}…") as status:
+        yield lambda step: status.update(f"{label} {step}…")
+
+
+@contextlib.contextmanager
+def pipeline_progress(stages: Sequence[str]) -> Iterator[Callable[[str], None]]:
+    """One bar over the pipeline's stages; each stage's own output (Keras epochs) prints above it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("pipeline", total=len(stages))
+        started: list[str] = []
+
+        def stage_started(stage: str) -> None:
+            if started:
+                progress.advance(task)
+            started.append(stage)
+            progress.update(task, description=f"pipeline: {stage} ({len(started)}/{len(stages)})")
+
+        yield stage_started
+        progress.update(task, completed=len(stages), description="pipeline: done")
+
+
+def print_table(title: str, text: TextTable) -> None:
+    """A shared text table as a rich table; verdict cells are colored."""
+    table = Table(title=title)
+    for index, header in enumerate(text.headers):
+        table.add_column(header, justify="left" if index < text.left_columns else "right")
+    for row in text.rows:
+        table.add_row(*(rich_cell(cell) for cell in row))
+    console.print(table)
+
+
+def rich_cell(cell: Cell) -> str:
+    """Cells are text, not rich markup (reasons quote options and shapes in brackets); verdicts are colored."""
+    if isinstance(cell, Verdict):
+        return f"[{'green' if cell.passed else 'red'}]{escape(cell.text)}[/]"
+    return escape(cell)
+
+
+def export_table(entries: Sequence[ArtifactEntry]) -> None:
+    print_table("exported artifacts", export_rows(entries))
+
+
+def print_json_file(path: Path) -> None:
+    """Machine-readable output: the report exactly as written, on stdout."""
+    print(json.dumps(json.loads(Path(path).read_text()), indent=2))
+
+
+def verify_table(result: VerifyResult) -> None:
+    from edgecnn.stages.verify import compared_text
+
+    print_table(f"{result.model_name}: parity with Keras ({result.keras_accuracy:.2%} on {result.test_size:,} test images; "
+                f"compared {compared_text(result.description)})", parity_rows(result.results))
+
+
+def bench_table(results: Sequence[BenchResult]) -> None:
+    print_table("latency per call and throughput", latency_rows(results))
+
+
+def ship_table(choices: Sequence[Recommendation]) -> None:
+    print_table("what to ship (fastest artifact that passed verify, per target)", ship_rows(choices))
+
+
+def tuning_table(results: Sequence[TuneResult]) -> None:
+    print_table("bench --tune: fastest configuration that passes verify (session options in bench.json)", tuning_rows(results))
+
+
+def print_predictions(result: PredictResult, top_k: int, as_json: bool) -> None:
+    """Per image on stdout (JSON or text); with --output only a summary, since the file holds every row."""
+    predictions = result.predictions
+    if result.output is not None:
+        print(f"classified {len(predictions) - result.failed:,} of {len(predictions):,} images ({result.failed} unreadable); wrote {result.output}")
+        return
+    if as_json:
+        print(json.dumps([item.to_dict(top_k, result.class_names) for item in predictions], indent=2))
+        return
+    for item in predictions:
+        if item.error:
+            print(f"{item.path}: error: {item.error}")
+            continue
+        names = result.class_names
+        ranked = "  ".join(f"{names[index]}: {probability:.3f}" for index, probability in item.top(top_k))
+        print(f"{item.path}: {names[item.index]}   ({ranked})")
+
+
+@contextlib.contextmanager
+def predict_progress(minimum: int = 1000) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr once a run has at least `minimum` images (short runs stay quiet)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+    task = None
+
+    def advance(done: int, total: int) -> None:
+        nonlocal task
+        if total < minimum:
+            return
+        if task is None:
+            progress.start()
+            task = progress.add_task("classifying", total=total)
+        progress.update(task, completed=done)
+
+    try:
+        yield advance
+    finally:
+        if task is not None:
+            progress.stop()
+
+
+def print_model_info(info: ModelInfo, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(info.to_dict(), indent=2))
+        return
+    print(f"{info.path}\n  format   {info.format.value}\n  size     {info.bytes:,} bytes\n  sha256   {info.sha256}")
+    for role, tensors in (("input", info.inputs), ("output", info.outputs)):
+        for tensor in tensors:
+            quantized = f", scale {tensor.scale:.6g}, zero point {tensor.zero_point}" if tensor.scale else ""
+            print(f"  {role:8s} {tensor.name}: {tensor.dtype} [{shape_text(tensor.shape)}]{quantized}")
+    if info.opset:
+        print("  opset    " + ", ".join(f"{domain} {version}" for domain, version in info.opset.items()))
+    if info.ops:
+        print("  ops      " + ", ".join(f"{op} x{count}" for op, count in sorted(info.ops.items())))
+    for key, value in info.metadata.items():
+        print(f"  meta     {key} = {value}")
+
+
+def print_doctor(report: DoctorReport, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return
+    built = f", built for CUDA {report.cuda_built_for}" if report.cuda_built_for else ""
+    print(f"onnxruntime  {report.package} {report.onnxruntime}{built}")
+    print(f"providers    {', '.join(report.available_providers)}")
+    for gpu in report.gpus or ("none seen (nvidia-smi not found or no device)",):
+        print(f"gpu          {gpu}")
+    for library in report.libraries:
+        state = f"found   {library.path}" if library.found else "MISSING"
+        print(f"library      {library.file:26s} {library.needed_for:9s} {state}")
+    verdict = "usable" if report.usable else f"NOT usable: {report.problem}"
+    print(f"{report.provider.value:12s} {verdict}")
+    if report.fix:
+        print(f"fix          {report.fix}")

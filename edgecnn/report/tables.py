@@ -1,0 +1,115 @@
+"""The result tables as plain text cells, shared by the terminal (rich) and the pipeline report (Markdown/HTML)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgecnn.stages.bench import BenchResult
+    from edgecnn.report.ship import ArtifactSummary, Recommendation
+    from edgecnn.stages.tune import TuneResult
+    from edgecnn.core.manifest import ArtifactEntry
+    from edgecnn.stages.verify import ParityResult
+
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A cell that judges: renderers color it by `passed`, never by parsing its text."""
+
+    passed: bool
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+Cell = str | Verdict
+
+
+@dataclass(frozen=True)
+class TextTable:
+    headers: tuple[str, ...]
+    rows: tuple[tuple[Cell, ...], ...]
+    left_columns: int  # the first N columns are text (left-aligned); the rest are numbers or verdicts
+
+
+def text_table(headers: tuple[str, ...], items: Sequence[Any], row: Callable[[Any], tuple[Cell, ...]], left_columns: int) -> TextTable:
+    """One row per item: each builder below is its headers and one function from a result to its cells."""
+    return TextTable(headers, tuple(row(item) for item in items), left_columns)
+
+
+def number(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def shape_text(shape: Sequence[int | None]) -> str:
+    return "x".join("N" if dim is None else str(dim) for dim in shape)
+
+
+def export_rows(entries: Sequence[ArtifactEntry]) -> TextTable:
+    def cells(entry: ArtifactEntry) -> tuple[Cell, ...]:
+        return (entry.name, entry.path, entry.format.value, entry.precision.value, f"{entry.input.dtype} [{shape_text(entry.input.shape)}]",
+                f"{entry.bytes / 1024:,.1f}", f"{entry.export_seconds:.1f}", entry.sha256[:12])
+
+    return text_table(("artifact", "file", "format", "precision", "input", "size (KB)", "export (s)", "sha256"), entries, cells, 5)
+
+
+def parity_rows(results: Sequence[ParityResult]) -> TextTable:
+    def cells(item: ParityResult) -> tuple[Cell, ...]:
+        verdict = item.status.value + "".join(f"; {failure.describe()}" for failure in item.failures)
+        return (item.name, item.precision.value, number(item.accuracy, ".2%"), number(item.delta_points, "+.2f"), number(item.agreement, ".2%"),
+                number(item.max_abs_diff, ".1e"), number(item.mean_abs_diff, ".1e"), number(item.mcnemar_p, ".3f"), Verdict(item.passed, verdict))
+
+    headers = ("artifact", "precision", "accuracy", "Δ points", "agreement", "max abs Δp", "mean abs Δp", "McNemar p", "result")
+    return text_table(headers, results, cells, 2)
+
+
+def latency_rows(results: Sequence[BenchResult]) -> TextTable:
+    def cells(row: BenchResult) -> tuple[Cell, ...]:
+        timings = (row.p50_us, row.p90_us, row.p99_us, row.mean_us)
+        return (row.artifact, row.precision.value if row.precision else "-", row.provider_used.label if row.provider_used else "-",
+                number(row.batch_size, "d"), *(number(value, ",.1f") for value in timings), number(row.images_per_second, ",.0f"),
+                number(row.session_create_ms, ",.1f"), number(row.first_run_us, ",.0f"),
+                Verdict(False, f"{row.status.value.upper()}: {row.reason}") if not row.measured else row.placement)
+
+    headers = ("artifact", "precision", "provider used", "batch", "p50 µs", "p90 µs", "p99 µs", "mean µs", "images/s", "session ms", "first run µs", "note")
+    return text_table(headers, results, cells, 3)
+
+
+def tuning_rows(results: Sequence[TuneResult]) -> TextTable:
+    from edgecnn.stages.tune import label
+
+    def cells(item: TuneResult) -> tuple[Cell, ...]:
+        return (item.artifact, str(item.batch_size), label(item.best), f"{item.default_p50_us:,.1f}", f"{item.best_p50_us:,.1f}",
+                f"{item.speedup:.2f}x", f"{item.best_images_per_second:,.0f}", str(item.tried))
+
+    headers = ("artifact", "batch", "best configuration", "default p50 µs", "best p50 µs", "speed-up", "images/s", "tried")
+    return text_table(headers, results, cells, 3)
+
+
+def times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}x"
+
+
+def ship_rows(choices: Sequence[Recommendation]) -> TextTable:
+    def cells(item: Recommendation) -> tuple[Cell, ...]:
+        return (item.target.value, item.artifact, item.backend.label, str(item.batch_size), f"{item.p50_us:,.1f}", f"{item.images_per_second:,.0f}",
+                number(item.delta_points, "+.2f"), number(item.agreement, ".2%"), f"{item.bytes / 1024:,.0f}", times(item.speedup_vs_fp32),
+                times(item.speedup_vs_keras))
+
+    headers = ("target", "ship", "runtime", "batch", "p50 µs", "images/s", "Δ accuracy (points)", "agreement", "size (KB)", "vs fp32", "vs Keras")
+    return text_table(headers, choices, cells, 3)
+
+
+def summary_rows(summaries: Sequence[ArtifactSummary]) -> TextTable:
+    """Ultralytics-style: one row per artifact with its size, accuracy, verdict and best speeds."""
+
+    def cells(item: ArtifactSummary) -> tuple[Cell, ...]:
+        return (item.artifact, item.format.value, item.precision.value, f"{item.bytes / 1024:,.0f}", number(item.accuracy, ".2%"),
+                Verdict(item.passed, "PASS" if item.passed else "FAIL"), number(item.p50_batch1_us, ",.1f"), number(item.best_images_per_second, ",.0f"))
+
+    headers = ("artifact", "format", "precision", "size (KB)", "accuracy", "verify", "p50 batch 1 µs", "best images/s")
+    return text_table(headers, summaries, cells, 3)

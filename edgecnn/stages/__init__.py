@@ -1,0 +1,1 @@
+"""The stages users run: train, export, verify, bench (with tune), predict, info, doctor, distributed."""

@@ -1,0 +1,368 @@
+"""Bench stage: latency and throughput of each artifact per execution provider and batch size.
+
+What is timed, per call, with `time.perf_counter_ns`: one inference on a fixed batch of test digits whose input is
+already encoded and bound (ONNX Runtime IO binding with pre-allocated input/output; LiteRT `set_tensor` +
+`invoke`; Keras a direct call). Warm-up calls are excluded. Session creation and the first (cold) call are
+reported separately, because that is what an app feels at start-up. On CUDA the input and output stay on the
+device (IO binding) and the call synchronizes before the clock is read, so transfer time is not included.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.core.data import DataRequest, check_model_fits, load_dataset
+from edgecnn.core.images import conform
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.files import ensure_output_dir, write_json_atomic
+from edgecnn.core.manifest import ArtifactFormat, Manifest, Precision, load_manifest
+from edgecnn.core.provenance import library_versions, machine_info, utc_now
+from edgecnn.runners import (
+    Backend,
+    KerasRunner,
+    OnnxRunner,
+    PlacementError,
+    Provider,
+    ProviderError,
+    Runner,
+    SessionConfig,
+    artifact_format_of,
+    open_runner,
+)
+from edgecnn.runners.onnxrt import check_provider_usable
+
+REPORT_FILENAME = "bench.json"
+CHART_FILENAME = "bench.png"
+DEFAULT_SECONDS = 1.0
+MIN_ITERATIONS = 10
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    manifest: Path | None = Path("exports/manifest.json")
+    models: tuple[Path, ...] = ()
+    artifacts: tuple[str, ...] = ()
+    session: SessionConfig = SessionConfig()  # provider, device, TF32, strictness; threads come from `threads`
+    batch_sizes: tuple[int, ...] = (1, 8, 64, 256)
+    threads: int | None = None
+    warmup: int = 50
+    iterations: int | None = None
+    seconds: float | None = None
+    baseline_keras: bool = False
+    data: str | None = None
+    out: Path | None = None
+    verify_hash: bool = True
+    tune: bool = False
+
+    def resolved_threads(self) -> int:
+        """One thread count for every runtime, so the comparison is fair; default: all cores."""
+        return self.threads or os.cpu_count() or 1
+
+    def runner_config(self) -> SessionConfig:
+        return replace(self.session, threads=self.resolved_threads())
+
+    def check(self) -> None:
+        if not self.batch_sizes:
+            raise EdgecnnError("at least one batch size is needed", "--batch-sizes")
+        bad = [size for size in self.batch_sizes if size < 1]
+        if bad:
+            raise EdgecnnError(f"batch sizes must be positive, got {bad[0]}", "--batch-sizes")
+        if self.threads is not None and self.threads < 1:
+            raise EdgecnnError(f"threads must be at least 1, got {self.threads}", "--threads")
+        if self.warmup < 0:
+            raise EdgecnnError(f"warm-up must be 0 or more, got {self.warmup}", "--warmup")
+        if self.iterations is not None and self.seconds is not None:
+            raise EdgecnnError("give --iterations or --seconds, not both", "--iterations/--seconds")
+        if self.iterations is not None and self.iterations < 1:
+            raise EdgecnnError(f"iterations must be at least 1, got {self.iterations}", "--iterations")
+        if self.seconds is not None and not self.seconds > 0:
+            raise EdgecnnError(f"seconds must be positive, got {self.seconds}", "--seconds")
+        if not self.models and self.manifest is None:
+            raise EdgecnnError("name a manifest or at least one model file", "--manifest/--model")
+        if self.tune and self.models:
+            raise EdgecnnError("--tune checks each configuration against the Keras model, so it needs --manifest, not --model", "--tune")
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    p50_us: float
+    p90_us: float
+    p99_us: float
+    mean_us: float
+    iterations: int
+
+    @classmethod
+    def from_nanoseconds(cls, samples: np.ndarray) -> LatencyStats:
+        micros = samples.astype(np.float64) / 1000.0
+        p50, p90, p99 = np.percentile(micros, [50, 90, 99])
+        return cls(float(p50), float(p90), float(p99), float(micros.mean()), int(len(micros)))
+
+
+class RowStatus(str, Enum):
+    """A bench row holds timings, or says why the artifact could not run as asked.
+
+    UNSUPPORTED: the provider works but has no kernel for some of the file's nodes (int8 QDQ on CUDA, say). That is
+    a property of the file, stated in the row; it does not fail the run. FAILED: something that should have run did not.
+    """
+
+    MEASURED = "measured"
+    UNSUPPORTED = "unsupported"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One artifact on one provider at one batch size; a FAILED row keeps the artifact in the report with its reason."""
+
+    artifact: str
+    path: str
+    format: ArtifactFormat
+    precision: Precision | None  # None: a file named with --model, whose precision no manifest records
+    provider_requested: Provider
+    provider_used: Backend | None  # None: it did not run
+    batch_size: int | None
+    status: RowStatus = RowStatus.MEASURED
+    reason: str = ""
+    placement: str = ""
+    p50_us: float | None = None
+    p90_us: float | None = None
+    p99_us: float | None = None
+    mean_us: float | None = None
+    images_per_second: float | None = None
+    iterations: int = 0
+    session_create_ms: float | None = None
+    first_run_us: float | None = None
+    transfer_included: bool = True
+    threads: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return self.status is RowStatus.FAILED
+
+    @property
+    def measured(self) -> bool:
+        return self.status is RowStatus.MEASURED
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {
+            "format": self.format.value,
+            "precision": self.precision.value if self.precision else None,
+            "provider_requested": self.provider_requested.value,
+            "provider_used": self.provider_used.value if self.provider_used else None,
+            "status": self.status.value,
+        }
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    results: tuple[BenchResult, ...]
+    report_path: Path
+    chart_path: Path
+    report: dict[str, Any]
+    options: BenchOptions  # what was asked, so a caller can say how it differs from the defaults
+    tuning: tuple[Any, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """False when any requested row could not be measured (the CLI exits 1)."""
+        return not any(row.failed for row in self.results)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Something to time: a name, how it was produced, and a runner that can give a timed call per batch size."""
+
+    name: str
+    path: Path
+    format: ArtifactFormat
+    precision: Precision | None
+    runner: Runner
+
+
+def bench(options: BenchOptions) -> BenchReport:
+    options.check()
+    check_provider_usable(options.runner_config())
+    manifest = None if options.models else load_manifest(options.manifest)
+    targets = collect_targets(options, manifest)
+    out = ensure_output_dir(options.out or (manifest.folder if manifest else Path(options.models[0]).parent), "--out")
+    dataset = load_dataset(manifest.model.data_request(options.data) if manifest and manifest.model else DataRequest(options.data))
+    if manifest is not None and manifest.model is not None:
+        check_model_fits(manifest.model.description, dataset, manifest.model.path)
+    images = dataset.x_test
+    if len(images) < max(options.batch_sizes):
+        images = np.resize(images, (max(options.batch_sizes), *images.shape[1:]))
+    data_spec = dataset.source.spec
+    results = []
+    for target in targets:
+        try:
+            results.extend(bench_target(target, timing_images(images, target.runner), options))
+        except PlacementError as exc:  # the provider has no kernel for some nodes of this file: a row that says which
+            results.append(unrun_row(target, options, RowStatus.UNSUPPORTED, f"{exc.one_line()}; --allow-fallback runs those nodes on the CPU"))
+        except ProviderError as exc:  # this artifact cannot run on the provider: a row that says why; the others go on
+            results.append(unrun_row(target, options, RowStatus.FAILED, exc.one_line()))
+        finally:
+            target.runner.close()
+            gc.collect()
+    tuning: tuple[Any, ...] = ()
+    if options.tune and manifest is not None:
+        from edgecnn.stages.tune import tune
+
+        tuning = tuple(tune([target for target in targets if target.format is ArtifactFormat.ONNX], manifest, dataset, images, options))
+    report_path, chart_path = out / REPORT_FILENAME, out / CHART_FILENAME
+    report = report_payload(results, tuning, options, data_spec)
+    write_json_atomic(report_path, report)
+    from edgecnn.core.plots import plot_latency
+
+    series: dict[str, list[tuple[int, float]]] = {}
+    for row in results:
+        if row.measured:
+            series.setdefault(f"{row.artifact} ({row.provider_used.label})", []).append((row.batch_size, row.p50_us))
+    plot_latency(series, chart_path, title=f"p50 latency per image, {options.resolved_threads()} threads")
+    return BenchReport(tuple(results), report_path, chart_path, report, options, tuning)
+
+
+def timing_images(images: np.ndarray, runner: Runner) -> np.ndarray:
+    """The test images in the size and color this model takes (a file named with --model may differ from the data)."""
+    description = runner.description
+    return conform(images, description.height, description.width, description.color)
+
+
+def collect_targets(options: BenchOptions, manifest: Manifest | None) -> list[Target]:
+    """Artifacts from the manifest (hash-checked) or files named with --model; the Keras baseline if asked.
+
+    On a GPU provider, TFLite artifacts (LiteRT runs on the CPU) are benched only when named with --artifact/--model.
+    """
+    config = options.runner_config()
+    targets: list[Target] = []
+    if manifest is None:
+        for path in map(Path, options.models):
+            artifact_format = artifact_format_of(path)
+            targets.append(Target(path.name, path, artifact_format, None, open_runner(artifact_format, path, config)))
+    else:
+        description = manifest.model.description if manifest.model else None
+        for entry in manifest.select(options.artifacts, keep=lambda entry: entry.format is ArtifactFormat.ONNX or not config.provider.on_device):
+            path = manifest.open(entry, options.verify_hash)
+            targets.append(Target(entry.name, path, entry.format, entry.precision, open_runner(entry.format, path, config, description)))
+    if options.baseline_keras:
+        if manifest is None or manifest.model is None:
+            raise EdgecnnError("--baseline keras needs a manifest with a model entry", "--baseline")
+        # last: TensorFlow's thread pools outlive the model and would disturb whatever ran after it
+        keras_path = manifest.resolve(manifest.model.path)
+        targets.append(Target("keras", keras_path, ArtifactFormat.KERAS, Precision.FP32, KerasRunner(keras_path, manifest.model.description)))
+    return targets
+
+
+def requested_provider(target: Target, options: BenchOptions) -> Provider:
+    return options.session.provider if target.format is ArtifactFormat.ONNX else Provider.CPU
+
+
+def unrun_row(target: Target, options: BenchOptions, status: RowStatus, reason: str) -> BenchResult:
+    return BenchResult(
+        artifact=target.name, path=str(target.path), format=target.format, precision=target.precision,
+        provider_requested=requested_provider(target, options), provider_used=None, batch_size=None,
+        status=status, reason=reason, threads=options.resolved_threads(),
+    )
+
+
+def bench_target(target: Target, images: np.ndarray, options: BenchOptions) -> list[BenchResult]:
+    runner = target.runner
+    runner.input_spec()  # creates the session / interpreter: timed by the runner
+    placement = runner.placement() if isinstance(runner, OnnxRunner) and options.session.allow_fallback else None
+    rows = []
+    for batch_size in options.batch_sizes:
+        call = runner.bound_call(runner.encode(images[:batch_size]))
+        first = time.perf_counter_ns()
+        call()
+        first_run_us = (time.perf_counter_ns() - first) / 1000.0
+        stats = measure(call, options.warmup, options.iterations, options.seconds)
+        rows.append(
+            BenchResult(
+                artifact=target.name,
+                path=str(target.path),
+                format=target.format,
+                precision=target.precision,
+                provider_requested=requested_provider(target, options),
+                provider_used=runner.runtime,
+                batch_size=batch_size,
+                placement=placement.describe() if placement else "",
+                p50_us=round(stats.p50_us, 2),
+                p90_us=round(stats.p90_us, 2),
+                p99_us=round(stats.p99_us, 2),
+                mean_us=round(stats.mean_us, 2),
+                images_per_second=round(batch_size * 1e6 / stats.mean_us, 1),
+                iterations=stats.iterations,
+                session_create_ms=round(runner.session_create_ms, 2),
+                first_run_us=round(first_run_us, 2),
+                transfer_included=runner.transfer_included,
+                threads=options.resolved_threads(),
+            )
+        )
+    return rows
+
+
+def measure(call: Callable[[], Any], warmup: int, iterations: int | None, seconds: float | None) -> LatencyStats:
+    """Per-call wall times after warm-up: a fixed count, or as many as fit in `seconds` (at least MIN_ITERATIONS)."""
+    for _ in range(warmup):
+        call()
+    clock = time.perf_counter_ns
+    samples: list[int] = []
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a collection inside the loop would be charged to one unlucky call
+    try:
+        timed_loop(call, iterations, seconds, clock, samples)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return LatencyStats.from_nanoseconds(np.asarray(samples, dtype=np.int64))
+
+
+def timed_loop(call: Callable[[], Any], iterations: int | None, seconds: float | None, clock: Callable[[], int], samples: list[int]) -> None:
+    if iterations is not None:
+        for _ in range(iterations):
+            started = clock()
+            call()
+            samples.append(clock() - started)
+    else:
+        deadline = clock() + int((seconds or DEFAULT_SECONDS) * 1e9)
+        while len(samples) < MIN_ITERATIONS or clock() < deadline:
+            started = clock()
+            call()
+            samples.append(clock() - started)
+
+
+def report_payload(results: list[BenchResult], tuning: tuple[Any, ...], options: BenchOptions, data_spec: str | None) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    return {
+        "created": utc_now(),
+        "passed": not any(row.failed for row in results),
+        "results": [row.to_dict() for row in results],
+        "tuning": [item.to_dict() for item in tuning],
+        "settings": {
+            "provider_requested": options.session.provider.value,
+            "allow_fallback": options.session.allow_fallback,
+            "batch_sizes": list(options.batch_sizes),
+            "threads": options.resolved_threads(),
+            "warmup": options.warmup,
+            "iterations": options.iterations,
+            "seconds": options.seconds if options.iterations is None else None,
+            "onnxruntime_session": options.runner_config().describe()
+            | {"io_binding": True, "available_providers": ort.get_available_providers()},
+            "litert": {"num_threads": options.resolved_threads(), "delegate": "XNNPACK (default)"},
+            "timed_call": "input pre-encoded and bound; output left in a pre-allocated runtime buffer",
+            "transfer_time": "excluded on CUDA/TensorRT (IO binding on device, synchronized); not applicable on CPU",
+        },
+        "data": {"spec": data_spec, "input": "first batch_size images of the test split"},
+        "manifest": str(options.manifest) if not options.models else None,
+        "machine": machine_info(),
+        "versions": library_versions(),
+    }

@@ -1,0 +1,132 @@
+"""The one format table: every file edgecnn can produce, and how a request (--format, --quantize, …) selects rows.
+
+What each format supports is read off `ARTIFACTS`, never restated elsewhere (Ultralytics' export table is the model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from edgecnn.core.description import Color, DescriptionOverrides
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.manifest import ArtifactFormat, Precision
+
+
+# --format: every artifact format, plus "all"; derived from ArtifactFormat so a new format appears here by itself
+FormatChoice = Enum(  # type: ignore[misc]
+    "FormatChoice", {fmt.name: fmt.value for fmt in ArtifactFormat if fmt.is_artifact} | {"ALL": "all"}, type=str, module=__name__
+)
+
+
+class Quantize(str, Enum):
+    NONE = "none"
+    FP16 = "fp16"
+    DYNAMIC = "dynamic"
+    INT8 = "int8"
+
+
+class IoType(str, Enum):
+    INT8 = "int8"
+    UINT8 = "uint8"
+
+
+QUANTIZE_PRECISION = {
+    Quantize.NONE: Precision.FP32,
+    Quantize.FP16: Precision.FP16,
+    Quantize.DYNAMIC: Precision.DYNAMIC,
+    Quantize.INT8: Precision.INT8,
+}
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """One row of the format table: a file edgecnn can produce, named `<model stem><suffix>`. `base` names the row it
+    is converted from."""
+
+    name: str
+    format: ArtifactFormat
+    precision: Precision
+    suffix: str
+    uint8_input: bool = False
+    io_type: IoType | None = None
+    in_all: bool = True
+    base: str | None = None
+
+    def filename(self, stem: str) -> str:
+        return f"{stem}{self.suffix}"
+
+
+ARTIFACTS: tuple[ArtifactSpec, ...] = (
+    ArtifactSpec("onnx-fp32", ArtifactFormat.ONNX, Precision.FP32, ".onnx"),
+    ArtifactSpec("onnx-fp32-uint8-input", ArtifactFormat.ONNX, Precision.FP32, "_uint8_input.onnx", uint8_input=True),
+    ArtifactSpec("onnx-fp16", ArtifactFormat.ONNX, Precision.FP16, "_fp16.onnx", base="onnx-fp32"),
+    ArtifactSpec("onnx-int8", ArtifactFormat.ONNX, Precision.INT8, "_int8.onnx", base="onnx-fp32"),
+    ArtifactSpec("tflite-fp32", ArtifactFormat.TFLITE, Precision.FP32, "_fp32.tflite"),
+    ArtifactSpec("tflite-fp16", ArtifactFormat.TFLITE, Precision.FP16, "_fp16.tflite"),
+    ArtifactSpec("tflite-dynamic", ArtifactFormat.TFLITE, Precision.DYNAMIC, "_dynamic.tflite"),
+    ArtifactSpec("tflite-int8", ArtifactFormat.TFLITE, Precision.INT8, "_int8.tflite", io_type=IoType.INT8),
+    ArtifactSpec("tflite-int8-uint8-io", ArtifactFormat.TFLITE, Precision.INT8, "_int8_uint8io.tflite", io_type=IoType.UINT8, in_all=False),
+)
+
+
+def spec_named(name: str) -> ArtifactSpec:
+    return next(spec for spec in ARTIFACTS if spec.name == name)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    model: Path | None = None  # None: the model `train` wrote into --out (its train.json names it)
+    format: FormatChoice | None = None  # None: all formats, narrowed to those that have the requested variant
+    quantize: Quantize = Quantize.NONE
+    uint8_input: bool = False
+    io_type: IoType | None = None
+    opset: int = 17
+    out: Path = Path("exports")
+    data: str | None = None
+    image_size: tuple[int, int] | None = None  # bring the data to the model's size (--image-size)
+    color: Color | None = None  # and channels (--color)
+    describe: DescriptionOverrides = DescriptionOverrides()  # what detection cannot know about a user's model
+    calibration_images: int = 500
+    seed: int = 0
+    replace: bool = False  # replace another model's artifacts in --out instead of refusing
+
+
+def select_artifacts(options: ExportOptions) -> list[ArtifactSpec]:
+    """The table rows a request names. Without --format every format that has the requested variant is exported
+    (`--quantize int8` alone gives int8 ONNX and int8 TFLite); a combination no row has is a user error naming
+    the option and what exists."""
+    if options.opset < 13 or options.opset > 21:
+        raise EdgecnnError(f"opset {options.opset} is outside the supported range 13-21", "--opset")
+    formats = tuple(f for f in ArtifactFormat if f.is_artifact) if options.format in (None, FormatChoice.ALL) else (
+        ArtifactFormat(options.format.value),
+    )
+    variant_requested = options.quantize is not Quantize.NONE or options.uint8_input or options.io_type is not None
+    if not variant_requested:
+        if len(formats) > 1:
+            return [spec for spec in ARTIFACTS if spec.in_all]
+        return [spec for spec in ARTIFACTS if spec.format is formats[0] and spec.precision is Precision.FP32 and not spec.uint8_input]
+    implied_int8 = options.io_type is not None and options.quantize is Quantize.NONE  # --io-type exists for int8 only
+    precision = Precision.INT8 if implied_int8 else QUANTIZE_PRECISION[options.quantize]
+    same_precision = [spec for spec in ARTIFACTS if spec.format in formats and spec.precision is precision]
+    if not same_precision:
+        raise EdgecnnError(f"--quantize {options.quantize.value} is not available for {formats[0].value} (use: {available_quantizations(formats[0])})", "--quantize")
+    if options.uint8_input:
+        matches = [spec for spec in same_precision if spec.uint8_input]
+        if not matches or options.io_type is not None:
+            raise EdgecnnError("--uint8-input applies to fp32 ONNX only (int8 TFLite has --io-type uint8)", "--uint8-input")
+        return matches
+    if options.io_type is not None:
+        matches = [spec for spec in same_precision if spec.io_type is options.io_type]
+        if not matches:
+            raise EdgecnnError("--io-type applies to --format tflite --quantize int8 only", "--io-type")
+        return matches
+    return [spec for spec in same_precision if not spec.uint8_input and spec.io_type in (None, IoType.INT8)]
+
+
+def available_quantizations(artifact_format: ArtifactFormat) -> str:
+    """The --quantize values a format has, read off the one artifact table."""
+    precisions = dict.fromkeys(spec.precision for spec in ARTIFACTS if spec.format is artifact_format)
+    names = {value: key.value for key, value in QUANTIZE_PRECISION.items()}
+    return ", ".join(names[precision] for precision in precisions)

@@ -1,0 +1,185 @@
+"""Export run: convert every selected row into a staging folder, publish them together, merge the manifest.
+
+A run that fails midway leaves the previous artifacts and manifest untouched. A derived precision (fp16, int8 ONNX)
+is converted from its base row; when the base was not requested it is converted for it, recorded in the derived
+artifact's details and in the result, and not published.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn import __version__
+from edgecnn.stages.export import onnx as onnx_converter
+from edgecnn.stages.export import tflite as tflite_converter
+from edgecnn.stages.export.artifacts import ArtifactSpec, ExportOptions, select_artifacts, spec_named
+from edgecnn.stages.export.inputs import Converted, ExportInputs
+from edgecnn.stages.export.source import SourceModel, load_source_model, resolve_model_path
+from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file
+from edgecnn.core.manifest import ArtifactEntry, ArtifactFormat, ModelEntry, TensorSpec, check_one_model, update_manifest
+from edgecnn.core.provenance import library_versions, utc_now
+
+STAGING_PREFIX = ".export-staging-"  # + the exporting process's id
+
+Converter = Callable[[ArtifactSpec, ExportInputs, Path | None], Converted]
+CONVERTERS: dict[ArtifactFormat, Converter] = {
+    ArtifactFormat.ONNX: onnx_converter.convert,
+    ArtifactFormat.TFLITE: tflite_converter.convert,
+}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The manifest written, the model entry and the artifacts published by this run."""
+
+    manifest_path: Path
+    model: ModelEntry
+    artifacts: tuple[ArtifactEntry, ...]
+    seconds: float
+    unpublished_bases: tuple[str, ...] = ()  # rows converted only as the base of a requested one
+
+
+def export(options: ExportOptions, progress: Callable[[str], None] | None = None) -> ExportResult:
+    started = time.perf_counter()
+    specs = select_artifacts(options)
+    options.describe.check()
+    model_path = resolve_model_path(options)
+    check_one_model(options.out, model_path.name, options.replace)
+    out = ensure_output_dir(options.out)
+    source = load_source_model(options, model_path)
+    model_entry = source.entry
+    remove_stale_staging(out)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
+    try:
+        inputs = ExportInputs(source.keras_model, model_entry, options, staging, calibration_images(options, source), model_metadata(model_entry))
+        staged = convert_all(specs, inputs, progress or (lambda name: None))
+        bundle_model(model_path, out)
+        entries = [publish(spec, staged[spec.name], out, model_entry) for spec in specs]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    manifest = update_manifest(out, model_entry, entries)
+    bases = tuple(name for name in staged if name not in {spec.name for spec in specs})
+    return ExportResult(manifest.path, model_entry, tuple(entries), time.perf_counter() - started, bases)
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Staging folders of exports that were killed mid-way: named after their process, removed once it is gone
+    (a folder of a live export, here or in another process, is left alone)."""
+    for folder in out.glob(f"{STAGING_PREFIX}*"):
+        owner = folder.name.removeprefix(STAGING_PREFIX).split("-", 1)[0]
+        if folder.is_dir() and not (owner.isdigit() and process_alive(int(owner))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    return True
+
+
+def convert_all(specs: list[ArtifactSpec], inputs: ExportInputs, progress: Callable[[str], None]) -> dict[str, Converted]:
+    """Each requested row, bases first; a base not requested is converted once for its derived rows."""
+    staged: dict[str, Converted] = {}
+    requested = {spec.name for spec in specs}
+    for spec in sorted(specs, key=lambda item: item.base is not None):
+        base = None
+        if spec.base is not None:
+            if spec.base not in staged:
+                staged[spec.base] = convert_one(spec_named(spec.base), inputs, None)
+            base = staged[spec.base].path
+        progress(spec.name)
+        converted = convert_one(spec, inputs, base)
+        if spec.base is not None:
+            derived = {"artifact": spec.base, "published": spec.base in requested}
+            converted = replace(converted, details=converted.details | {"derived_from": derived})
+        staged[spec.name] = converted
+    return staged
+
+
+def convert_one(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Converted:
+    started = time.perf_counter()
+    converted = CONVERTERS[spec.format](spec, inputs, base)
+    return replace(converted, seconds=time.perf_counter() - started)
+
+
+def publish(spec: ArtifactSpec, staged: Converted, out: Path, model_entry: ModelEntry) -> ArtifactEntry:
+    """Move a staged file into place (atomic rename within the folder) and describe it for the manifest."""
+    destination = out / spec.filename(model_entry.stem)
+    staged.path.replace(destination)
+    inputs, outputs, details = describe_artifact(spec, destination, model_entry)
+    return ArtifactEntry(
+        name=spec.name,
+        path=destination.name,
+        format=spec.format,
+        precision=spec.precision,
+        input=inputs,
+        output=outputs,
+        bytes=destination.stat().st_size,
+        sha256=sha256_file(destination),
+        source_model_sha256=model_entry.sha256,
+        converter=converter_versions(spec.format),
+        export_seconds=round(staged.seconds, 3),
+        created=utc_now(),
+        details=details | staged.details,
+    )
+
+
+def bundle_model(model_path: Path, out: Path) -> None:
+    """Copy a model from outside the output folder in, so the folder is self-contained and manifest paths stay inside."""
+    bundled = Path(out) / Path(model_path).name
+    if not bundled.exists() or not bundled.samefile(model_path):
+        with atomic_path(bundled) as temp:
+            shutil.copyfile(model_path, temp)
+
+
+def calibration_images(options: ExportOptions, source: SourceModel) -> np.ndarray:
+    """A seeded random subset of the user's training images (uint8, in the model's size and color)."""
+    dataset = source.dataset
+    rng = np.random.default_rng(options.seed)
+    count = min(options.calibration_images, len(dataset.x_train))
+    return dataset.x_train[np.sort(rng.choice(len(dataset.x_train), size=count, replace=False))]
+
+
+def model_metadata(model_entry: ModelEntry) -> dict[str, str]:
+    """What every exported file carries about itself (ONNX metadata_props, the TFLite metadata table)."""
+    return model_entry.description.metadata() | {
+        "model_name": model_entry.stem,
+        "source_model_sha256": model_entry.sha256,
+        "edgecnn_version": __version__,
+        "keras_test_accuracy": "" if model_entry.test_accuracy is None else f"{model_entry.test_accuracy:.4f}",
+        "data_source": model_entry.data.get("spec", ""),
+    }
+
+
+def converter_versions(artifact_format: ArtifactFormat) -> dict[str, str]:
+    names = ("tensorflow", "tf2onnx", "onnx", "onnxruntime", "onnxruntime-gpu") if artifact_format is ArtifactFormat.ONNX else ("tensorflow",)
+    return library_versions(names)
+
+
+def describe_artifact(spec: ArtifactSpec, path: Path, model_entry: ModelEntry) -> tuple[TensorSpec, TensorSpec, dict[str, Any]]:
+    """Read the input/output contract back from the file itself, as a runtime will see it."""
+    from edgecnn.runners import open_runner
+
+    description = model_entry.description
+    runner = open_runner(spec.format, path, description=description)
+    inputs, outputs = runner.input_spec(), runner.output_spec()
+    meaning, layout = description.input_text(), "NHWC"
+    if spec.uint8_input:
+        meaning = f"raw uint8 pixels 0-255; the graph computes {description.scaling_text()}"
+        layout = "NHW" if description.channels == 1 else "NHWC"
+    if inputs.scale is not None:
+        meaning = f"quantized: q = round(x / scale) + zero_point, where x is the float input: {meaning}"
+    return replace(inputs, meaning=meaning, layout=layout), replace(outputs, meaning=description.output_text()), runner.details()

@@ -1,0 +1,216 @@
+"""Predict stage: classify image files, folders and globs with an exported ONNX or TFLite model — never importing
+TensorFlow. Each picture gets the preprocessing the model's description records (read from the file's own metadata):
+the digit recipe for digit models, color conversion and resize otherwise; logits become probabilities.
+
+This is what an app does, so it stays light: numpy, Pillow and one runtime (ONNX Runtime or LiteRT). Images are
+decoded while the previous batch is classified, so decoding and inference overlap. An unreadable image becomes
+a row with its error and the run goes on (exit 1 at the end), unless --strict. When the model sits beside a
+manifest that lists it, its sha256 is checked first.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.files import write_bytes_atomic
+from edgecnn.core.description import ModelDescription
+from edgecnn.core.images import IMAGE_SUFFIXES, load_image
+from edgecnn.core.manifest import MANIFEST_FILENAME, IntegrityError, load_manifest
+from edgecnn.runners import Runner, SessionConfig, artifact_format_of, open_runner
+from edgecnn.runners.onnxrt import check_provider_usable
+
+INPUT_SUFFIXES = IMAGE_SUFFIXES | {".npy"}
+OUTPUT_SUFFIXES = (".jsonl", ".csv")
+GLOB_CHARACTERS = set("*?[")
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    images: tuple[Path | str, ...]  # files, folders (searched recursively) and glob patterns
+    model: Path | None = None  # any exported .onnx/.tflite file; None: the onnx-fp32 file of exports/manifest.json
+    top_k: int = 3
+    verify_hash: bool = True
+    session: SessionConfig = SessionConfig()  # ONNX files only; strict about the provider like verify and bench
+    output: Path | None = None
+    strict: bool = False
+    batch_size: int = 256
+
+    def check(self) -> None:
+        if not self.images:
+            raise EdgecnnError("name at least one image file, folder or glob", "IMAGES")
+        if self.top_k < 1:
+            raise EdgecnnError(f"top-k must be at least 1, got {self.top_k}", "--top-k")
+        if self.batch_size < 1:
+            raise EdgecnnError(f"batch size must be at least 1, got {self.batch_size}", "--batch-size")
+        if self.output is not None and Path(self.output).suffix.lower() not in OUTPUT_SUFFIXES:
+            raise EdgecnnError("output must end in .jsonl or .csv", self.output)
+        if self.output is not None and not Path(self.output).parent.is_dir():
+            raise EdgecnnError("the output's folder does not exist", self.output)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    probabilities: tuple[float, ...] = ()
+    error: str = ""
+
+    @property
+    def index(self) -> int | None:
+        """The predicted class's index (None for an unreadable image)."""
+        return int(np.argmax(self.probabilities)) if self.probabilities else None
+
+    def top(self, k: int) -> tuple[tuple[int, float], ...]:
+        order = np.argsort(-np.asarray(self.probabilities), kind="stable")[:k] if self.probabilities else []
+        return tuple((int(index), self.probabilities[index]) for index in order)
+
+    def to_dict(self, top_k: int, class_names: Sequence[str]) -> dict[str, object]:
+        if self.error:
+            return {"path": self.path, "label": None, "index": None, "error": self.error}
+        top = [{"label": class_names[index], "index": index, "probability": p} for index, p in self.top(top_k)]
+        return {"path": self.path, "label": class_names[self.index], "index": self.index, "top": top}
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    predictions: tuple[Prediction, ...]
+    output: Path | None
+    description: ModelDescription
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.description.class_names
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for item in self.predictions if item.error)
+
+
+def predict(options: PredictOptions, progress: Callable[[int, int], None] = lambda done, total: None) -> PredictResult:
+    """Decode batch k+1 on this thread while ONNX Runtime / LiteRT classify batch k on another (both release the GIL)."""
+    options.check()
+    # the model first: a bad --model is reported before the images. No spinning: ORT's idle threads would busy-wait
+    # on the cores decoding the next batch
+    runner = open_model(options.model or default_model(), options.verify_hash, replace(options.session, spinning=False))
+    description = runner.description
+    paths = collect_images(options.images)
+    predictions: list[Prediction] = []
+    pending: Future[list[Prediction]] | None = None
+    with ThreadPoolExecutor(max_workers=1) as inference:
+        for chunk in chunks(paths, options.batch_size):
+            decoded = [decode(path, description, options.strict) for path in chunk]
+            if pending is not None:
+                predictions += pending.result()
+                progress(len(predictions), len(paths))
+            pending = inference.submit(classify, runner, chunk, decoded)
+        if pending is not None:
+            predictions += pending.result()
+            progress(len(predictions), len(paths))
+    if options.output is not None:
+        write_predictions(predictions, Path(options.output), description.class_names)
+    return PredictResult(tuple(predictions), options.output, description)
+
+
+DEFAULT_MANIFEST = Path("exports") / MANIFEST_FILENAME
+
+
+def default_model() -> Path:
+    """The fp32 ONNX file that the last export into ./exports wrote."""
+    if not DEFAULT_MANIFEST.is_file():
+        raise EdgecnnError(f"no --model given and no {DEFAULT_MANIFEST} to take one from: pass --model FILE.onnx|.tflite", "--model")
+    manifest = load_manifest(DEFAULT_MANIFEST)
+    return manifest.resolve(manifest.artifact("onnx-fp32").path)
+
+
+def collect_images(specs: Sequence[Path | str]) -> list[Path]:
+    """Files as named; folders searched recursively for image files; glob patterns expanded. Each group sorted."""
+    paths: list[Path] = []
+    for spec in map(str, specs):
+        if Path(spec).is_dir():
+            found = sorted(path for path in Path(spec).rglob("*") if path.is_file() and path.suffix.lower() in INPUT_SUFFIXES)
+            if not found:
+                raise EdgecnnError("folder holds no .png/.jpg/.jpeg/.bmp/.npy images", spec)
+        elif GLOB_CHARACTERS & set(spec) and not Path(spec).exists():
+            found = sorted(Path(match) for match in glob.glob(spec, recursive=True) if Path(match).is_file())
+            if not found:
+                raise EdgecnnError("no files match this pattern", spec)
+        else:
+            found = [Path(spec)]
+        paths += found
+    return paths
+
+
+def chunks(paths: list[Path], size: int) -> Iterator[list[Path]]:
+    for start in range(0, len(paths), size):
+        yield paths[start : start + size]
+
+
+def classify(runner: Runner, paths: list[Path], decoded: list[np.ndarray | str]) -> list[Prediction]:
+    """Classify the images that decoded in one call; the others stay rows with their error."""
+    good = [index for index, item in enumerate(decoded) if isinstance(item, np.ndarray)]
+    probabilities = runner.probabilities(np.stack([decoded[index] for index in good])) if good else np.empty((0, 0), np.float32)
+    rows = {index: Prediction(str(paths[index]), tuple(float(p) for p in row)) for index, row in zip(good, probabilities, strict=True)}
+    return [rows.get(index) or Prediction(str(path), error=str(decoded[index])) for index, path in enumerate(paths)]
+
+
+def decode(path: Path, description: ModelDescription, strict: bool) -> np.ndarray | str:
+    """The model's pixels for this picture, or (unless strict) the one-line reason it could not be read."""
+    try:
+        return load_image(path, description)
+    except EdgecnnError as exc:
+        if strict:
+            raise
+        return exc.what
+
+
+def write_predictions(predictions: Sequence[Prediction], path: Path, class_names: Sequence[str]) -> None:
+    """One record per image, written atomically: .jsonl objects or .csv rows (path, label, one probability per class
+    p0…pK-1 in the model's class order, error)."""
+    def label(item: Prediction) -> str | None:
+        return None if item.index is None else class_names[item.index]
+
+    if path.suffix.lower() == ".jsonl":
+        records = [{"path": item.path, "label": label(item), "index": item.index, "probabilities": list(item.probabilities) or None}
+                   | ({"error": item.error} if item.error else {}) for item in predictions]
+        text = "".join(json.dumps(record) + "\n" for record in records)
+    else:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["path", "label", *(f"p{index}" for index in range(len(class_names))), "error"])
+        for item in predictions:
+            probabilities = [f"{p:.6g}" for p in item.probabilities] if item.probabilities else [""] * len(class_names)
+            writer.writerow([item.path, label(item) or "", *probabilities, item.error])
+        text = buffer.getvalue()
+    write_bytes_atomic(path, text.encode())
+
+
+def open_model(path: Path, verify_hash: bool, session: SessionConfig = SessionConfig()) -> Runner:
+    artifact_format = artifact_format_of(path)
+    if verify_hash:
+        check_against_manifest(path)
+    check_provider_usable(session)
+    return open_runner(artifact_format, path, session)
+
+
+def check_against_manifest(path: Path) -> None:
+    """If a manifest beside the model lists it, the bytes must match what export recorded."""
+    manifest_path = path.parent / MANIFEST_FILENAME
+    if not manifest_path.is_file():
+        return
+    from edgecnn.core.files import sha256_file
+
+    manifest = load_manifest(manifest_path)
+    for entry in manifest.artifacts:
+        if manifest.resolve(entry.path) == path.resolve():
+            if sha256_file(path) != entry.sha256:
+                raise IntegrityError(f"model changed since export (sha256 differs from {manifest_path})", path)
+            return

@@ -1,0 +1,294 @@
+"""Verify stage: does every exported artifact still behave like the Keras model, on the whole test split?
+
+Each artifact's bytes are checked against the manifest first (a changed file is reported as changed, not verified).
+Then its predictions are compared with Keras': accuracy and its change in points, top-1 agreement, |Δp|, the test
+indices whose class flipped, and McNemar's exact p-value for the accuracy difference. Every failed check is
+collected as a typed `CheckFailure`; nothing stops at the first one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.core.data import Dataset, check_model_fits, load_dataset
+from edgecnn.core.description import ModelDescription, OutputKind
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
+from edgecnn.core.manifest import ArtifactEntry, IntegrityError, Manifest, Precision, load_manifest
+from edgecnn.core.provenance import library_versions, utc_now
+from edgecnn.runners import Backend, KerasRunner, Provider, SessionConfig, infer_in_batches, open_runner
+from edgecnn.runners.onnxrt import check_provider_usable
+
+REPORT_FILENAME = "verify.json"
+CONFUSION_FILENAME = "verify_confusion.png"
+CACHE_FOLDER = ".cache"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Pass criteria. None means 'not checked' for that precision. `basis` says which measurement justifies them."""
+
+    max_drop_points: float | None = None
+    min_agreement: float | None = None
+    atol: float | None = None
+    basis: str = ""
+
+    def overridden(self, other: Thresholds) -> Thresholds:
+        changed = {key: value for key, value in asdict(other).items() if value not in (None, "")}
+        return replace(self, **changed, basis=self.basis + ("; overridden on the command line" if changed else ""))
+
+
+QUANTIZED = Thresholds(max_drop_points=0.5, min_agreement=0.99, basis="int8/dynamic: accuracy within 0.5 points and 99% agreement")
+DEFAULT_THRESHOLDS = {
+    Precision.FP32: Thresholds(min_agreement=0.999, atol=1e-4, basis="fp32: max |Δp| 9.5e-7 measured on CPU, 1.1e-6 on CUDA without TF32"),
+    Precision.FP16: Thresholds(min_agreement=0.995, atol=1e-2, basis="fp16: max |Δp| 2.7e-3 measured on CUDA (H200), agreement ≥ 99.5%"),
+    Precision.DYNAMIC: QUANTIZED,
+    Precision.INT8: QUANTIZED,
+}
+# TF32 rounds fp32 matmul/conv inputs to a 10-bit mantissa: on an H200 the fp32 model's max |Δp| was 7.4e-4 with
+# ORT's default use_tf32=1 (1.1e-6 without), top-1 agreement 100%. 2e-3 keeps a 2.7x margin; TensorRT enables TF32
+# by default too.
+TF32_FP32 = Thresholds(min_agreement=0.999, atol=2e-3, basis="fp32 with TF32 on the GPU: max |Δp| 7.4e-4 measured on an H200")
+
+
+def thresholds_for(precision: Precision, session: SessionConfig) -> Thresholds:
+    """Thresholds by precision and by provider: fp32 on a GPU with TF32 gets the TF32 bound, visibly (its basis says so)."""
+    tf32 = (session.provider is Provider.CUDA and session.tf32) or session.provider is Provider.TENSORRT
+    if precision is Precision.FP32 and tf32:
+        return TF32_FP32
+    return DEFAULT_THRESHOLDS[precision]
+
+
+class Status(str, Enum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    CHANGED = "CHANGED"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True)
+class CheckFailure:
+    check: str
+    value: float | str
+    limit: float | str
+
+    def describe(self) -> str:
+        return f"{self.check}: {self.value} (limit {self.limit})"
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    name: str
+    path: str
+    precision: Precision
+    sha256: str
+    status: Status
+    thresholds: Thresholds
+    failures: tuple[CheckFailure, ...] = ()
+    accuracy: float | None = None
+    delta_points: float | None = None
+    agreement: float | None = None
+    max_abs_diff: float | None = None
+    mean_abs_diff: float | None = None
+    mcnemar_p: float | None = None
+    flipped: tuple[int, ...] = ()
+    provider_used: Backend | None = None
+    confusion: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def passed(self) -> bool:
+        return self.status is Status.PASS
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = asdict(self) | {
+            "precision": self.precision.value,
+            "status": self.status.value,
+            "passed": self.passed,
+            "flipped": list(self.flipped),
+            "provider_used": self.provider_used.value if self.provider_used else None,
+        }
+        payload.pop("confusion")
+        return payload
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    manifest: Path = Path("exports/manifest.json")
+    data: str | None = None
+    artifacts: tuple[str, ...] = ()
+    overrides: Thresholds = Thresholds()
+    verify_hash: bool = True
+    session: SessionConfig = SessionConfig()
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    report_path: Path
+    confusion_path: Path
+    keras_accuracy: float
+    results: tuple[ParityResult, ...]
+    test_size: int
+    description: ModelDescription
+    model_name: str
+
+    @property
+    def passed(self) -> bool:
+        return all(result.passed for result in self.results)
+
+
+def verify(options: VerifyOptions) -> VerifyResult:
+    manifest = load_manifest(options.manifest)
+    if manifest.model is None:
+        raise EdgecnnError("manifest has no model entry; re-run edgecnn export", manifest.path)
+    entries = manifest.select(options.artifacts)
+    if not entries:
+        raise EdgecnnError("manifest lists no artifacts to verify", manifest.path)
+    check_overrides(options.overrides)
+    check_provider_usable(options.session)
+    description = manifest.model.description
+    dataset = load_dataset(manifest.model.data_request(options.data))
+    check_model_fits(description, dataset, manifest.model.path)
+    reference = description.probabilities(keras_reference(manifest, dataset, options.verify_hash))
+    results = tuple(verify_artifact(manifest, entry, dataset, reference, options) for entry in entries)
+    keras_accuracy = float(np.mean(reference.argmax(axis=1) == dataset.y_test))
+    out = ensure_output_dir(manifest.folder, "--manifest")
+    confusion_path = out / CONFUSION_FILENAME
+    write_confusion_chart(dataset, reference, keras_accuracy, results, confusion_path, description.class_names)
+    report_path = out / REPORT_FILENAME
+    write_json_atomic(
+        report_path,
+        {
+            "passed": all(result.passed for result in results),
+            "created": utc_now(),
+            "manifest": str(manifest.path),
+            "keras": {"path": manifest.model.path, "sha256": manifest.model.sha256, "accuracy": keras_accuracy},
+            "model": {"name": manifest.model.stem, "classes": list(description.class_names), "output": description.output.value},
+            "compared": compared_text(description),
+            "data": dataset.describe(),
+            "onnxruntime_session": options.session.describe(),
+            "artifacts": [result.to_dict() for result in results],
+            "versions": library_versions(),
+        },
+    )
+    return VerifyResult(report_path, confusion_path, keras_accuracy, results, int(len(dataset.y_test)), description, manifest.model.stem)
+
+
+def compared_text(description: ModelDescription) -> str:
+    """What verify compares, so its bounds keep their meaning for a logits model too."""
+    if description.output is OutputKind.LOGITS:
+        return "probabilities: softmax of the logits the model and each artifact give"
+    return "probabilities, as the model gives them"
+
+
+def check_overrides(overrides: Thresholds) -> None:
+    if overrides.min_agreement is not None and not 0.0 <= overrides.min_agreement <= 1.0:
+        raise EdgecnnError(f"must be a fraction in [0, 1], got {overrides.min_agreement}", "--min-agreement")
+    if overrides.atol is not None and not overrides.atol >= 0:
+        raise EdgecnnError(f"must be non-negative, got {overrides.atol}", "--atol")
+    if overrides.max_drop_points is not None and not overrides.max_drop_points >= 0:
+        raise EdgecnnError(f"must be non-negative points, got {overrides.max_drop_points}", "--max-drop")
+
+
+def keras_reference(manifest: Manifest, dataset: Dataset, verify_hash: bool) -> np.ndarray:
+    """Keras outputs on the test split, cached per model sha256 + data sha256 so re-verifying skips TensorFlow."""
+    model = manifest.model
+    cache = manifest.folder / CACHE_FOLDER / f"keras-{model.sha256[:16]}-{dataset.fingerprint()[:16]}.npy"
+    if cache.is_file():
+        try:
+            cached = np.load(cache, allow_pickle=False)
+            if cached.shape == (len(dataset.y_test), model.description.num_classes):
+                return cached
+        except (OSError, ValueError):
+            pass  # a broken cache is recomputed
+    model_path = manifest.resolve(model.path)
+    if verify_hash and model_path.is_file() and sha256_file(model_path) != model.sha256:
+        raise IntegrityError("Keras model changed since export (sha256 differs from the manifest)", model_path)
+    outputs = infer_in_batches(KerasRunner(model_path, model.description), dataset.x_test)
+    ensure_output_dir(cache.parent, "--manifest")
+    with atomic_path(cache) as temp:
+        with open(temp, "wb") as handle:
+            np.save(handle, outputs)
+    return outputs
+
+
+def verify_artifact(
+    manifest: Manifest, entry: ArtifactEntry, dataset: Dataset, reference: np.ndarray, options: VerifyOptions
+) -> ParityResult:
+    thresholds = thresholds_for(entry.precision, options.session).overridden(options.overrides)
+    base = ParityResult(entry.name, entry.path, entry.precision, entry.sha256, Status.PASS, thresholds)
+    try:
+        path = manifest.open(entry, options.verify_hash)
+    except IntegrityError as exc:
+        return replace(base, status=Status.CHANGED, failures=(CheckFailure("sha256", exc.what, "matches manifest"),))
+    try:
+        runner = open_runner(entry.format, path, options.session, manifest.model.description)
+        probabilities = runner.description.probabilities(infer_in_batches(runner, dataset.x_test))
+    except EdgecnnError as exc:
+        return replace(base, status=Status.ERROR, failures=(CheckFailure("run", exc.what, "runs"),))
+    return replace(compare(base, probabilities, reference, dataset.y_test), provider_used=runner.runtime)
+
+
+def compare(base: ParityResult, probabilities: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> ParityResult:
+    """The statistics of one artifact against the reference, and every threshold it misses."""
+    from scipy.stats import binomtest
+
+    predicted, expected = probabilities.argmax(axis=1), reference.argmax(axis=1)
+    artifact_right, keras_right = predicted == labels, expected == labels
+    accuracy = float(artifact_right.mean())
+    delta_points = 100.0 * (accuracy - float(keras_right.mean()))
+    agreement = float((predicted == expected).mean())
+    difference = np.abs(probabilities.astype(np.float64) - reference.astype(np.float64))
+    only_keras = int(np.sum(keras_right & ~artifact_right))
+    only_artifact = int(np.sum(~keras_right & artifact_right))
+    discordant = only_keras + only_artifact
+    mcnemar_p = 1.0 if discordant == 0 else float(binomtest(min(only_keras, only_artifact), discordant, 0.5).pvalue)
+    thresholds = base.thresholds
+    failures = []
+    if thresholds.max_drop_points is not None and delta_points < -thresholds.max_drop_points:
+        failures.append(CheckFailure("accuracy_drop_points", round(-delta_points, 4), thresholds.max_drop_points))
+    if thresholds.min_agreement is not None and agreement < thresholds.min_agreement:
+        failures.append(CheckFailure("agreement", round(agreement, 6), thresholds.min_agreement))
+    if thresholds.atol is not None and float(difference.max()) > thresholds.atol:
+        failures.append(CheckFailure("max_abs_diff", float(difference.max()), thresholds.atol))
+    return replace(
+        base,
+        status=Status.FAIL if failures else Status.PASS,
+        failures=tuple(failures),
+        accuracy=accuracy,
+        delta_points=round(delta_points, 4),
+        agreement=agreement,
+        max_abs_diff=float(difference.max()),
+        mean_abs_diff=float(difference.mean()),
+        mcnemar_p=mcnemar_p,
+        flipped=tuple(int(index) for index in np.flatnonzero(predicted != expected)),
+        confusion=confusion_matrix(labels, predicted, reference.shape[1]),
+    )
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
+    return matrix
+
+
+def write_confusion_chart(
+    dataset: Dataset, reference: np.ndarray, keras_accuracy: float, results: tuple[ParityResult, ...], path: Path, class_names: tuple[str, ...]
+) -> None:
+    from edgecnn.core.plots import plot_confusion_matrices
+
+    matrices = {f"Keras ({keras_accuracy:.2%})": confusion_matrix(dataset.y_test, reference.argmax(axis=1), reference.shape[1])}
+    worst = worst_artifact(results)
+    if worst is not None:
+        matrices[f"worst artifact: {worst.name} ({worst.accuracy:.2%})"] = worst.confusion
+    plot_confusion_matrices(matrices, path, class_names)
+
+
+def worst_artifact(results: tuple[ParityResult, ...]) -> ParityResult | None:
+    """Lowest accuracy; ties go to the lower agreement with Keras, then to the larger max |Δp|."""
+    measured = [result for result in results if result.accuracy is not None]
+    return min(measured, key=lambda result: (result.accuracy, result.agreement, -result.max_abs_diff), default=None)
