@@ -21,9 +21,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edgecnn.core.provenance import library_versions, this_machine
+from edgecnn.runners import runtime_packages
 from edgecnn.stages.bench import BenchResult
 from edgecnn.stages.export import ExportOptions, FormatChoice, export
-from edgecnn.core.provenance import library_versions, machine_info
 from edgecnn.stages.train import TrainOptions, train
 
 CLEAN_ENVIRONMENT = dict(os.environ)  # before TensorFlow sets its KMP_*/TF_* variables, which the bench child would inherit
@@ -101,10 +102,10 @@ def main() -> None:
         train(TrainOptions(data=args.data, epochs=args.epochs, out=args.out))
     export(ExportOptions(format=FormatChoice.ALL, out=args.out))  # the model train wrote into --out
     results = best_of_runs([bench_once(args) for _ in range(args.repeat)])
-    machine = machine_info()
-    versions = library_versions()
+    machine = this_machine()
+    versions = library_versions(runtime_packages())
     header = [
-        f"## {dt.date.today().isoformat()} — {machine['cpu']}, {machine['cpu_count']} cores, {args.threads} threads per runtime",
+        f"## {dt.date.today().isoformat()} — {machine.cpu}, {machine.cpu_count} cores, {args.threads} threads per runtime",
         "",
         f"`python bench/compare_runtimes.py --threads {args.threads} --seconds {args.seconds} --repeat {args.repeat}` (best p50 of the runs) · data `{Path(args.data).name}` · "
         + ", ".join(f"{name} {version}" for name, version in versions.items() if name in ("tensorflow", "onnxruntime-gpu", "onnxruntime", "ai-edge-litert")),

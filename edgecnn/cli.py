@@ -5,10 +5,12 @@ Stages are imported inside each command, so `edgecnn --help` and `--version` nev
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
+from collections.abc import Callable
 from enum import Enum
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -19,9 +21,9 @@ from typer.core import TyperArgument, TyperCommand
 from edgecnn import __version__
 from edgecnn.core.description import Color, DescriptionOverrides, InputScaling, OutputKind, Preprocess, parse_image_size, parse_numbers
 from edgecnn.core.errors import EdgecnnError, first_line
-from edgecnn.stages.export import ExportOptions, FormatChoice, IoType, Quantize
 from edgecnn.core.manifest import IntegrityError
-from edgecnn.runners import Provider, ProviderError, SessionConfig
+from edgecnn.runners import RUNTIMES, Provider, ProviderError, RunOptions, RuntimeName, parse_runtimes
+from edgecnn.stages.export import ExportOptions, FormatChoice, IoType, Quantize
 from edgecnn.stages.train import TrainOptions
 from edgecnn.stages.train_report import Distribution, LearningRateSchedule
 
@@ -122,20 +124,56 @@ def _overrides(scaling: InputScaling | None, mean: str | None, std: str | None, 
     return DescriptionOverrides(scaling=scaling, mean=parse_numbers(mean, "--mean"), std=parse_numbers(std, "--std"), output=output,
                                 preprocess=preprocess)
 OutOption = Annotated[Path, typer.Option("--out", help="Output folder.")]
-ProviderOption = Annotated[Provider, typer.Option("--provider", help="ONNX Runtime execution provider (strict: see --allow-fallback).")]
-DeviceOption = Annotated[int, typer.Option("--device", help="GPU index for cuda/tensorrt.")]
-Tf32Option = Annotated[
-    bool, typer.Option("--tf32/--no-tf32", help="CUDA: let fp32 convolutions and matmuls use TF32 (ONNX Runtime's default; verify's fp32 bound follows it).")
-]
-AllowFallbackOption = Annotated[
-    bool, typer.Option("--allow-fallback", help="Run what the provider cannot on the CPU, warn, and record where each node ran.")
+
+RUNTIME_PARAMETERS = [
+    inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
+    for name, annotation, default in (
+        ("runtime", Annotated[Optional[list[str]], typer.Option(
+            "--runtime", metavar="<name>", show_default=False,
+            help=f"{' | '.join(name.value for name in RuntimeName)} (repeatable, or all, where several can be compared). Default: each "
+                 "format's own (ONNX Runtime for .onnx, LiteRT for .tflite).")], None),
+        ("provider", Annotated[Provider, typer.Option("--provider", help="ONNX Runtime execution provider (strict: see --allow-fallback).")],
+         Provider.CPU),
+        ("device", Annotated[Optional[str], typer.Option(
+            "--device", show_default=False,
+            help="The runtime's own device name. " + "; ".join(f"{info.label}: {info.devices}" for info in RUNTIMES.values()))], None),
+        ("tf32", Annotated[bool, typer.Option(
+            "--tf32/--no-tf32", help="CUDA: let fp32 convolutions and matmuls use TF32 (ONNX Runtime's default; verify's fp32 bound follows what ran).")],
+         True),
+        ("threads", Annotated[Optional[int], typer.Option(help="Threads for every runtime (default: the runtime's own; bench: all cores).",
+                                                          show_default=False)], None),
+        ("allow_fallback", Annotated[bool, typer.Option(
+            "--allow-fallback", help="Run what the provider cannot on the CPU, warn, and record where each node ran.")], False),
+    )
 ]
 
 
-def _session(provider: Provider, device: int, tf32: bool, allow_fallback: bool) -> SessionConfig:
-    if device < 0:
-        raise EdgecnnError(f"device index must be 0 or more, got {device}", "--device")
-    return SessionConfig(provider=provider, device_id=device, tf32=tf32, allow_fallback=allow_fallback)
+def runtime_options(several: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the runtime options, declared and parsed here once: the command receives one `run: RunOptions`.
+    `several`: --runtime may name more than one runtime (or all), for commands that compare them."""
+
+    def decorate(command_function: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command_function, eval_str=True)  # real annotations: typer reads them from __signature__
+        own = [parameter for name, parameter in signature.parameters.items() if name != "run"]
+
+        @wraps(command_function)
+        def with_run_options(**values: Any) -> Any:
+            given = {parameter.name: values.pop(parameter.name) for parameter in RUNTIME_PARAMETERS}
+            threads = given["threads"]
+            if threads is not None and threads < 1:
+                raise EdgecnnError(f"threads must be at least 1, got {threads}", "--threads")
+            run = RunOptions(runtimes=parse_runtimes(given["runtime"] or (), several), provider=given["provider"], device=given["device"],
+                             threads=threads or 0, tf32=given["tf32"], allow_fallback=given["allow_fallback"])
+            return command_function(run=run, **values)
+
+        debug = [parameter for parameter in own if parameter.name == "debug"]
+        rest = [parameter for parameter in own if parameter.name != "debug"]
+        with_run_options.__signature__ = signature.replace(parameters=rest + RUNTIME_PARAMETERS + debug)  # type: ignore[attr-defined]
+        with_run_options.__annotations__ = {parameter.name: parameter.annotation for parameter in rest + RUNTIME_PARAMETERS + debug}
+        del with_run_options.__wrapped__  # typer must read the signature above, not the wrapped function's
+        return with_run_options
+
+    return decorate
 
 
 FormatOption = Annotated[
@@ -224,8 +262,8 @@ def export_command(
     debug: DebugOption = False,
 ) -> None:
     """Convert a Keras image classifier to ONNX / TFLite files named after it and record them in <out>/manifest.json."""
-    from edgecnn.stages.export import export
     from edgecnn.report.render import export_table, stage_progress
+    from edgecnn.stages.export import export
 
     options = ExportOptions(
         model=model, format=format, quantize=quantize, uint8_input=uint8_input, io_type=io_type, opset=opset,
@@ -241,6 +279,7 @@ def export_command(
 
 
 @command("verify")
+@runtime_options(several=False)
 def verify_command(
     manifest: Annotated[Path, typer.Option("--manifest", help="Manifest written by edgecnn export.")] = Path("exports/manifest.json"),
     data: DataOption = None,
@@ -248,10 +287,7 @@ def verify_command(
     max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Max accuracy drop vs Keras, in points.", show_default=False)] = None,
     min_agreement: Annotated[Optional[float], typer.Option("--min-agreement", help="Min top-1 agreement with Keras (0-1).", show_default=False)] = None,
     atol: Annotated[Optional[float], typer.Option("--atol", help="Max |Δ probability| vs Keras.", show_default=False)] = None,
-    provider: ProviderOption = Provider.CPU,
-    device: DeviceOption = 0,
-    tf32: Tf32Option = True,
-    allow_fallback: AllowFallbackOption = False,
+    run: RunOptions = RunOptions(),
     no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against the manifest.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
     debug: DebugOption = False,
@@ -266,7 +302,7 @@ def verify_command(
         artifacts=tuple(artifact or ()),
         overrides=Thresholds(max_drop_points=max_drop, min_agreement=min_agreement, atol=atol),
         verify_hash=not no_verify_hash,
-        session=_session(provider, device, tf32, allow_fallback),
+        run=run,
     )
     result = verify(options)
     if json_output:
@@ -289,20 +325,17 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 
 
 @command("bench")
+@runtime_options(several=True)
 def bench_command(
     manifest: Annotated[Path, typer.Option("--manifest", help="Manifest written by edgecnn export.")] = Path("exports/manifest.json"),
     model: Annotated[Optional[list[Path]], typer.Option("--model", help="Bench this .onnx/.tflite file instead (repeatable).", metavar="<path>")] = None,
     artifact: Annotated[Optional[list[str]], typer.Option("--artifact", help="Only this manifest artifact (repeatable).", metavar="<name>")] = None,
-    provider: ProviderOption = Provider.CPU,
-    device: DeviceOption = 0,
-    tf32: Tf32Option = True,
+    run: RunOptions = RunOptions(),
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")] = "1,8,64,256",
-    threads: Annotated[Optional[int], typer.Option(help="Threads for every runtime (default: all cores).", show_default=False)] = None,
     warmup: Annotated[int, typer.Option(help="Untimed calls before measuring.")] = 50,
     iterations: Annotated[Optional[int], typer.Option(help="Timed calls per measurement.", show_default=False)] = None,
     seconds: Annotated[Optional[float], typer.Option(help="Time per measurement (default 1 s).", show_default=False)] = None,
-    allow_fallback: AllowFallbackOption = False,
-    tune: Annotated[bool, typer.Option("--tune", help="Try ONNX Runtime's knobs per artifact and batch size; keep the fastest that passes verify.")] = False,
+    tune: Annotated[bool, typer.Option("--tune", help="Try each runtime's knobs per artifact and batch size; keep the fastest that passes verify.")] = False,
     baseline: Annotated[Optional[Baseline], typer.Option("--baseline", help="Also time the Keras model.")] = None,
     data: DataOption = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: the manifest's).", show_default=False)] = None,
@@ -311,13 +344,12 @@ def bench_command(
     debug: DebugOption = False,
 ) -> int:
     """Latency (p50/p90/p99) and throughput per artifact, provider and batch size; exit 1 if any row could not run."""
-    from edgecnn.stages.bench import BenchOptions, bench
     from edgecnn.report.render import bench_table, print_json_file, tuning_table
+    from edgecnn.stages.bench import BenchOptions, bench
 
     options = BenchOptions(
         manifest=manifest, models=tuple(model or ()), artifacts=tuple(artifact or ()),
-        session=_session(provider, device, tf32, allow_fallback), batch_sizes=_batch_sizes(batch_sizes), threads=threads,
-        warmup=warmup, iterations=iterations, seconds=seconds, baseline_keras=baseline is Baseline.KERAS, data=data, out=out,
+        run=run, batch_sizes=_batch_sizes(batch_sizes), warmup=warmup, iterations=iterations, seconds=seconds, baseline_keras=baseline is Baseline.KERAS, data=data, out=out,
         verify_hash=not no_verify_hash, tune=tune,
     )
     report = bench(options)
@@ -332,6 +364,7 @@ def bench_command(
 
 
 @command("pipeline")
+@runtime_options(several=True)
 def pipeline_command(
     data: DataOption = None,
     model: Annotated[
@@ -348,15 +381,12 @@ def pipeline_command(
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     augment: Annotated[bool, typer.Option("--augment", help="Train with random shifts, rotations and zoom.")] = False,
     format: FormatOption = None,
-    provider: ProviderOption = Provider.CPU,
-    device: DeviceOption = 0,
-    tf32: Tf32Option = True,
-    allow_fallback: AllowFallbackOption = False,
+    run: RunOptions = RunOptions(),
     skip_train: Annotated[bool, typer.Option("--skip-train", help="Reuse the model train wrote into --out.")] = False,
     out: OutOption = Path("exports"),
     debug: DebugOption = False,
 ) -> int:
-    """Train → export → verify → bench (verify and bench on --provider), then write <out>/report.md and report.html."""
+    """Train → export → verify → bench (on the runtimes and provider asked for), then write <out>/report.md and report.html."""
     from edgecnn.pipeline import STAGES, PipelineOptions, run_pipeline
     from edgecnn.report.render import bench_table, export_table, pipeline_progress, ship_table, verify_table
 
@@ -364,7 +394,7 @@ def pipeline_command(
     options = PipelineOptions(
         data=data, model=model, image_size=parse_image_size(image_size), color=color, replace=replace,
         describe=_overrides(input_scaling, mean, std, output_kind, preprocess if is_user_model else None),
-        preprocess=None if is_user_model else preprocess, epochs=epochs, augment=augment, format=format, session=_session(provider, device, tf32, allow_fallback),
+        preprocess=None if is_user_model else preprocess, epochs=epochs, augment=augment, format=format, run=run,
         out=out, skip_train=skip_train,
     )
     with pipeline_progress(STAGES) as stage_started:
@@ -379,6 +409,7 @@ def pipeline_command(
 
 
 @command("predict")
+@runtime_options(several=False)
 def predict_command(
     images: Annotated[
         list[str],
@@ -395,19 +426,16 @@ def predict_command(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per inference call.")] = 256,
     no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against a manifest beside the model.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
-    provider: ProviderOption = Provider.CPU,
-    device: DeviceOption = 0,
-    tf32: Tf32Option = True,
-    allow_fallback: AllowFallbackOption = False,
+    run: RunOptions = RunOptions(),
     debug: DebugOption = False,
 ) -> int:
     """Classify images with an exported model, prepared as its metadata says (never imports TensorFlow); exit 1 if any was unreadable."""
-    from edgecnn.stages.predict import PredictOptions, predict
     from edgecnn.report.render import predict_progress, print_predictions
+    from edgecnn.stages.predict import PredictOptions, predict
 
     options = PredictOptions(
         images=tuple(images), model=model, top_k=top_k, verify_hash=not no_verify_hash,
-        session=_session(provider, device, tf32, allow_fallback), output=output, strict=strict, batch_size=batch_size,
+        run=run, output=output, strict=strict, batch_size=batch_size,
     )
     with predict_progress() as progress:
         result = predict(options, progress)
@@ -422,8 +450,8 @@ def info_command(
     debug: DebugOption = False,
 ) -> None:
     """Describe a model file: format, inputs/outputs, quantization, metadata, size, sha256, opset and ops."""
-    from edgecnn.stages.info import describe
     from edgecnn.report.render import print_model_info
+    from edgecnn.stages.info import describe
 
     print_model_info(describe(model), json_output)
 
@@ -437,7 +465,7 @@ class CurrentStderrHandler(logging.StreamHandler):
         self.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
 
     @property
-    def stream(self) -> Any:  # type: ignore[override]
+    def stream(self) -> Any:
         return sys.stderr
 
     @stream.setter
@@ -448,13 +476,13 @@ class CurrentStderrHandler(logging.StreamHandler):
 @command("doctor")
 def doctor_command(
     provider: Annotated[Provider, typer.Option("--provider", help="The provider to check.")] = Provider.CUDA,
-    device: DeviceOption = 0,
+    device: Annotated[int, typer.Option("--device", help="GPU index for cuda/tensorrt.")] = 0,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
     debug: DebugOption = False,
 ) -> int:
     """ONNX Runtime build, providers, which CUDA/cuDNN/TensorRT libraries load, the GPU; exit 1 if --provider is unusable."""
-    from edgecnn.stages.doctor import diagnose
     from edgecnn.report.render import print_doctor
+    from edgecnn.stages.doctor import diagnose
 
     report = diagnose(provider, device)
     print_doctor(report, json_output)

@@ -12,15 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecnn.stages.bench import DEFAULT_SECONDS, BenchOptions, BenchReport, bench
 from edgecnn.core.description import Color, DescriptionOverrides, ModelDescription, Preprocess
 from edgecnn.core.errors import EdgecnnError
-from edgecnn.stages.export import ExportOptions, ExportResult, FormatChoice, export
-from edgecnn.core.provenance import library_versions, machine_info, utc_now
+from edgecnn.core.provenance import library_versions, this_machine, utc_now
 from edgecnn.report.document import Bold, Code, Section, write_report
-from edgecnn.runners import SessionConfig
 from edgecnn.report.ship import Recommendation, recommend, summarize
 from edgecnn.report.tables import export_rows, latency_rows, parity_rows, ship_rows, summary_rows
+from edgecnn.runners import RunOptions, runtime_packages
+from edgecnn.stages.bench import DEFAULT_SECONDS, BenchOptions, BenchReport, bench
+from edgecnn.stages.export import ExportOptions, ExportResult, FormatChoice, export
 from edgecnn.stages.train import TrainOptions, train
 from edgecnn.stages.train_report import REPORT_FILENAME, TrainReport
 from edgecnn.stages.verify import VerifyOptions, VerifyResult, verify
@@ -40,7 +40,7 @@ class PipelineOptions:
     epochs: int = 10
     augment: bool = False
     format: FormatChoice | None = None
-    session: SessionConfig = SessionConfig()
+    run: RunOptions = RunOptions()  # verify runs each file on the first of these runtimes that reads it; bench on all
     out: Path = Path("exports")
     skip_train: bool = False
     batch_sizes: tuple[int, ...] = (1, 64)  # fewer and shorter than bench's defaults: the report states the difference
@@ -75,7 +75,7 @@ def run_pipeline(options: PipelineOptions, stage_started: Callable[[str], None] 
     if train_report is not None and train_report.model.sha256 != exported.model.sha256:
         train_report = None  # the train.json in --out describes another model
     stage_started("verify")
-    verified = verify(VerifyOptions(manifest=exported.manifest_path, data=options.data, session=options.session))
+    verified = verify(VerifyOptions(manifest=exported.manifest_path, data=options.data, run=options.run))
     benched = None
     if verified.passed:
         stage_started("bench")
@@ -110,7 +110,7 @@ def model_to_export(options: PipelineOptions, out: Path) -> tuple[Path, TrainRep
 
 def bench_options(options: PipelineOptions, manifest: Path) -> BenchOptions:
     return BenchOptions(
-        manifest=manifest, session=options.session, batch_sizes=options.batch_sizes, seconds=options.bench_seconds, data=options.data,
+        manifest=manifest, run=options.run, batch_sizes=options.batch_sizes, seconds=options.bench_seconds, data=options.data,
         baseline_keras=True,
     )
 
@@ -140,8 +140,8 @@ def report_sections(
         Section("Exported artifacts", table=export_rows(exported.artifacts)),
         Section(
             "Parity with Keras",
-            text=(f"Keras accuracy {verified.keras_accuracy:.2%} on {verified.test_size:,} test images, ONNX files on ",
-                  Code(options.session.provider.execution_provider), ". Each artifact's sha256 was checked against the manifest first."),
+            text=(f"Keras accuracy {verified.keras_accuracy:.2%} on {verified.test_size:,} test images; each artifact on the runtime "
+                  "its row names. Each artifact's sha256 was checked against the manifest first.",),
             table=parity_rows(verified.results),
             image=verified.confusion_path,
         ),
@@ -187,10 +187,10 @@ def training_section(out: Path, report: TrainReport | None) -> Section:
 def latency_section(benched: BenchReport | None) -> Section:
     if benched is None:
         return Section("Latency", text=("Not measured: the parity check failed, so the benchmark was skipped.",))
-    machine = benched.report["machine"]
+    machine = benched.machine
     return Section(
         "Latency",
-        text=(f"{benched.report['settings']['threads']} threads, {machine['cpu']} ({machine['cpu_count']} cores); per-call times after "
+        text=(f"{benched.threads} threads, {machine.cpu} ({machine.cpu_count} cores); per-call times after "
               f"warm-up, input pre-bound. Differences from ", Code("edgecnn bench"), f"'s defaults: {bench_differences(benched.options)}."),
         table=latency_rows(benched.results),
         image=benched.chart_path,
@@ -201,9 +201,9 @@ def provenance_section(exported: ExportResult, report: TrainReport | None) -> Se
     return Section(
         "Provenance",
         bullets=(
-            (f"created {utc_now()} on {machine_info()['cpu']}",),
+            (f"created {utc_now()} on {this_machine().cpu}",),
             ("Keras model ", Code(exported.model.path), f" sha256 {exported.model.sha256}"),
-            (f"data sha256 {report.data.sha256 if report else exported.model.data.get('sha256', '?')}",),
-            (", ".join(f"{name} {version}" for name, version in library_versions().items()),),
+            (f"data sha256 {report.data.sha256 if report else exported.model.data.sha256}",),
+            (", ".join(f"{name} {version}" for name, version in library_versions(runtime_packages()).items()),),
         ),
     )

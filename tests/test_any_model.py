@@ -31,7 +31,7 @@ def test_a_keras_applications_model_is_described_from_itself(rgb_exported):
     assert manifest.artifact("onnx-fp32-uint8-input").input.shape == (None, 32, 32, 3)
     tflite = TfliteRunner(manifest.resolve(names["tflite-fp32"]))
     assert tflite.description == description, "the description travels inside every file"
-    assert manifest.model.data["image_size"] == [32, 32] and manifest.model.data["color"] == "rgb"
+    assert manifest.model.data.image_size == (32, 32) and manifest.model.data.color is Color.RGB
 
 
 def test_the_32x32_rgb_model_through_verify_bench_and_predict(rgb_exported, picture_files, tmp_path):

@@ -14,7 +14,7 @@ from conftest import assert_one_line_error, copy_exports, cuda_usable, run_cli
 
 from edgecnn.core.files import sha256_file
 from edgecnn.core.manifest import Precision, load_manifest, update_manifest
-from edgecnn.runners import Provider, SessionConfig
+from edgecnn.runners import Arithmetic, OnnxRunner, Provider, SessionConfig, TfliteRunner
 from edgecnn.runners.onnxrt import Placement, measure_placement
 from edgecnn.stages.verify import thresholds_for
 
@@ -51,14 +51,29 @@ def test_the_recorded_snippet_builds_the_same_session(exports):
     assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
-def test_thresholds_follow_precision_provider_and_tf32():
-    cpu, cuda = SessionConfig(), SessionConfig(provider=Provider.CUDA)
-    assert thresholds_for(Precision.FP32, cpu).atol == 1e-4
-    assert thresholds_for(Precision.FP32, cuda).atol == 2e-3 and "TF32" in thresholds_for(Precision.FP32, cuda).basis
-    assert thresholds_for(Precision.FP32, replace(cuda, tf32=False)).atol == 1e-4
-    assert thresholds_for(Precision.FP32, SessionConfig(provider=Provider.TENSORRT)).atol == 2e-3
-    assert thresholds_for(Precision.INT8, cuda) == thresholds_for(Precision.INT8, cpu)
-    assert all(thresholds_for(precision, cuda).basis for precision in Precision)
+def test_thresholds_follow_precision_and_the_arithmetic_that_ran():
+    assert thresholds_for(Precision.FP32, Arithmetic.FP32).atol == 1e-4
+    tf32 = thresholds_for(Precision.FP32, Arithmetic.TF32)
+    assert tf32.atol == 2e-3 and "TF32" in tf32.basis
+    assert thresholds_for(Precision.FP32, Arithmetic.BF16).atol == 1e-2 and "bf16" in thresholds_for(Precision.FP32, Arithmetic.BF16).basis
+    assert thresholds_for(Precision.INT8, Arithmetic.TF32) == thresholds_for(Precision.INT8, Arithmetic.FP32)
+    assert all(thresholds_for(precision, arithmetic).basis for precision in Precision for arithmetic in Arithmetic)
+
+
+def test_what_ran_decides_the_arithmetic(exports):
+    """ORT reports TF32 only where CUDA ran with use_tf32 (a CPU fallback computes fp32); LiteRT computes fp32."""
+    onnx_file, tflite_file = exports.parent / "mnist_cnn.onnx", exports.parent / "mnist_cnn_fp32.tflite"
+    fallback = OnnxRunner(onnx_file, SessionConfig(provider=Provider.CUDA, allow_fallback=True))
+    assert fallback.arithmetic is (Arithmetic.TF32 if cuda_usable() else Arithmetic.FP32)
+    assert TfliteRunner(tflite_file).arithmetic is Arithmetic.FP32
+
+
+def test_verify_on_cuda_keeps_a_tflite_files_fp32_bound(exports):
+    """LiteRT runs TFLite files on the CPU whatever --provider says: their bound is fp32's, not TF32's (2e-3)."""
+    run = run_cli("verify", "--manifest", str(exports), "--provider", "cuda", "--artifact", "tflite-fp32", "--json")
+    assert run.returncode == 0, run.stderr
+    (item,) = json.loads(run.stdout)["artifacts"]
+    assert item["runtime"] == "litert" and item["arithmetic"] == "fp32" and item["thresholds"]["atol"] == 1e-4
 
 
 def test_placement_is_read_from_the_profiler(exports):
@@ -99,7 +114,7 @@ def test_verify_records_the_provider_and_tf32_choice(exports):
                   "--artifact", "onnx-fp32", "--artifact", "onnx-fp16", "--json")
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
-    session = report["onnxruntime_session"]
+    session = report["runtimes"]["onnxruntime"]
     assert session["provider"] == "cuda" and session["tf32"] is False
     assert session["providers"][0] == ["CUDAExecutionProvider", SessionConfig(provider=Provider.CUDA, tf32=False).provider_options()]
     expected = "CUDAExecutionProvider" if cuda_usable() else "CPUExecutionProvider"
@@ -144,8 +159,8 @@ def test_an_artifact_that_cannot_run_becomes_a_row_and_the_others_are_measured(e
 
 def test_a_file_the_provider_has_no_kernels_for_is_an_unsupported_row_not_a_failure(exports, tmp_path, monkeypatch):
     """int8 QDQ on CUDA: the provider loads but refuses some nodes. Simulated on the CPU by refusing the int8 file."""
-    from edgecnn.stages import bench
     from edgecnn.runners import OnnxRunner, PlacementError
+    from edgecnn.stages import bench
 
     load = OnnxRunner._load
 

@@ -11,7 +11,7 @@ from edgecnn.stages.train_report import LearningRateSchedule, TrainReport
 
 
 def small_run(small_npz, out, **overrides):
-    options = dict(data=str(small_npz), epochs=2, out=out, progress=False) | overrides
+    options = {"data": str(small_npz), "epochs": 2, "out": out, "progress": False} | overrides
     return train(TrainOptions(**options))
 
 

@@ -1,11 +1,16 @@
-"""Lazy TensorFlow/Keras import. TensorFlow costs ~5 s and ~600 MB, so only the stages that need it call this."""
+"""Lazy TensorFlow/Keras import and safe Keras model loading. TensorFlow costs ~5 s and ~600 MB, so only the stages
+that need it call this."""
 
 from __future__ import annotations
 
 import os
 import sys
+import zipfile
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.native_output import quiet_native_output
 
 
@@ -24,3 +29,22 @@ def import_keras() -> ModuleType:
     import keras
 
     return keras
+
+
+def load_model(path: Path) -> Any:
+    """Load a `.keras` file in Keras safe mode: a file that would run arbitrary code (Lambda layers) is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgecnnError("Keras model file not found", path)
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        raise EdgecnnError("not a valid .keras model file (expected the zip-based Keras 3 format)", path)
+    keras = import_keras()
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:  # Keras raises ValueError/TypeError/KeyError/OSError for broken files
+        message = str(exc)
+        if "safe_mode" in message or "Lambda" in message:
+            raise EdgecnnError(
+                "refused: the model contains a Lambda layer or other arbitrary Python code, which Keras safe mode blocks", path
+            ) from None
+        raise EdgecnnError(f"cannot load Keras model (corrupt or incompatible): {first_line(exc)}", path) from None

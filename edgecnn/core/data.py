@@ -117,12 +117,34 @@ class DataRequest:
         return {"spec": self.spec, "image_size": list(self.image_size) if self.image_size else None,
                 "color": self.color.value if self.color else None}
 
+
+@dataclass(frozen=True)
+class DataRecord:
+    """What a manifest records about the data its model was trained or calibrated on, so later stages load it again."""
+
+    spec: str
+    kind: SourceKind
+    train_size: int
+    test_size: int
+    sha256: str
+    note: str = ""
+    image_size: tuple[int, int] | None = None  # what --image-size asked for (None: as the source has it)
+    color: Color | None = None
+
+    def request(self, override: str | None = None) -> DataRequest:
+        """The data to evaluate on: `override` (the user's --data), else the recorded source; in the recorded size and color."""
+        return DataRequest(override or self.spec, self.image_size, self.color)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec, "kind": self.kind.value, "train_size": self.train_size, "test_size": self.test_size,
+                "sha256": self.sha256, "note": self.note, "image_size": list(self.image_size) if self.image_size else None,
+                "color": self.color.value if self.color else None}
+
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], spec: str | None = None) -> DataRequest:
-        """The request recorded in a report or manifest (`spec` overrides its source, keeping its size and color)."""
-        size = raw.get("image_size")
-        color = raw.get("color")
-        return cls(spec=spec or raw.get("spec"), image_size=(int(size[0]), int(size[1])) if size else None,
+    def from_dict(cls, raw: dict[str, Any]) -> DataRecord:
+        size, color = raw.get("image_size"), raw.get("color")
+        return cls(spec=raw["spec"], kind=SourceKind(raw["kind"]), train_size=int(raw["train_size"]), test_size=int(raw["test_size"]),
+                   sha256=raw["sha256"], note=raw.get("note", ""), image_size=(int(size[0]), int(size[1])) if size else None,
                    color=Color(color) if color else None)
 
 
@@ -139,7 +161,8 @@ class Dataset:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+        height, width, channels = self.x_train.shape[1:]
+        return int(height), int(width), int(channels)
 
     @property
     def num_classes(self) -> int:
@@ -162,6 +185,10 @@ class Dataset:
             digest.update(str(shape).encode())
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
+
+    def record(self) -> DataRecord:
+        return DataRecord(spec=self.source.spec, kind=self.source.kind, train_size=int(len(self.y_train)), test_size=int(len(self.y_test)),
+                          sha256=self.fingerprint(), note=self.source.note, image_size=self.request.image_size, color=self.request.color)
 
     def describe(self) -> dict[str, Any]:
         return self.source.to_dict() | self.request.to_dict() | {
@@ -440,16 +467,16 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     the pixel bytes and the label integers are taken from them."""
     if not path.is_file():
         raise EdgecnnError("CIFAR-10 batch file not found", path)
-    pixels, labels, after_key = b"", [], False  # after_key: the `labels` key was seen and its list not yet left
+    pixels, labels, after_key = b"", list[int](), False  # after_key: the `labels` key was seen and its list not yet left
     try:
         for opcode, argument, _ in pickletools.genops(path.read_bytes()):
             if opcode.name in PICKLE_TEXT_OPS:
-                value = argument.encode("latin-1") if isinstance(argument, str) else bytes(argument)
+                value = argument.encode("latin-1") if isinstance(argument, str) else bytes(argument)  # type: ignore[arg-type]
                 after_key = value == b"labels" or (after_key and not labels)
                 if len(value) > len(pixels):
                     pixels = value
             elif after_key and opcode.name in PICKLE_INT_OPS:
-                labels.append(int(argument))
+                labels.append(int(argument))  # type: ignore[arg-type]
             elif labels and opcode.name not in PICKLE_LIST_OPS:
                 after_key = False
     except (ValueError, UnicodeEncodeError) as exc:

@@ -62,7 +62,7 @@ def decoded_pixels(path: Path, color: Color) -> np.ndarray:
                 raise EdgecnnError(f"image is {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit (decompression bomb?)", path)
             if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
                 background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(background, image.convert("RGBA"))
+                image = Image.alpha_composite(background, image.convert("RGBA"))  # type: ignore[assignment]
             pixels = np.asarray(image.convert("L" if color is Color.GRAY else "RGB"), dtype=np.uint8)
             return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
     except EdgecnnError:

@@ -18,7 +18,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from edgecnn.core.data import DataRequest
+from edgecnn.core.data import DataRecord, DataRequest
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.files import read_json, sha256_file, write_json_atomic
@@ -74,7 +74,7 @@ class ModelEntry:
     path: str
     sha256: str
     test_accuracy: float | None
-    data: dict[str, Any]  # the data it was trained (train.json) or calibrated on: source, size/color request, sizes, sha256
+    data: DataRecord  # the data it was trained (train.json) or calibrated on
     description: ModelDescription
 
     @property
@@ -84,14 +84,14 @@ class ModelEntry:
 
     def data_request(self, override: str | None = None) -> DataRequest:
         """The data to evaluate on: the user's --data, else the recorded source; in the recorded size and color either way."""
-        return DataRequest.from_dict(self.data, spec=override)
+        return self.data.request(override)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"description": self.description.to_dict()}
+        return asdict(self) | {"data": self.data.to_dict(), "description": self.description.to_dict()}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelEntry:
-        return cls(**raw | {"description": ModelDescription.from_dict(raw["description"])})
+        return cls(**raw | {"data": DataRecord.from_dict(raw["data"]), "description": ModelDescription.from_dict(raw["description"])})
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,12 @@ class Manifest:
     @property
     def path(self) -> Path:
         return self.folder / MANIFEST_FILENAME
+
+    def source_model(self) -> ModelEntry:
+        """The Keras model the artifacts came from: what verify and --tune compare with."""
+        if self.model is None:
+            raise EdgecnnError("manifest has no model entry; re-run edgecnn export", self.path)
+        return self.model
 
     def resolve(self, relative: str) -> Path:
         """The file a manifest path names, refusing any path that leaves the manifest's folder."""

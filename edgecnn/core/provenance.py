@@ -5,20 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 from edgecnn import __version__
 
-TRACKED_PACKAGES = (
-    "tensorflow",
-    "keras",
-    "tf2onnx",
-    "onnx",
-    "onnxruntime",
-    "onnxruntime-gpu",
-    "ai-edge-litert",
-    "numpy",
-)
+TRACKED_PACKAGES = ("tensorflow", "keras", "tf2onnx", "onnx", "numpy")  # the runtimes' own come from runners/registry.py
 
 
 def package_version(name: str) -> str | None:
@@ -28,8 +20,9 @@ def package_version(name: str) -> str | None:
         return None
 
 
-def library_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:
-    found = {name: package_version(name) for name in names}
+def library_versions(runtime_packages: tuple[str, ...] = ()) -> dict[str, str]:
+    """Versions of the converters and numpy, and of the runtimes' packages a stage passes (the registry lists them)."""
+    found = {name: package_version(name) for name in TRACKED_PACKAGES + runtime_packages}
     return {"edgecnn": __version__, "python": platform.python_version()} | {k: v for k, v in found.items() if v}
 
 
@@ -44,14 +37,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_info() -> dict[str, object]:
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-    }
+@dataclass(frozen=True)
+class Machine:
+    """Where a measurement ran: reports record it, and the pipeline's report prints it."""
+
+    platform: str
+    machine: str
+    cpu: str
+    cpu_count: int
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def this_machine() -> Machine:
+    return Machine(platform=platform.platform(), machine=platform.machine(), cpu=cpu_model(), cpu_count=os.cpu_count() or 1)
 
 
 def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -16,11 +16,11 @@ from edgecnn.core.manifest import ArtifactEntry
 from edgecnn.report.tables import Cell, TextTable, Verdict, export_rows, latency_rows, parity_rows, shape_text, ship_rows, tuning_rows
 
 if TYPE_CHECKING:
+    from edgecnn.report.ship import Recommendation
     from edgecnn.stages.bench import BenchResult
     from edgecnn.stages.doctor import DoctorReport
     from edgecnn.stages.info import ModelInfo
     from edgecnn.stages.predict import PredictResult
-    from edgecnn.report.ship import Recommendation
     from edgecnn.stages.tune import TuneResult
     from edgecnn.stages.verify import VerifyResult
 
@@ -114,8 +114,8 @@ def print_predictions(result: PredictResult, top_k: int, as_json: bool) -> None:
             print(f"{item.path}: error: {item.error}")
             continue
         names = result.class_names
-        ranked = "  ".join(f"{names[index]}: {probability:.3f}" for index, probability in item.top(top_k))
-        print(f"{item.path}: {names[item.index]}   ({ranked})")
+        ranked = item.top(top_k)
+        print(f"{item.path}: {names[ranked[0][0]]}   ({'  '.join(f'{names[index]}: {probability:.3f}' for index, probability in ranked)})")
 
 
 @contextlib.contextmanager

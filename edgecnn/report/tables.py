@@ -6,13 +6,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from edgecnn.stages.bench import BenchResult
-    from edgecnn.report.ship import ArtifactSummary, Recommendation
-    from edgecnn.stages.tune import TuneResult
-    from edgecnn.core.manifest import ArtifactEntry
-    from edgecnn.stages.verify import ParityResult
+from edgecnn.runners import RUNTIMES, Arithmetic
 
+if TYPE_CHECKING:
+    from edgecnn.core.manifest import ArtifactEntry
+    from edgecnn.report.ship import ArtifactSummary, Recommendation
+    from edgecnn.stages.bench import BenchResult
+    from edgecnn.stages.tune import TuneResult
+    from edgecnn.stages.verify import ParityResult
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,19 @@ def export_rows(entries: Sequence[ArtifactEntry]) -> TextTable:
 def parity_rows(results: Sequence[ParityResult]) -> TextTable:
     def cells(item: ParityResult) -> tuple[Cell, ...]:
         verdict = item.status.value + "".join(f"; {failure.describe()}" for failure in item.failures)
-        return (item.name, item.precision.value, number(item.accuracy, ".2%"), number(item.delta_points, "+.2f"), number(item.agreement, ".2%"),
+        return (item.name, item.precision.value, ran_on(item), number(item.accuracy, ".2%"), number(item.delta_points, "+.2f"), number(item.agreement, ".2%"),
                 number(item.max_abs_diff, ".1e"), number(item.mean_abs_diff, ".1e"), number(item.mcnemar_p, ".3f"), Verdict(item.passed, verdict))
 
-    headers = ("artifact", "precision", "accuracy", "Δ points", "agreement", "max abs Δp", "mean abs Δp", "McNemar p", "result")
-    return text_table(headers, results, cells, 2)
+    headers = ("artifact", "precision", "ran on", "accuracy", "Δ points", "agreement", "max abs Δp", "mean abs Δp", "McNemar p", "result")
+    return text_table(headers, results, cells, 3)
+
+
+def ran_on(item: ParityResult) -> str:
+    """The backend that ran the artifact, with the arithmetic when it was not plain fp32 (TF32, bf16: verify's bound follows)."""
+    if item.provider_used is None:
+        return RUNTIMES[item.runtime].label if item.runtime else "-"
+    arithmetic = f" ({item.arithmetic.value})" if item.arithmetic and item.arithmetic is not Arithmetic.FP32 else ""
+    return item.provider_used.label + arithmetic
 
 
 def latency_rows(results: Sequence[BenchResult]) -> TextTable:
@@ -75,19 +84,17 @@ def latency_rows(results: Sequence[BenchResult]) -> TextTable:
                 number(row.session_create_ms, ",.1f"), number(row.first_run_us, ",.0f"),
                 Verdict(False, f"{row.status.value.upper()}: {row.reason}") if not row.measured else row.placement)
 
-    headers = ("artifact", "precision", "provider used", "batch", "p50 µs", "p90 µs", "p99 µs", "mean µs", "images/s", "session ms", "first run µs", "note")
+    headers = ("artifact", "precision", "ran on", "batch", "p50 µs", "p90 µs", "p99 µs", "mean µs", "images/s", "session ms", "first run µs", "note")
     return text_table(headers, results, cells, 3)
 
 
 def tuning_rows(results: Sequence[TuneResult]) -> TextTable:
-    from edgecnn.stages.tune import label
-
     def cells(item: TuneResult) -> tuple[Cell, ...]:
-        return (item.artifact, str(item.batch_size), label(item.best), f"{item.default_p50_us:,.1f}", f"{item.best_p50_us:,.1f}",
-                f"{item.speedup:.2f}x", f"{item.best_images_per_second:,.0f}", str(item.tried))
+        return (item.artifact, RUNTIMES[item.runtime].label, str(item.batch_size), item.label, f"{item.default_p50_us:,.1f}",
+                f"{item.best_p50_us:,.1f}", f"{item.speedup:.2f}x", f"{item.best_images_per_second:,.0f}", str(item.tried))
 
-    headers = ("artifact", "batch", "best configuration", "default p50 µs", "best p50 µs", "speed-up", "images/s", "tried")
-    return text_table(headers, results, cells, 3)
+    headers = ("artifact", "runtime", "batch", "best configuration", "default p50 µs", "best p50 µs", "speed-up", "images/s", "tried")
+    return text_table(headers, results, cells, 4)
 
 
 def times(value: float | None) -> str:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -21,31 +22,66 @@ from edgecnn.core.description import InputScaling, ModelDescription, OutputKind,
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.manifest import TensorSpec
 
+if TYPE_CHECKING:
+    from edgecnn.runners.registry import RunOptions
 
-class Backend(str, Enum):
-    """What actually ran a model: an ONNX Runtime execution provider, LiteRT or Keras. Values are the runtimes' own
-    names (ORT's provider names), `label` is the short form tables print."""
 
-    ORT_CPU = "CPUExecutionProvider"
-    ORT_CUDA = "CUDAExecutionProvider"
-    ORT_TENSORRT = "TensorrtExecutionProvider"
-    LITERT = "LiteRT (XNNPACK, CPU)"
-    KERAS = "Keras (TensorFlow, CPU)"
+@dataclass(frozen=True)
+class Backend:
+    """What actually ran a model, as each runtime module defines it: `value` is the runtime's own name (ORT's provider
+    name, say), `label` the short form tables print; `on_device` means an accelerator with its own memory, where inputs
+    are bound and transfers are not timed."""
 
-    @property
-    def label(self) -> str:
-        return {"CPUExecutionProvider": "ORT CPU", "CUDAExecutionProvider": "ORT CUDA", "TensorrtExecutionProvider": "ORT TensorRT",
-                "LiteRT (XNNPACK, CPU)": "LiteRT CPU", "Keras (TensorFlow, CPU)": "Keras"}[self.value]
+    value: str
+    label: str
+    on_device: bool = False
 
-    @property
-    def on_device(self) -> bool:
-        return self in (Backend.ORT_CUDA, Backend.ORT_TENSORRT)
+
+class RuntimeRefused(EdgecnnError):
+    """The file is readable, but this runtime or device cannot run it (a missing kernel, a device plugin's limit): in a
+    comparison that is a row saying why, not the end of the run."""
+
+
+class Arithmetic(str, Enum):
+    """What a runtime computed the float layers in. verify's fp32 bound depends on it (TF32 and bf16 round inputs)."""
+
+    FP32 = "fp32"
+    TF32 = "tf32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+class RuntimePlugin(Protocol):
+    """What a runtime module declares beside its runner (its `PLUGIN`): everything the stages need to know about it.
+
+    `Config` is the runtime's own frozen configuration (ORT's `SessionConfig`, LiteRT's `LiteRtConfig`, …)."""
+
+    def config(self, options: RunOptions) -> Any:
+        """The runtime's configuration for the user's run options (one-line error for an option it cannot take)."""
+
+    def open(self, path: Path, config: Any, description: ModelDescription | None) -> Runner:
+        """A runner for one file (loaded lazily)."""
+
+    def check_usable(self, config: Any) -> None:
+        """Raise a one-line error with the fix when the runtime cannot run on the configured device at all."""
+
+    def tune_candidates(self, config: Any, cores: int) -> list[Any]:
+        """The documented knobs `bench --tune` tries, as configurations."""
+
+    def parity_key(self, config: Any) -> Any:
+        """Configurations with the same key compute the same numbers (verify's verdict is shared between them)."""
+
+    def label(self, config: Any) -> str:
+        """A short name for a configuration, for tables."""
+
+    def describe(self, config: Any) -> dict[str, Any]:
+        """What a report records: enough for a user to build the same session in their app."""
 
 
 def feed_shape(images: np.ndarray, spec: TensorSpec) -> tuple[int, ...]:
     """The input's shape for this batch: the spec's fixed dimensions (e.g. [batch, H, W] for raw gray pixels)."""
-    dims = spec.shape[1:]
-    return (len(images), *dims) if all(isinstance(dim, int) for dim in dims) else images.shape  # type: ignore[return-value]
+    dims = [dim for dim in spec.shape[1:] if isinstance(dim, int)]
+    return (len(images), *dims) if len(dims) == len(spec.shape) - 1 else images.shape
 
 
 def encode_images(images: np.ndarray, spec: TensorSpec, description: ModelDescription) -> np.ndarray:
@@ -56,7 +92,7 @@ def encode_images(images: np.ndarray, spec: TensorSpec, description: ModelDescri
     if spec.scale is None:
         return scaled.astype(spec.dtype, copy=False)
     info = np.iinfo(spec.dtype)
-    quantized = np.round(scaled / spec.scale) + spec.zero_point
+    quantized = np.round(scaled / spec.scale) + (spec.zero_point or 0)
     return np.clip(quantized, info.min, info.max).astype(spec.dtype)
 
 
@@ -64,7 +100,7 @@ def decode_output(raw: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """The artifact's output as float32 (dequantized when the output is quantized)."""
     if spec.scale is None:
         return raw.astype(np.float32, copy=False)
-    return ((raw.astype(np.float32) - spec.zero_point) * spec.scale).astype(np.float32)
+    return ((raw.astype(np.float32) - (spec.zero_point or 0)) * spec.scale).astype(np.float32)
 
 
 def assumed_description(inputs: TensorSpec, outputs: TensorSpec) -> ModelDescription:
@@ -86,8 +122,7 @@ class Runner:
     """One runtime behind one interface: loaded lazily (the load is timed, as an app feels it at start-up),
     fed uint8 images, returning the model's float outputs."""
 
-    runtime: Backend
-    transfer_included = True
+    config: Any = None  # the runtime's own configuration (see RuntimePlugin)
 
     def __init__(self, path: Path, description: ModelDescription | None = None) -> None:
         self.path = Path(path)
@@ -106,6 +141,28 @@ class Runner:
             self._handle = self._load()
             self.session_create_ms = (time.perf_counter() - started) * 1000
         return self._handle
+
+    @property
+    def runtime(self) -> Backend:
+        """What actually ran the model (which can differ from what was asked, under --allow-fallback)."""
+        raise NotImplementedError
+
+    @property
+    def on_device(self) -> bool:
+        return self.runtime.on_device
+
+    @property
+    def transfer_included(self) -> bool:
+        """Whether a timed call includes moving inputs and outputs (not on a device with bound buffers)."""
+        return not self.on_device
+
+    @property
+    def arithmetic(self) -> Arithmetic:
+        return Arithmetic.FP32
+
+    def placement(self) -> Any:
+        """Where each node ran, for runtimes that can fall back to the CPU (None: everything ran where asked)."""
+        return None
 
     def close(self) -> None:
         """Drop the runtime, and with it the thread pool whose spinning threads would disturb the next measurement."""

@@ -12,14 +12,16 @@ from edgecnn.core.description import ModelDescription
 from edgecnn.core.manifest import INPUT_NAME, OUTPUT_NAME, TensorSpec
 from edgecnn.runners.base import Backend, Runner
 
+KERAS = Backend("Keras (TensorFlow, CPU)", "Keras")
+
 
 class KerasRunner(Runner):
     """The reference: the saved Keras model (safe mode), called directly. The only runner that imports TensorFlow."""
 
-    runtime = Backend.KERAS
+    runtime = KERAS
 
     def _load(self) -> Any:
-        from edgecnn.stages.model import load_model
+        from edgecnn.core.backend import load_model
 
         return load_model(self.path)
 

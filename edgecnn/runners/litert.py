@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +15,27 @@ from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.manifest import TensorSpec
 from edgecnn.core.native_output import quiet_native_output
 from edgecnn.runners.base import Backend, Runner
+from edgecnn.runners.registry import RunOptions
+
+LITERT = Backend("LiteRT (XNNPACK, CPU)", "LiteRT CPU")
+
+
+@dataclass(frozen=True)
+class LiteRtConfig:
+    """LiteRT's one knob: interpreter threads (0: LiteRT's default). It runs on the CPU whatever --provider says."""
+
+    threads: int = 0
 
 
 class TfliteRunner(Runner):
     """LiteRT interpreter (CPU). The batch dimension is resized on demand; quantized I/O follows the tensor spec."""
 
-    runtime = Backend.LITERT
+    runtime = LITERT
 
-    def __init__(self, path: Path, threads: int | None = None, description: ModelDescription | None = None) -> None:
+    def __init__(self, path: Path, config: LiteRtConfig = LiteRtConfig(), description: ModelDescription | None = None) -> None:
         super().__init__(path, description)
-        self.threads = threads
+        self.config = config
+        self.threads = config.threads or None
         self._batch = 0
 
     def _load(self) -> Any:
@@ -93,3 +105,32 @@ class TfliteRunner(Runner):
 
     def details(self) -> dict[str, Any]:
         return {"signatures": list(self.interpreter.get_signature_list())}
+
+
+class LiteRtPlugin:
+    """LiteRT as a registered runtime (runners/registry.py): TFLite files on the CPU with XNNPACK."""
+
+    def config(self, options: RunOptions) -> LiteRtConfig:
+        return LiteRtConfig(threads=options.threads)
+
+    def open(self, path: Path, config: LiteRtConfig, description: ModelDescription | None) -> TfliteRunner:
+        return TfliteRunner(path, config, description)
+
+    def check_usable(self, config: LiteRtConfig) -> None:
+        """The CPU is always there; the library's presence is checked by the registry."""
+
+    def tune_candidates(self, config: LiteRtConfig, cores: int) -> list[LiteRtConfig]:
+        return [replace(config, threads=threads) for threads in sorted({1, cores})]
+
+    def parity_key(self, config: LiteRtConfig) -> LiteRtConfig:
+        return replace(config, threads=0)
+
+    def label(self, config: LiteRtConfig) -> str:
+        return f"threads={config.threads or 'default'}"
+
+    def describe(self, config: LiteRtConfig) -> dict[str, Any]:
+        return {"num_threads": config.threads or None, "delegate": "XNNPACK (default)",
+                "snippet": f"Interpreter(model_path='model.tflite', num_threads={config.threads or None})"}
+
+
+PLUGIN = LiteRtPlugin()

@@ -26,7 +26,8 @@ from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.manifest import TensorSpec
 from edgecnn.core.native_output import quiet_native_output
-from edgecnn.runners.base import Backend, Runner
+from edgecnn.runners.base import Arithmetic, Backend, Runner, RuntimeRefused
+from edgecnn.runners.registry import Provider, RunOptions
 
 log = logging.getLogger("edgecnn")
 
@@ -34,28 +35,20 @@ ONNX_DTYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int
 # ONNX Runtime's errors for a model it parsed but cannot run on a provider (a broken file raises InvalidProtobuf,
 # InvalidGraph, NoSuchFile…, which stay the user's error)
 PROVIDER_REFUSALS = {"Fail", "NotImplemented", "EPFail"}
+TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer_plugin.so.10", "libnvonnxparser.so.10")
+ORT_CPU = Backend("CPUExecutionProvider", "ORT CPU")
+ORT_CUDA = Backend("CUDAExecutionProvider", "ORT CUDA", on_device=True)
+ORT_TENSORRT = Backend("TensorrtExecutionProvider", "ORT TensorRT", on_device=True)
+ORT_BACKENDS = {backend.value: backend for backend in (ORT_CPU, ORT_CUDA, ORT_TENSORRT)}
 
 
-class Provider(str, Enum):
-    CPU = "cpu"
-    CUDA = "cuda"
-    TENSORRT = "tensorrt"
-
-    @property
-    def execution_provider(self) -> str:
-        return {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}[self.value]
-
-    @property
-    def on_device(self) -> bool:
-        return self is not Provider.CPU
-
-    def fix(self) -> str:
-        """The install that makes this provider work, as the user would type it."""
-        if self is Provider.TENSORRT:
-            major = (built_for_cuda() or "13").split(".")[0]
-            return (f'install TensorRT 10 for CUDA {major} so that libnvinfer.so.10 loads (pip install tensorrt-cu{major}-libs, '
-                    'or NVIDIA\'s TensorRT packages) beside pip install "edgecnn[cuda]"')
-        return 'pip install "edgecnn[cuda]" (onnxruntime-gpu with its CUDA and cuDNN wheels) and check that nvidia-smi sees a GPU'
+def provider_fix(provider: Provider) -> str:
+    """The install that makes this provider work, as the user would type it."""
+    if provider is Provider.TENSORRT:
+        major = (built_for_cuda() or "13").split(".")[0]
+        return (f'install TensorRT 10 for CUDA {major} so that {", ".join(TENSORRT_LIBRARIES[:1])} loads (pip install '
+                f'tensorrt-cu{major}-libs, or NVIDIA\'s TensorRT packages) beside pip install "edgecnn[cuda]"')
+    return 'pip install "edgecnn[cuda]" (onnxruntime-gpu with its CUDA and cuDNN wheels) and check that nvidia-smi sees a GPU'
 
 
 def built_for_cuda() -> str | None:
@@ -75,7 +68,7 @@ class ConvAlgoSearch(str, Enum):
     DEFAULT = "DEFAULT"
 
 
-class ProviderError(EdgecnnError):
+class ProviderError(RuntimeRefused):
     """The requested execution provider is not the one running the model. `cause` is why, without the fix."""
 
     def __init__(self, what: str, where: object = None, cause: str = "") -> None:
@@ -231,16 +224,16 @@ def provider_error(provider: Provider, ort: Any, what: str, missing: str) -> Pro
     ORT's own message then describes its CPU retry, not the cause), the fix, and where to look further."""
     available = ", ".join(ort.get_available_providers())
     cause = f"execution provider {provider.execution_provider} requested but not active ({missing or what}; built into this onnxruntime: {available})"
-    return ProviderError(f"{cause}. Fix: {provider.fix()}", f"--provider {provider.value}", cause=cause)
+    return ProviderError(f"{cause}. Fix: {provider_fix(provider)}", f"--provider {provider.value}", cause=cause)
 
 
 def missing_tensorrt() -> str:
     import ctypes
 
     try:
-        ctypes.CDLL("libnvinfer.so.10")
+        ctypes.CDLL(TENSORRT_LIBRARIES[0])
     except OSError:
-        return "libnvinfer.so.10"
+        return TENSORRT_LIBRARIES[0]
     return ""
 
 
@@ -317,19 +310,19 @@ class OnnxRunner(Runner):
 
     @property
     def runtime(self) -> Backend:
-        return Backend(self.session.get_providers()[0])
+        return ORT_BACKENDS[self.session.get_providers()[0]]
 
     @property
-    def on_device(self) -> bool:
-        return self.runtime.on_device
-
-    @property
-    def transfer_included(self) -> bool:
-        return not self.on_device
+    def arithmetic(self) -> Arithmetic:
+        """TF32 where the provider that ran uses it for fp32 convolutions and matmuls (CUDA with use_tf32, TensorRT)."""
+        runtime = self.runtime
+        if (runtime == ORT_CUDA and self.config.tf32) or runtime == ORT_TENSORRT:
+            return Arithmetic.TF32
+        return Arithmetic.FP32
 
     def placement(self) -> Placement | None:
         """Under --allow-fallback on a device provider: which nodes left it (None when nothing was requested off CPU)."""
-        if not self.config.provider.on_device:
+        if not (self.config.provider.on_device and self.config.allow_fallback):
             return None
         return measure_placement(self.path, self.config)
 
@@ -371,3 +364,59 @@ class OnnxRunner(Runner):
     def details(self) -> dict[str, Any]:
         meta = self.session.get_modelmeta()
         return {"custom_metadata": dict(meta.custom_metadata_map), "providers": self.session.get_providers()}
+
+
+class OnnxRuntimePlugin:
+    """ONNX Runtime as a registered runtime (runners/registry.py): ONNX files on CPU, CUDA or TensorRT."""
+
+    def config(self, options: RunOptions) -> SessionConfig:
+        device_id = 0
+        if options.device is not None:
+            try:
+                device_id = int(options.device)
+            except ValueError:
+                raise EdgecnnError(f"ONNX Runtime takes a GPU index (0, 1, …), got {options.device!r}", "--device") from None
+            if device_id < 0:
+                raise EdgecnnError(f"device index must be 0 or more, got {device_id}", "--device")
+        return SessionConfig(provider=options.provider, device_id=device_id, threads=options.threads, tf32=options.tf32,
+                             allow_fallback=options.allow_fallback, spinning=options.spinning)
+
+    def open(self, path: Path, config: SessionConfig, description: ModelDescription | None) -> OnnxRunner:
+        return OnnxRunner(path, config, description)
+
+    def check_usable(self, config: SessionConfig) -> None:
+        check_provider_usable(config)
+
+    def tune_candidates(self, config: SessionConfig, cores: int) -> list[SessionConfig]:
+        """The documented knobs per provider: threads and spinning on CPU; cuDNN search, layout, TF32 and graphs on CUDA."""
+        if config.provider is Provider.CPU:
+            return [replace(config, threads=threads, spinning=spinning) for threads in sorted({1, cores}) for spinning in (True, False)]
+        if config.provider is Provider.CUDA:
+            return [
+                replace(config, conv_algo_search=search, prefer_nhwc=nhwc, tf32=tf32, cuda_graph=graph)
+                for search in (ConvAlgoSearch.EXHAUSTIVE, ConvAlgoSearch.HEURISTIC)
+                for nhwc in (False, True)
+                for tf32 in (True, False)
+                for graph in (False, True)
+            ]
+        return [config]
+
+    def parity_key(self, config: SessionConfig) -> SessionConfig:
+        """Threads and spinning never change the numbers; a CUDA graph replays the same kernels."""
+        if config.provider is Provider.CUDA:
+            return replace(config, cuda_graph=False, threads=0, spinning=True)
+        return replace(config, spinning=True)
+
+    def label(self, config: SessionConfig) -> str:
+        if config.provider is Provider.CPU:
+            return f"threads={config.threads or 'default'} spinning={'on' if config.spinning else 'off'}"
+        if config.provider is Provider.CUDA:
+            return (f"{config.conv_algo_search.value.lower()} {'nhwc' if config.prefer_nhwc else 'nchw'} "
+                    f"tf32={'on' if config.tf32 else 'off'} graph={'on' if config.cuda_graph else 'off'}")
+        return config.provider.value
+
+    def describe(self, config: SessionConfig) -> dict[str, Any]:
+        return config.describe()
+
+
+PLUGIN = OnnxRuntimePlugin()

@@ -12,38 +12,44 @@ from __future__ import annotations
 import gc
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgecnn.core.data import DataRequest, check_model_fits, load_dataset
-from edgecnn.core.images import conform
+from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.files import ensure_output_dir, write_json_atomic
+from edgecnn.core.images import conform
 from edgecnn.core.manifest import ArtifactFormat, Manifest, Precision, load_manifest
-from edgecnn.core.provenance import library_versions, machine_info, utc_now
+from edgecnn.core.provenance import Machine, library_versions, this_machine, utc_now
 from edgecnn.runners import (
+    RUNTIMES,
     Backend,
     KerasRunner,
-    OnnxRunner,
     PlacementError,
-    Provider,
-    ProviderError,
     Runner,
-    SessionConfig,
+    RunOptions,
+    RuntimeName,
+    RuntimeRefused,
     artifact_format_of,
+    check_usable,
     open_runner,
+    plugin,
+    runtime_packages,
+    runtimes_for,
 )
-from edgecnn.runners.onnxrt import check_provider_usable
+from edgecnn.stages.timing import DEFAULT_SECONDS, Target, TimingSettings, measure
+
+if TYPE_CHECKING:
+    from edgecnn.stages.tune import TuneResult
 
 REPORT_FILENAME = "bench.json"
 CHART_FILENAME = "bench.png"
-DEFAULT_SECONDS = 1.0
-MIN_ITERATIONS = 10
+__all__ = ["DEFAULT_SECONDS", "BenchOptions", "BenchReport", "BenchResult", "RowStatus", "bench"]
 
 
 @dataclass(frozen=True)
@@ -51,9 +57,8 @@ class BenchOptions:
     manifest: Path | None = Path("exports/manifest.json")
     models: tuple[Path, ...] = ()
     artifacts: tuple[str, ...] = ()
-    session: SessionConfig = SessionConfig()  # provider, device, TF32, strictness; threads come from `threads`
+    run: RunOptions = RunOptions()  # runtimes, provider, device, TF32, strictness; threads 0 = every core (a fair comparison)
     batch_sizes: tuple[int, ...] = (1, 8, 64, 256)
-    threads: int | None = None
     warmup: int = 50
     iterations: int | None = None
     seconds: float | None = None
@@ -65,10 +70,13 @@ class BenchOptions:
 
     def resolved_threads(self) -> int:
         """One thread count for every runtime, so the comparison is fair; default: all cores."""
-        return self.threads or os.cpu_count() or 1
+        return self.run.threads or os.cpu_count() or 1
 
-    def runner_config(self) -> SessionConfig:
-        return replace(self.session, threads=self.resolved_threads())
+    def resolved_run(self) -> RunOptions:
+        return replace(self.run, threads=self.resolved_threads())
+
+    def timing(self) -> TimingSettings:
+        return TimingSettings(self.warmup, self.iterations, self.seconds)
 
     def check(self) -> None:
         if not self.batch_sizes:
@@ -76,8 +84,6 @@ class BenchOptions:
         bad = [size for size in self.batch_sizes if size < 1]
         if bad:
             raise EdgecnnError(f"batch sizes must be positive, got {bad[0]}", "--batch-sizes")
-        if self.threads is not None and self.threads < 1:
-            raise EdgecnnError(f"threads must be at least 1, got {self.threads}", "--threads")
         if self.warmup < 0:
             raise EdgecnnError(f"warm-up must be 0 or more, got {self.warmup}", "--warmup")
         if self.iterations is not None and self.seconds is not None:
@@ -90,21 +96,6 @@ class BenchOptions:
             raise EdgecnnError("name a manifest or at least one model file", "--manifest/--model")
         if self.tune and self.models:
             raise EdgecnnError("--tune checks each configuration against the Keras model, so it needs --manifest, not --model", "--tune")
-
-
-@dataclass(frozen=True)
-class LatencyStats:
-    p50_us: float
-    p90_us: float
-    p99_us: float
-    mean_us: float
-    iterations: int
-
-    @classmethod
-    def from_nanoseconds(cls, samples: np.ndarray) -> LatencyStats:
-        micros = samples.astype(np.float64) / 1000.0
-        p50, p90, p99 = np.percentile(micros, [50, 90, 99])
-        return cls(float(p50), float(p90), float(p99), float(micros.mean()), int(len(micros)))
 
 
 class RowStatus(str, Enum):
@@ -127,7 +118,7 @@ class BenchResult:
     path: str
     format: ArtifactFormat
     precision: Precision | None  # None: a file named with --model, whose precision no manifest records
-    provider_requested: Provider
+    runtime: RuntimeName | None  # None: the Keras baseline
     provider_used: Backend | None  # None: it did not run
     batch_size: int | None
     status: RowStatus = RowStatus.MEASURED
@@ -156,7 +147,7 @@ class BenchResult:
         return asdict(self) | {
             "format": self.format.value,
             "precision": self.precision.value if self.precision else None,
-            "provider_requested": self.provider_requested.value,
+            "runtime": self.runtime.value if self.runtime else None,
             "provider_used": self.provider_used.value if self.provider_used else None,
             "status": self.status.value,
         }
@@ -167,9 +158,10 @@ class BenchReport:
     results: tuple[BenchResult, ...]
     report_path: Path
     chart_path: Path
-    report: dict[str, Any]
     options: BenchOptions  # what was asked, so a caller can say how it differs from the defaults
-    tuning: tuple[Any, ...] = ()
+    threads: int
+    machine: Machine
+    tuning: tuple[TuneResult, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -177,21 +169,10 @@ class BenchReport:
         return not any(row.failed for row in self.results)
 
 
-@dataclass(frozen=True)
-class Target:
-    """Something to time: a name, how it was produced, and a runner that can give a timed call per batch size."""
-
-    name: str
-    path: Path
-    format: ArtifactFormat
-    precision: Precision | None
-    runner: Runner
-
-
 def bench(options: BenchOptions) -> BenchReport:
     options.check()
-    check_provider_usable(options.runner_config())
-    manifest = None if options.models else load_manifest(options.manifest)
+    check_usable(options.resolved_run())
+    manifest = None if options.models or options.manifest is None else load_manifest(options.manifest)
     targets = collect_targets(options, manifest)
     out = ensure_output_dir(options.out or (manifest.folder if manifest else Path(options.models[0]).parent), "--out")
     dataset = load_dataset(manifest.model.data_request(options.data) if manifest and manifest.model else DataRequest(options.data))
@@ -207,27 +188,27 @@ def bench(options: BenchOptions) -> BenchReport:
             results.extend(bench_target(target, timing_images(images, target.runner), options))
         except PlacementError as exc:  # the provider has no kernel for some nodes of this file: a row that says which
             results.append(unrun_row(target, options, RowStatus.UNSUPPORTED, f"{exc.one_line()}; --allow-fallback runs those nodes on the CPU"))
-        except ProviderError as exc:  # this artifact cannot run on the provider: a row that says why; the others go on
+        except RuntimeRefused as exc:  # this artifact cannot run on this runtime or device: a row that says why; the others go on
             results.append(unrun_row(target, options, RowStatus.FAILED, exc.one_line()))
         finally:
             target.runner.close()
             gc.collect()
-    tuning: tuple[Any, ...] = ()
+    tuning: tuple[TuneResult, ...] = ()
     if options.tune and manifest is not None:
         from edgecnn.stages.tune import tune
 
-        tuning = tuple(tune([target for target in targets if target.format is ArtifactFormat.ONNX], manifest, dataset, images, options))
+        tuning = tuple(tune(targets, manifest, dataset, images, options.batch_sizes, options.resolved_run(), options.timing(), options.verify_hash))
     report_path, chart_path = out / REPORT_FILENAME, out / CHART_FILENAME
-    report = report_payload(results, tuning, options, data_spec)
-    write_json_atomic(report_path, report)
+    machine = this_machine()
+    write_json_atomic(report_path, report_payload(results, tuning, options, data_spec, machine))
     from edgecnn.core.plots import plot_latency
 
     series: dict[str, list[tuple[int, float]]] = {}
     for row in results:
-        if row.measured:
+        if row.measured and row.provider_used is not None and row.batch_size is not None and row.p50_us is not None:
             series.setdefault(f"{row.artifact} ({row.provider_used.label})", []).append((row.batch_size, row.p50_us))
     plot_latency(series, chart_path, title=f"p50 latency per image, {options.resolved_threads()} threads")
-    return BenchReport(tuple(results), report_path, chart_path, report, options, tuning)
+    return BenchReport(tuple(results), report_path, chart_path, options, options.resolved_threads(), machine, tuning)
 
 
 def timing_images(images: np.ndarray, runner: Runner) -> np.ndarray:
@@ -237,38 +218,43 @@ def timing_images(images: np.ndarray, runner: Runner) -> np.ndarray:
 
 
 def collect_targets(options: BenchOptions, manifest: Manifest | None) -> list[Target]:
-    """Artifacts from the manifest (hash-checked) or files named with --model; the Keras baseline if asked.
+    """Artifacts from the manifest (hash-checked) or files named with --model, once per runtime that reads them; the
+    Keras baseline if asked.
 
-    On a GPU provider, TFLite artifacts (LiteRT runs on the CPU) are benched only when named with --artifact/--model.
+    On a GPU provider, files whose runtimes do not follow --provider (LiteRT runs on the CPU) are benched only when
+    named with --artifact/--model or --runtime.
     """
-    config = options.runner_config()
+    run = options.resolved_run()
+    named = bool(options.artifacts or options.models or run.runtimes)
     targets: list[Target] = []
+
+    def add(name: str, path: Path, artifact_format: ArtifactFormat, precision: Precision | None, description: ModelDescription | None) -> None:
+        for runtime in runtimes_for(artifact_format, run):
+            if run.provider.on_device and not named and not RUNTIMES[runtime].follows_provider:
+                continue
+            runner = open_runner(artifact_format, path, run, description, runtime)
+            targets.append(Target(name, path, artifact_format, precision, runtime, runner))
+
     if manifest is None:
         for path in map(Path, options.models):
-            artifact_format = artifact_format_of(path)
-            targets.append(Target(path.name, path, artifact_format, None, open_runner(artifact_format, path, config)))
+            add(path.name, path, artifact_format_of(path), None, None)
     else:
         description = manifest.model.description if manifest.model else None
-        for entry in manifest.select(options.artifacts, keep=lambda entry: entry.format is ArtifactFormat.ONNX or not config.provider.on_device):
-            path = manifest.open(entry, options.verify_hash)
-            targets.append(Target(entry.name, path, entry.format, entry.precision, open_runner(entry.format, path, config, description)))
+        for entry in manifest.select(options.artifacts):
+            add(entry.name, manifest.open(entry, options.verify_hash), entry.format, entry.precision, description)
     if options.baseline_keras:
         if manifest is None or manifest.model is None:
             raise EdgecnnError("--baseline keras needs a manifest with a model entry", "--baseline")
         # last: TensorFlow's thread pools outlive the model and would disturb whatever ran after it
         keras_path = manifest.resolve(manifest.model.path)
-        targets.append(Target("keras", keras_path, ArtifactFormat.KERAS, Precision.FP32, KerasRunner(keras_path, manifest.model.description)))
+        targets.append(Target("keras", keras_path, ArtifactFormat.KERAS, Precision.FP32, None, KerasRunner(keras_path, manifest.model.description)))
     return targets
-
-
-def requested_provider(target: Target, options: BenchOptions) -> Provider:
-    return options.session.provider if target.format is ArtifactFormat.ONNX else Provider.CPU
 
 
 def unrun_row(target: Target, options: BenchOptions, status: RowStatus, reason: str) -> BenchResult:
     return BenchResult(
         artifact=target.name, path=str(target.path), format=target.format, precision=target.precision,
-        provider_requested=requested_provider(target, options), provider_used=None, batch_size=None,
+        runtime=target.runtime, provider_used=None, batch_size=None,
         status=status, reason=reason, threads=options.resolved_threads(),
     )
 
@@ -276,21 +262,21 @@ def unrun_row(target: Target, options: BenchOptions, status: RowStatus, reason: 
 def bench_target(target: Target, images: np.ndarray, options: BenchOptions) -> list[BenchResult]:
     runner = target.runner
     runner.input_spec()  # creates the session / interpreter: timed by the runner
-    placement = runner.placement() if isinstance(runner, OnnxRunner) and options.session.allow_fallback else None
+    placement = runner.placement()
     rows = []
     for batch_size in options.batch_sizes:
         call = runner.bound_call(runner.encode(images[:batch_size]))
         first = time.perf_counter_ns()
         call()
         first_run_us = (time.perf_counter_ns() - first) / 1000.0
-        stats = measure(call, options.warmup, options.iterations, options.seconds)
+        stats = measure(call, options.timing())
         rows.append(
             BenchResult(
                 artifact=target.name,
                 path=str(target.path),
                 format=target.format,
                 precision=target.precision,
-                provider_requested=requested_provider(target, options),
+                runtime=target.runtime,
                 provider_used=runner.runtime,
                 batch_size=batch_size,
                 placement=placement.describe() if placement else "",
@@ -309,60 +295,30 @@ def bench_target(target: Target, images: np.ndarray, options: BenchOptions) -> l
     return rows
 
 
-def measure(call: Callable[[], Any], warmup: int, iterations: int | None, seconds: float | None) -> LatencyStats:
-    """Per-call wall times after warm-up: a fixed count, or as many as fit in `seconds` (at least MIN_ITERATIONS)."""
-    for _ in range(warmup):
-        call()
-    clock = time.perf_counter_ns
-    samples: list[int] = []
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # a collection inside the loop would be charged to one unlucky call
-    try:
-        timed_loop(call, iterations, seconds, clock, samples)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return LatencyStats.from_nanoseconds(np.asarray(samples, dtype=np.int64))
-
-
-def timed_loop(call: Callable[[], Any], iterations: int | None, seconds: float | None, clock: Callable[[], int], samples: list[int]) -> None:
-    if iterations is not None:
-        for _ in range(iterations):
-            started = clock()
-            call()
-            samples.append(clock() - started)
-    else:
-        deadline = clock() + int((seconds or DEFAULT_SECONDS) * 1e9)
-        while len(samples) < MIN_ITERATIONS or clock() < deadline:
-            started = clock()
-            call()
-            samples.append(clock() - started)
-
-
-def report_payload(results: list[BenchResult], tuning: tuple[Any, ...], options: BenchOptions, data_spec: str | None) -> dict[str, Any]:
-    import onnxruntime as ort
-
+def report_payload(
+    results: list[BenchResult], tuning: tuple[TuneResult, ...], options: BenchOptions, data_spec: str | None, machine: Machine
+) -> dict[str, Any]:
+    run = options.resolved_run()
+    used = dict.fromkeys(row.runtime for row in results if row.runtime is not None)
     return {
         "created": utc_now(),
         "passed": not any(row.failed for row in results),
         "results": [row.to_dict() for row in results],
         "tuning": [item.to_dict() for item in tuning],
         "settings": {
-            "provider_requested": options.session.provider.value,
-            "allow_fallback": options.session.allow_fallback,
+            "runtimes": {name.value: plugin(name).describe(plugin(name).config(run)) for name in used},
+            "provider_requested": run.provider.value,
+            "allow_fallback": run.allow_fallback,
             "batch_sizes": list(options.batch_sizes),
-            "threads": options.resolved_threads(),
+            "threads": run.threads,
             "warmup": options.warmup,
             "iterations": options.iterations,
             "seconds": options.seconds if options.iterations is None else None,
-            "onnxruntime_session": options.runner_config().describe()
-            | {"io_binding": True, "available_providers": ort.get_available_providers()},
-            "litert": {"num_threads": options.resolved_threads(), "delegate": "XNNPACK (default)"},
             "timed_call": "input pre-encoded and bound; output left in a pre-allocated runtime buffer",
-            "transfer_time": "excluded on CUDA/TensorRT (IO binding on device, synchronized); not applicable on CPU",
+            "transfer_time": "excluded on CUDA/TensorRT (IO binding on device, synchronized); included for host tensors",
         },
         "data": {"spec": data_spec, "input": "first batch_size images of the test split"},
         "manifest": str(options.manifest) if not options.models else None,
-        "machine": machine_info(),
-        "versions": library_versions(),
+        "machine": machine.to_dict(),
+        "versions": library_versions(runtime_packages()),
     }

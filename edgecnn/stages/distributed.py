@@ -176,7 +176,7 @@ def training_step(model: Any, strategy: Any) -> Any:
             losses = per_example(labels, probabilities)
             loss = tf.nn.compute_average_loss(losses)
         gradients = tape.gradient(loss, model.trainable_variables)
-        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, -1), tf.argmax(labels, -1)), tf.float32))
         seen = tf.cast(tf.shape(labels)[0], tf.float32)
         return tf.reduce_sum(losses), correct, seen

@@ -17,10 +17,9 @@ from typing import Any
 
 from edgecnn.core.provenance import package_version
 from edgecnn.runners import Provider, ProviderError, SessionConfig
-from edgecnn.runners.onnxrt import built_for_cuda, check_provider_usable, preload_gpu_libraries
+from edgecnn.runners.onnxrt import TENSORRT_LIBRARIES, built_for_cuda, check_provider_usable, preload_gpu_libraries, provider_fix
 
 CUDNN_MAJOR = 9
-TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer_plugin.so.10", "libnvonnxparser.so.10")
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ def fix_for(provider: Provider, package: str, libraries: tuple[Library, ...]) ->
         return 'pip uninstall -y onnxruntime && pip install "edgecnn[cuda]"'
     missing = {library.needed_for for library in libraries if not library.found}
     if "TensorRT" in missing:
-        return provider.fix()
+        return provider_fix(provider)
     if missing:
         return 'pip install "edgecnn[cuda]" (brings onnxruntime-gpu[cuda,cudnn]: the CUDA and cuDNN wheels ONNX Runtime loads)'
     return "the libraries load but no session runs: check the GPU and driver with nvidia-smi (a driver for this CUDA major is needed)"

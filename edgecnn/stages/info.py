@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgecnn.core.files import sha256_file
 from edgecnn.core.manifest import ArtifactFormat, TensorSpec
-from edgecnn.runners import OnnxRunner, Runner, TfliteRunner, artifact_format_of, open_runner
+from edgecnn.runners import Runner, TfliteRunner, artifact_format_of, open_runner
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ def describe(path: Path) -> ModelInfo:
     path = Path(path)
     artifact_format = artifact_format_of(path)
     runner = open_runner(artifact_format, path)
-    extras = onnx_graph_facts(runner) if isinstance(runner, OnnxRunner) else tflite_graph_facts(runner)
+    extras = FILE_FACTS[artifact_format](runner)
     return ModelInfo(
         path=str(path),
         format=artifact_format,
@@ -71,3 +72,7 @@ def tflite_graph_facts(runner: TfliteRunner) -> dict[str, Any]:
     entries = read(runner.path.read_bytes())
     metadata = dict(entries.pop(METADATA_NAME, {})) | entries | {"signatures": ", ".join(interpreter.get_signature_list())}
     return {"metadata": metadata, "ops": ops}
+
+
+# the file's own facts, by format; TFLite files open under LiteRT, the registry's default runtime for them
+FILE_FACTS: dict[ArtifactFormat, Callable[[Any], dict[str, Any]]] = {ArtifactFormat.ONNX: onnx_graph_facts, ArtifactFormat.TFLITE: tflite_graph_facts}

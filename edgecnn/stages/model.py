@@ -7,13 +7,11 @@ instead of growing with the image (a 224x224 input would otherwise flatten to 1.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from edgecnn.core.backend import import_keras
-from edgecnn.core.errors import EdgecnnError, first_line
+from edgecnn.core.errors import EdgecnnError
 
 MAX_FLAT_SIDE = 14
 
@@ -80,21 +78,3 @@ def build_model(image_shape: tuple[int, int, int], num_classes: int, name: str, 
     ]
     return keras.Sequential(stack, name=name)
 
-
-def load_model(path: Path) -> Any:
-    """Load a `.keras` file in Keras safe mode: a file that would run arbitrary code (Lambda layers) is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise EdgecnnError("Keras model file not found", path)
-    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
-        raise EdgecnnError("not a valid .keras model file (expected the zip-based Keras 3 format)", path)
-    keras = import_keras()
-    try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as exc:  # Keras raises ValueError/TypeError/KeyError/OSError for broken files
-        message = str(exc)
-        if "safe_mode" in message or "Lambda" in message:
-            raise EdgecnnError(
-                "refused: the model contains a Lambda layer or other arbitrary Python code, which Keras safe mode blocks", path
-            ) from None
-        raise EdgecnnError(f"cannot load Keras model (corrupt or incompatible): {first_line(exc)}", path) from None

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.files import write_bytes_atomic
-from edgecnn.core.description import ModelDescription
 from edgecnn.core.images import IMAGE_SUFFIXES, load_image
 from edgecnn.core.manifest import MANIFEST_FILENAME, IntegrityError, load_manifest
-from edgecnn.runners import Runner, SessionConfig, artifact_format_of, open_runner
-from edgecnn.runners.onnxrt import check_provider_usable
+from edgecnn.runners import Runner, RunOptions, artifact_format_of, check_usable, open_runner
 
 INPUT_SUFFIXES = IMAGE_SUFFIXES | {".npy"}
 OUTPUT_SUFFIXES = (".jsonl", ".csv")
@@ -40,7 +39,7 @@ class PredictOptions:
     model: Path | None = None  # any exported .onnx/.tflite file; None: the onnx-fp32 file of exports/manifest.json
     top_k: int = 3
     verify_hash: bool = True
-    session: SessionConfig = SessionConfig()  # ONNX files only; strict about the provider like verify and bench
+    run: RunOptions = RunOptions()  # one runtime; strict about the provider like verify and bench
     output: Path | None = None
     strict: bool = False
     batch_size: int = 256
@@ -70,14 +69,17 @@ class Prediction:
         return int(np.argmax(self.probabilities)) if self.probabilities else None
 
     def top(self, k: int) -> tuple[tuple[int, float], ...]:
-        order = np.argsort(-np.asarray(self.probabilities), kind="stable")[:k] if self.probabilities else []
+        if not self.probabilities:
+            return ()
+        order = np.argsort(-np.asarray(self.probabilities), kind="stable")[:k]
         return tuple((int(index), self.probabilities[index]) for index in order)
 
     def to_dict(self, top_k: int, class_names: Sequence[str]) -> dict[str, object]:
         if self.error:
             return {"path": self.path, "label": None, "index": None, "error": self.error}
         top = [{"label": class_names[index], "index": index, "probability": p} for index, p in self.top(top_k)]
-        return {"path": self.path, "label": class_names[self.index], "index": self.index, "top": top}
+        best = int(np.argmax(self.probabilities))
+        return {"path": self.path, "label": class_names[best], "index": best, "top": top}
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def predict(options: PredictOptions, progress: Callable[[int, int], None] = lamb
     options.check()
     # the model first: a bad --model is reported before the images. No spinning: ORT's idle threads would busy-wait
     # on the cores decoding the next batch
-    runner = open_model(options.model or default_model(), options.verify_hash, replace(options.session, spinning=False))
+    runner = open_model(options.model or default_model(), options.verify_hash, replace(options.run, spinning=False))
     description = runner.description
     paths = collect_images(options.images)
     predictions: list[Prediction] = []
@@ -193,12 +195,12 @@ def write_predictions(predictions: Sequence[Prediction], path: Path, class_names
     write_bytes_atomic(path, text.encode())
 
 
-def open_model(path: Path, verify_hash: bool, session: SessionConfig = SessionConfig()) -> Runner:
+def open_model(path: Path, verify_hash: bool, run: RunOptions = RunOptions()) -> Runner:
     artifact_format = artifact_format_of(path)
     if verify_hash:
         check_against_manifest(path)
-    check_provider_usable(session)
-    return open_runner(artifact_format, path, session)
+    check_usable(run, (artifact_format,))
+    return open_runner(artifact_format, path, run)
 
 
 def check_against_manifest(path: Path) -> None:

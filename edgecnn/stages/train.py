@@ -14,17 +14,17 @@ import numpy as np
 from edgecnn.core.backend import import_keras, import_tensorflow
 from edgecnn.core.data import DataRequest, Dataset, load_dataset
 from edgecnn.core.description import Color, InputScaling, ModelDescription, OutputKind, Preprocess
-from edgecnn.stages.distributed import Cluster, cluster_from_environment, distribution_strategy, evaluate_locally, fit_across_workers, worker_output_dir
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
+from edgecnn.core.provenance import library_versions, this_machine, utc_now
+from edgecnn.stages.distributed import Cluster, cluster_from_environment, distribution_strategy, evaluate_locally, fit_across_workers, worker_output_dir
 from edgecnn.stages.model import ModelConfig, build_model
-from edgecnn.core.provenance import library_versions, machine_info, utc_now
 from edgecnn.stages.train_report import (
+    REPORT_FILENAME,
     DataSummary,
     Distribution,
     DistributionInfo,
     Hyperparameters,
-    REPORT_FILENAME,
     LearningRateSchedule,
     TrainedModel,
     TrainReport,
@@ -156,7 +156,7 @@ def train(options: TrainOptions) -> TrainResult:
         distribution=distribution_info(options, setup, fitted),
         history=fitted.history,
         versions=library_versions(),
-        machine=machine_info(),
+        machine=this_machine().to_dict(),
     )
     return write_outputs(report, setup.out)
 
@@ -340,7 +340,7 @@ def throughput_timer() -> Any:
     """A Keras callback that times each epoch minus its validation, so images/s counts training work only."""
     keras = import_keras()
 
-    class ThroughputTimer(keras.callbacks.Callback):
+    class ThroughputTimer(keras.callbacks.Callback):  # type: ignore[name-defined]  # Keras is imported lazily, untyped
         def __init__(self) -> None:
             super().__init__()
             self.epoch_seconds: list[float] = []

@@ -10,7 +10,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from edgecnn.core.data import DataRequest, SourceKind
+from edgecnn.core.data import DataRecord, DataRequest, SourceKind
 from edgecnn.core.description import Color, ModelDescription
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.files import read_json
@@ -43,6 +43,10 @@ class DataSummary:
     def request(self, spec: str | None = None) -> DataRequest:
         """The data request that loads these arrays again (`spec` overrides the source, keeping size and color)."""
         return DataRequest(spec or self.spec, self.image_size, self.color)
+
+    def record(self) -> DataRecord:
+        return DataRecord(spec=self.spec, kind=self.kind, train_size=self.train_size, test_size=self.test_size, sha256=self.sha256,
+                          note=self.note, image_size=self.image_size, color=self.color)
 
 
 class LearningRateSchedule(str, Enum):

@@ -21,8 +21,7 @@ from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
 from edgecnn.core.manifest import ArtifactEntry, IntegrityError, Manifest, Precision, load_manifest
 from edgecnn.core.provenance import library_versions, utc_now
-from edgecnn.runners import Backend, KerasRunner, Provider, SessionConfig, infer_in_batches, open_runner
-from edgecnn.runners.onnxrt import check_provider_usable
+from edgecnn.runners import Arithmetic, Backend, KerasRunner, RunOptions, RuntimeName, check_usable, infer_in_batches, open_runner, plugin, runtime_packages, runtimes_for
 
 REPORT_FILENAME = "verify.json"
 CONFUSION_FILENAME = "verify_confusion.png"
@@ -44,9 +43,10 @@ class Thresholds:
 
 
 QUANTIZED = Thresholds(max_drop_points=0.5, min_agreement=0.99, basis="int8/dynamic: accuracy within 0.5 points and 99% agreement")
+HALF = Thresholds(min_agreement=0.995, atol=1e-2, basis="fp16: max |Δp| 2.7e-3 measured on CUDA (H200), agreement ≥ 99.5%")
 DEFAULT_THRESHOLDS = {
     Precision.FP32: Thresholds(min_agreement=0.999, atol=1e-4, basis="fp32: max |Δp| 9.5e-7 measured on CPU, 1.1e-6 on CUDA without TF32"),
-    Precision.FP16: Thresholds(min_agreement=0.995, atol=1e-2, basis="fp16: max |Δp| 2.7e-3 measured on CUDA (H200), agreement ≥ 99.5%"),
+    Precision.FP16: HALF,
     Precision.DYNAMIC: QUANTIZED,
     Precision.INT8: QUANTIZED,
 }
@@ -56,11 +56,13 @@ DEFAULT_THRESHOLDS = {
 TF32_FP32 = Thresholds(min_agreement=0.999, atol=2e-3, basis="fp32 with TF32 on the GPU: max |Δp| 7.4e-4 measured on an H200")
 
 
-def thresholds_for(precision: Precision, session: SessionConfig) -> Thresholds:
-    """Thresholds by precision and by provider: fp32 on a GPU with TF32 gets the TF32 bound, visibly (its basis says so)."""
-    tf32 = (session.provider is Provider.CUDA and session.tf32) or session.provider is Provider.TENSORRT
-    if precision is Precision.FP32 and tf32:
+def thresholds_for(precision: Precision, arithmetic: Arithmetic) -> Thresholds:
+    """Thresholds by the file's precision and by the arithmetic that actually ran it (the runner says, not what was asked):
+    fp32 computed in TF32 gets the TF32 bound, in bf16/fp16 the half-precision bound, visibly (the basis says so)."""
+    if precision is Precision.FP32 and arithmetic is Arithmetic.TF32:
         return TF32_FP32
+    if precision in (Precision.FP32, Precision.FP16) and arithmetic in (Arithmetic.BF16, Arithmetic.FP16):
+        return replace(HALF, basis=f"{precision.value} computed in {arithmetic.value} by the runtime: the half-precision bound")
     return DEFAULT_THRESHOLDS[precision]
 
 
@@ -97,7 +99,9 @@ class ParityResult:
     mean_abs_diff: float | None = None
     mcnemar_p: float | None = None
     flipped: tuple[int, ...] = ()
+    runtime: RuntimeName | None = None
     provider_used: Backend | None = None
+    arithmetic: Arithmetic | None = None
     confusion: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -110,7 +114,9 @@ class ParityResult:
             "status": self.status.value,
             "passed": self.passed,
             "flipped": list(self.flipped),
+            "runtime": self.runtime.value if self.runtime else None,
             "provider_used": self.provider_used.value if self.provider_used else None,
+            "arithmetic": self.arithmetic.value if self.arithmetic else None,
         }
         payload.pop("confusion")
         return payload
@@ -123,7 +129,7 @@ class VerifyOptions:
     artifacts: tuple[str, ...] = ()
     overrides: Thresholds = Thresholds()
     verify_hash: bool = True
-    session: SessionConfig = SessionConfig()
+    run: RunOptions = RunOptions()  # each artifact is judged on every runtime here that reads it (the CLI takes one)
 
 
 @dataclass(frozen=True)
@@ -143,18 +149,19 @@ class VerifyResult:
 
 def verify(options: VerifyOptions) -> VerifyResult:
     manifest = load_manifest(options.manifest)
-    if manifest.model is None:
-        raise EdgecnnError("manifest has no model entry; re-run edgecnn export", manifest.path)
-    entries = manifest.select(options.artifacts)
+    model = manifest.source_model()
+    entries = [entry for entry in manifest.select(options.artifacts) if runtimes_for(entry.format, options.run)]
     if not entries:
-        raise EdgecnnError("manifest lists no artifacts to verify", manifest.path)
+        asked = f" that {', '.join(name.value for name in options.run.runtimes)} can run" if options.run.runtimes else ""
+        raise EdgecnnError(f"manifest lists no artifacts to verify{asked}", manifest.path)
     check_overrides(options.overrides)
-    check_provider_usable(options.session)
-    description = manifest.model.description
-    dataset = load_dataset(manifest.model.data_request(options.data))
-    check_model_fits(description, dataset, manifest.model.path)
+    check_usable(options.run, tuple(dict.fromkeys(entry.format for entry in entries)))
+    description = model.description
+    dataset = load_dataset(model.data_request(options.data))
+    check_model_fits(description, dataset, model.path)
     reference = description.probabilities(keras_reference(manifest, dataset, options.verify_hash))
-    results = tuple(verify_artifact(manifest, entry, dataset, reference, options) for entry in entries)
+    results = tuple(verify_artifact(manifest, entry, dataset, reference, options, runtime)
+                    for entry in entries for runtime in runtimes_for(entry.format, options.run))
     keras_accuracy = float(np.mean(reference.argmax(axis=1) == dataset.y_test))
     out = ensure_output_dir(manifest.folder, "--manifest")
     confusion_path = out / CONFUSION_FILENAME
@@ -166,16 +173,17 @@ def verify(options: VerifyOptions) -> VerifyResult:
             "passed": all(result.passed for result in results),
             "created": utc_now(),
             "manifest": str(manifest.path),
-            "keras": {"path": manifest.model.path, "sha256": manifest.model.sha256, "accuracy": keras_accuracy},
-            "model": {"name": manifest.model.stem, "classes": list(description.class_names), "output": description.output.value},
+            "keras": {"path": model.path, "sha256": model.sha256, "accuracy": keras_accuracy},
+            "model": {"name": model.stem, "classes": list(description.class_names), "output": description.output.value},
             "compared": compared_text(description),
             "data": dataset.describe(),
-            "onnxruntime_session": options.session.describe(),
+            "runtimes": {name.value: plugin(name).describe(plugin(name).config(options.run))
+                         for name in dict.fromkeys(result.runtime for result in results if result.runtime is not None)},
             "artifacts": [result.to_dict() for result in results],
-            "versions": library_versions(),
+            "versions": library_versions(runtime_packages()),
         },
     )
-    return VerifyResult(report_path, confusion_path, keras_accuracy, results, int(len(dataset.y_test)), description, manifest.model.stem)
+    return VerifyResult(report_path, confusion_path, keras_accuracy, results, int(len(dataset.y_test)), description, model.stem)
 
 
 def compared_text(description: ModelDescription) -> str:
@@ -196,7 +204,7 @@ def check_overrides(overrides: Thresholds) -> None:
 
 def keras_reference(manifest: Manifest, dataset: Dataset, verify_hash: bool) -> np.ndarray:
     """Keras outputs on the test split, cached per model sha256 + data sha256 so re-verifying skips TensorFlow."""
-    model = manifest.model
+    model = manifest.source_model()
     cache = manifest.folder / CACHE_FOLDER / f"keras-{model.sha256[:16]}-{dataset.fingerprint()[:16]}.npy"
     if cache.is_file():
         try:
@@ -210,27 +218,31 @@ def keras_reference(manifest: Manifest, dataset: Dataset, verify_hash: bool) -> 
         raise IntegrityError("Keras model changed since export (sha256 differs from the manifest)", model_path)
     outputs = infer_in_batches(KerasRunner(model_path, model.description), dataset.x_test)
     ensure_output_dir(cache.parent, "--manifest")
-    with atomic_path(cache) as temp:
-        with open(temp, "wb") as handle:
-            np.save(handle, outputs)
+    with atomic_path(cache) as temp, open(temp, "wb") as handle:
+        np.save(handle, outputs)
     return outputs
 
 
 def verify_artifact(
-    manifest: Manifest, entry: ArtifactEntry, dataset: Dataset, reference: np.ndarray, options: VerifyOptions
+    manifest: Manifest, entry: ArtifactEntry, dataset: Dataset, reference: np.ndarray, options: VerifyOptions, runtime: RuntimeName
 ) -> ParityResult:
-    thresholds = thresholds_for(entry.precision, options.session).overridden(options.overrides)
-    base = ParityResult(entry.name, entry.path, entry.precision, entry.sha256, Status.PASS, thresholds)
+    base = ParityResult(entry.name, entry.path, entry.precision, entry.sha256, Status.PASS,
+                        thresholds_for(entry.precision, Arithmetic.FP32).overridden(options.overrides), runtime=runtime)
     try:
         path = manifest.open(entry, options.verify_hash)
     except IntegrityError as exc:
         return replace(base, status=Status.CHANGED, failures=(CheckFailure("sha256", exc.what, "matches manifest"),))
     try:
-        runner = open_runner(entry.format, path, options.session, manifest.model.description)
-        probabilities = runner.description.probabilities(infer_in_batches(runner, dataset.x_test))
+        runner = open_runner(entry.format, path, options.run, manifest.source_model().description, runtime)
+        try:
+            probabilities = runner.description.probabilities(infer_in_batches(runner, dataset.x_test))
+            ran = replace(base, thresholds=thresholds_for(entry.precision, runner.arithmetic).overridden(options.overrides),
+                          provider_used=runner.runtime, arithmetic=runner.arithmetic)
+        finally:
+            runner.close()
     except EdgecnnError as exc:
         return replace(base, status=Status.ERROR, failures=(CheckFailure("run", exc.what, "runs"),))
-    return replace(compare(base, probabilities, reference, dataset.y_test), provider_used=runner.runtime)
+    return compare(ran, probabilities, reference, dataset.y_test)
 
 
 def compare(base: ParityResult, probabilities: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> ParityResult:
@@ -283,7 +295,7 @@ def write_confusion_chart(
 
     matrices = {f"Keras ({keras_accuracy:.2%})": confusion_matrix(dataset.y_test, reference.argmax(axis=1), reference.shape[1])}
     worst = worst_artifact(results)
-    if worst is not None:
+    if worst is not None and worst.confusion is not None:
         matrices[f"worst artifact: {worst.name} ({worst.accuracy:.2%})"] = worst.confusion
     plot_confusion_matrices(matrices, path, class_names)
 
@@ -291,4 +303,4 @@ def write_confusion_chart(
 def worst_artifact(results: tuple[ParityResult, ...]) -> ParityResult | None:
     """Lowest accuracy; ties go to the lower agreement with Keras, then to the larger max |Δp|."""
     measured = [result for result in results if result.accuracy is not None]
-    return min(measured, key=lambda result: (result.accuracy, result.agreement, -result.max_abs_diff), default=None)
+    return min(measured, key=lambda result: (result.accuracy or 0.0, result.agreement or 0.0, -(result.max_abs_diff or 0.0)), default=None)

@@ -10,7 +10,6 @@ and scales them in its graph; a float-input file gets them scaled here.
 
 import sys
 
-import numpy as np
 import onnxruntime as ort
 from preprocess import description_from, model_input, prepare, probabilities, report
 

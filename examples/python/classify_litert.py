@@ -18,7 +18,8 @@ from preprocess import description_from, model_input, prepare, probabilities, re
 
 
 def edgecnn_metadata(path: str) -> dict[str, str]:
-    model = schema.Model.GetRootAs(open(path, "rb").read(), 0)
+    with open(path, "rb") as handle:
+        model = schema.Model.GetRootAs(handle.read(), 0)
     for index in range(model.MetadataLength()):
         entry = model.Metadata(index)
         if entry.Name().decode() == "edgecnn":

@@ -14,10 +14,12 @@ from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.manifest import ArtifactFormat, Precision
 
 
-# --format: every artifact format, plus "all"; derived from ArtifactFormat so a new format appears here by itself
-FormatChoice = Enum(  # type: ignore[misc]
-    "FormatChoice", {fmt.name: fmt.value for fmt in ArtifactFormat if fmt.is_artifact} | {"ALL": "all"}, type=str, module=__name__
-)
+class FormatChoice(str, Enum):
+    """--format: one exported file format, or all of them (a test keeps it equal to ArtifactFormat's files)."""
+
+    ONNX = ArtifactFormat.ONNX.value
+    TFLITE = ArtifactFormat.TFLITE.value
+    ALL = "all"
 
 
 class Quantize(str, Enum):

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from edgecnn.core.description import ModelDescription
-from edgecnn.stages.export.artifacts import ExportOptions
 from edgecnn.core.manifest import ModelEntry
+from edgecnn.stages.export.artifacts import ExportOptions
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class ExportInputs:
     @property
     def data_spec(self) -> str | None:
         """The calibration data's source: --data, else the one recorded at training."""
-        return self.options.data or self.model_entry.data.get("spec")
+        return self.options.data or self.model_entry.data.spec
 
     def calibration_details(self) -> dict[str, object]:
         return {"images": int(len(self.calibration)), "data_source": self.data_spec, "seed": self.options.seed}

@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 
 from edgecnn import __version__
+from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file
+from edgecnn.core.manifest import ArtifactEntry, ArtifactFormat, ModelEntry, TensorSpec, check_one_model, update_manifest
+from edgecnn.core.provenance import library_versions, utc_now
 from edgecnn.stages.export import onnx as onnx_converter
 from edgecnn.stages.export import tflite as tflite_converter
 from edgecnn.stages.export.artifacts import ArtifactSpec, ExportOptions, select_artifacts, spec_named
 from edgecnn.stages.export.inputs import Converted, ExportInputs
 from edgecnn.stages.export.source import SourceModel, load_source_model, resolve_model_path
-from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file
-from edgecnn.core.manifest import ArtifactEntry, ArtifactFormat, ModelEntry, TensorSpec, check_one_model, update_manifest
-from edgecnn.core.provenance import library_versions, utc_now
 
 STAGING_PREFIX = ".export-staging-"  # + the exporting process's id
 
@@ -160,7 +160,7 @@ def model_metadata(model_entry: ModelEntry) -> dict[str, str]:
         "source_model_sha256": model_entry.sha256,
         "edgecnn_version": __version__,
         "keras_test_accuracy": "" if model_entry.test_accuracy is None else f"{model_entry.test_accuracy:.4f}",
-        "data_source": model_entry.data.get("spec", ""),
+        "data_source": model_entry.data.spec,
     }
 
 

@@ -19,10 +19,11 @@ import numpy as np
 from edgecnn.core.data import DataRequest, Dataset, check_model_fits, load_dataset
 from edgecnn.core.description import InputScaling, ModelDescription, OutputKind
 from edgecnn.core.errors import EdgecnnError
-from edgecnn.stages.export.artifacts import ExportOptions
 from edgecnn.core.files import read_json, sha256_file
 from edgecnn.core.manifest import ModelEntry
+from edgecnn.stages.export.artifacts import ExportOptions
 from edgecnn.stages.train_report import REPORT_FILENAME, TrainReport
+
 OUTPUT_PROBE_IMAGES = 64
 
 
@@ -46,7 +47,7 @@ def resolve_model_path(options: ExportOptions) -> Path:
 
 def load_source_model(options: ExportOptions, path: Path) -> SourceModel:
     """Load the model, describe it and load its data; a model/data mismatch stops here, before any conversion."""
-    from edgecnn.stages.model import load_model
+    from edgecnn.core.backend import load_model
 
     keras_model = load_model(path)
     sha = sha256_file(path)
@@ -56,12 +57,12 @@ def load_source_model(options: ExportOptions, path: Path) -> SourceModel:
         dataset = load_dataset(replace(recorded, image_size=options.image_size or recorded.image_size, color=options.color or recorded.color))
         description = options.describe.applied(report.description)
         same_data = dataset.fingerprint() == report.data.sha256
-        data = report.to_dict()["data"] if same_data else dataset.describe()
+        data = report.data.record() if same_data else dataset.record()
         accuracy = report.test_accuracy if same_data else None  # measured on other data: not this data's
     else:
         dataset = load_dataset(DataRequest(options.data, options.image_size, options.color))
         description = options.describe.applied(detect_description(keras_model, dataset, path))
-        data, accuracy = dataset.describe(), None
+        data, accuracy = dataset.record(), None
     check_model_fits(description, dataset, path.name)
     entry = ModelEntry(path=path.name, sha256=sha, test_accuracy=accuracy, data=data, description=description)
     return SourceModel(path, keras_model, entry, dataset)

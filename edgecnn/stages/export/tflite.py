@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecnn.stages.export.artifacts import ArtifactSpec, IoType
-from edgecnn.stages.export.inputs import Converted, ExportInputs
 from edgecnn.core.manifest import Precision
 from edgecnn.core.native_output import quiet_native_output
 from edgecnn.core.tflite_metadata import embed, input_quantization
+from edgecnn.stages.export.artifacts import ArtifactSpec, IoType
+from edgecnn.stages.export.inputs import Converted, ExportInputs
 
 
 def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Converted:
