@@ -30,18 +30,6 @@ def embed(flatbuffer: bytes, facts: dict[str, str]) -> bytes:
     return bytes(builder.Output())
 
 
-def input_quantization(flatbuffer: bytes) -> tuple[float, int] | None:
-    """(scale, zero point) of the first input, or None for a float input."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.Model.GetRootAs(flatbuffer, 0)
-    graph = model.Subgraphs(0)
-    quantization = graph.Tensors(graph.Inputs(0)).Quantization()
-    if quantization is None or quantization.ScaleLength() == 0:
-        return None
-    return float(quantization.Scale(0)), int(quantization.ZeroPoint(0))
-
-
 def read(flatbuffer: bytes) -> dict[str, Any]:
     """Every metadata entry by name: edgecnn's decoded from JSON, the converter's own (e.g. min_runtime_version) as text."""
     from ai_edge_litert import schema_py_generated as schema
@@ -64,3 +52,19 @@ def printable(raw: bytes) -> str:
     except UnicodeDecodeError:
         return f"<{len(raw)} bytes>"
     return text if text.isprintable() else f"<{len(raw)} bytes>"
+
+
+def io_quantization(flatbuffer: bytes) -> tuple[tuple[float, int] | None, tuple[float, int] | None]:
+    """(scale, zero point) of the first input and output tensors, None where a tensor is not quantized: what a runtime
+    that reads .tflite files without exposing them (OpenVINO) needs to feed an int8 model and read its output."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = schema.Model.GetRootAs(flatbuffer, 0).Subgraphs(0)
+
+    def quantization(index: int) -> tuple[float, int] | None:
+        parameters = graph.Tensors(index).Quantization()
+        if parameters is None or parameters.ScaleLength() == 0:
+            return None
+        return float(parameters.Scale(0)), int(parameters.ZeroPoint(0))
+
+    return quantization(graph.Inputs(0)), quantization(graph.Outputs(0))

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 class RuntimeName(str, Enum):
     ONNXRUNTIME = "onnxruntime"
     LITERT = "litert"
+    OPENVINO = "openvino"
 
 
 class Provider(str, Enum):
@@ -85,6 +86,9 @@ RUNTIMES: dict[RuntimeName, RuntimeInfo] = {
                     ("onnxruntime", "onnxruntime-gpu"), follows_provider=True, accelerator=RunOptions(provider=Provider.CUDA)),
         RuntimeInfo(RuntimeName.LITERT, "LiteRT", "edgecnn.runners.litert", "ai_edge_litert", (ArtifactFormat.TFLITE,),
                     (ArtifactFormat.TFLITE,), "the CPU only", 'pip install "edgecnn"', ("ai-edge-litert",)),
+        RuntimeInfo(RuntimeName.OPENVINO, "OpenVINO", "edgecnn.runners.openvino", "openvino", (ArtifactFormat.ONNX, ArtifactFormat.TFLITE), (),
+                    "CPU, GPU, GPU.<n> or NPU (default CPU)", 'pip install "edgecnn[openvino]"', ("openvino",),
+                    accelerator=RunOptions(device="GPU")),
     )
 }
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from edgecnn.core.manifest import Precision
 from edgecnn.core.native_output import quiet_native_output
-from edgecnn.core.tflite_metadata import embed, input_quantization
+from edgecnn.core.tflite_metadata import embed, io_quantization
 from edgecnn.stages.export.artifacts import ArtifactSpec, IoType
 from edgecnn.stages.export.inputs import Converted, ExportInputs
 
@@ -32,7 +32,7 @@ def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Conv
     with quiet_native_output((1, 2)):
         flatbuffer = converter.convert()
     path = inputs.staging / spec.filename(inputs.model_entry.stem)
-    path.write_bytes(embed(flatbuffer, tflite_facts(inputs.metadata, input_quantization(flatbuffer))))
+    path.write_bytes(embed(flatbuffer, tflite_facts(inputs.metadata, io_quantization(flatbuffer)[0])))
     return Converted(path, details | {"metadata": "edgecnn entry in the model's metadata table"})
 
 

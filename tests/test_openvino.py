@@ -1,0 +1,36 @@
+"""OpenVINO specifics beyond the runtime contract: fp32 files run in fp32 even where the CPU plugin would pick bf16,
+and a lower inference precision is recorded as what ran, with verify's matching bound."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgecnn.core.manifest import Precision, load_manifest
+from edgecnn.runners import Arithmetic, registry
+from edgecnn.runners.registry import RuntimeName
+from edgecnn.stages.verify import thresholds_for
+
+pytestmark = pytest.mark.skipif(not registry.installed(RuntimeName.OPENVINO), reason='OpenVINO is not installed (pip install "edgecnn[openvino]")')
+
+
+def test_fp32_files_run_in_fp32_and_a_lower_precision_is_what_ran(exported):
+    from edgecnn.runners.openvino import OpenVinoConfig, OpenVinoRunner
+
+    fp32_file = load_manifest(exported).resolve("mnist_cnn.onnx")
+    asked = OpenVinoRunner(fp32_file, OpenVinoConfig())
+    assert asked.config.properties()["INFERENCE_PRECISION_HINT"] == "f32" and asked.arithmetic is Arithmetic.FP32
+    capabilities = __import__("openvino").Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if "BF16" not in capabilities:
+        pytest.skip("this CPU has no bf16: OpenVINO cannot run in a lower precision here")
+    lowered = OpenVinoRunner(fp32_file, OpenVinoConfig(inference_precision="bf16"))
+    assert lowered.arithmetic is Arithmetic.BF16
+    assert thresholds_for(Precision.FP32, lowered.arithmetic).atol == 1e-2 and "bf16" in thresholds_for(Precision.FP32, lowered.arithmetic).basis
+
+
+def test_tune_varies_threads_streams_and_the_performance_hint():
+    from edgecnn.runners.openvino import PLUGIN, OpenVinoConfig, PerformanceHint
+
+    candidates = PLUGIN.tune_candidates(OpenVinoConfig(), cores=4)
+    assert {config.hint for config in candidates} == set(PerformanceHint)
+    assert {config.threads for config in candidates} == {1, 4} and {config.streams for config in candidates} == {1, 2}
+    assert len({PLUGIN.parity_key(config) for config in candidates}) == 1  # none of them changes the numbers
