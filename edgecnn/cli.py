@@ -23,7 +23,7 @@ from edgecnn.core.description import Color, DescriptionOverrides, InputScaling, 
 from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.manifest import IntegrityError
 from edgecnn.runners import RUNTIMES, Provider, ProviderError, RunOptions, RuntimeName, parse_runtimes
-from edgecnn.stages.export import ExportOptions, FormatChoice, IoType, Quantize
+from edgecnn.stages.export import CalibrationMethod, ExportOptions, FormatChoice, IoType, Quantize
 from edgecnn.stages.train import TrainOptions
 from edgecnn.stages.train_report import Distribution, LearningRateSchedule
 
@@ -257,6 +257,13 @@ def export_command(
     output_kind: OutputKindOption = None,
     preprocess: PreprocessOption = None,
     calibration_images: Annotated[int, typer.Option(help="Training images used to calibrate int8.")] = 500,
+    calibration_method: Annotated[CalibrationMethod, typer.Option(
+        "--calibration-method", help="ONNX int8 only (ORT's calibrators; the TFLite converter has no choice).")] = CalibrationMethod.MINMAX,
+    per_tensor: Annotated[bool, typer.Option("--per-tensor", help="ONNX int8: one weight scale per tensor instead of per channel.")] = False,
+    keep_float: Annotated[Optional[list[str]], typer.Option(
+        "--keep-float", metavar="<layer>", show_default=False,
+        help="A Keras layer (its name in model.summary()) kept in float in the int8 files (repeatable). Default: ONNX keeps the "
+             "first convolution, TFLite nothing.")] = None,
     out: OutOption = Path("exports"),
     replace: ReplaceOption = False,
     debug: DebugOption = False,
@@ -269,6 +276,7 @@ def export_command(
         model=model, format=format, quantize=quantize, uint8_input=uint8_input, io_type=io_type, opset=opset,
         out=out, data=data, image_size=parse_image_size(image_size), color=color,
         describe=_overrides(input_scaling, mean, std, output_kind, preprocess), calibration_images=calibration_images, replace=replace,
+        calibration_method=calibration_method, per_channel=not per_tensor, keep_float=tuple(keep_float) if keep_float is not None else None,
     )
     with stage_progress("exporting") as advance:
         result = export(options, progress=advance)

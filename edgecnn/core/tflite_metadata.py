@@ -68,3 +68,16 @@ def io_quantization(flatbuffer: bytes) -> tuple[tuple[float, int] | None, tuple[
         return float(parameters.Scale(0)), int(parameters.ZeroPoint(0))
 
     return quantization(graph.Inputs(0)), quantization(graph.Outputs(0))
+
+
+def op_output_names(flatbuffer: bytes) -> list[str]:
+    """The output tensor name of every operator, in execution order: how the converter's quantization debugger names
+    nodes (its `denylisted_nodes`), and what `verify --explain` maps back to Keras layers."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = schema.Model.GetRootAs(flatbuffer, 0).Subgraphs(0)
+    names = []
+    for index in range(graph.OperatorsLength()):
+        operator = graph.Operators(index)
+        names += [graph.Tensors(operator.Outputs(output)).Name().decode() for output in range(operator.OutputsLength())]
+    return names

@@ -7,10 +7,19 @@ table's enums to parse options, so `run` (and the converters behind it) load on 
 
 from typing import Any
 
-from edgecnn.stages.export.artifacts import ARTIFACTS, ArtifactSpec, ExportOptions, FormatChoice, IoType, Quantize, select_artifacts
+from edgecnn.stages.export.artifacts import (
+    ARTIFACTS,
+    ArtifactSpec,
+    CalibrationMethod,
+    ExportOptions,
+    FormatChoice,
+    IoType,
+    Quantize,
+    select_artifacts,
+)
 
 __all__ = [
-    "ARTIFACTS", "CONVERTERS", "ArtifactSpec", "ExportOptions", "ExportResult", "FormatChoice", "IoType", "Quantize", "export",
+    "ARTIFACTS", "CONVERTERS", "ArtifactSpec", "CalibrationMethod", "ExportOptions", "ExportResult", "FormatChoice", "IoType", "Quantize", "export",
     "select_artifacts",
 ]
 

@@ -22,6 +22,15 @@ class FormatChoice(str, Enum):
     ALL = "all"
 
 
+class CalibrationMethod(str, Enum):
+    """How ONNX Runtime turns calibration activations into int8 ranges (its `CalibrationMethod`). The TFLite converter
+    has no choice: it always uses the min/max it observes."""
+
+    MINMAX = "minmax"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+
+
 class Quantize(str, Enum):
     NONE = "none"
     FP16 = "fp16"
@@ -91,8 +100,23 @@ class ExportOptions:
     color: Color | None = None  # and channels (--color)
     describe: DescriptionOverrides = DescriptionOverrides()  # what detection cannot know about a user's model
     calibration_images: int = 500
+    calibration_method: CalibrationMethod = CalibrationMethod.MINMAX  # ONNX int8 only
+    per_channel: bool = True  # ONNX int8 weights: one scale per output channel (else one per tensor)
+    keep_float: tuple[str, ...] | None = None  # Keras layers kept in float in int8 files; None: each format's first candidate
     seed: int = 0
     replace: bool = False  # replace another model's artifacts in --out instead of refusing
+
+    def check_quantization(self, specs: list[ArtifactSpec]) -> None:
+        """Options that only some formats have, refused where no requested file uses them (one line naming the option)."""
+        onnx_int8 = any(spec.format is ArtifactFormat.ONNX and spec.precision is Precision.INT8 for spec in specs)
+        any_int8 = any(spec.precision is Precision.INT8 for spec in specs)
+        if self.calibration_method is not CalibrationMethod.MINMAX and not onnx_int8:
+            raise EdgecnnError("the TFLite converter has no calibration method choice: this option applies to ONNX int8 files only",
+                               "--calibration-method")
+        if not self.per_channel and not onnx_int8:
+            raise EdgecnnError("applies to ONNX int8 files only (the TFLite converter quantizes weights per channel)", "--per-tensor")
+        if self.keep_float is not None and not any_int8:
+            raise EdgecnnError("layers are kept in float in int8 files, and none is being exported (add --quantize int8)", "--keep-float")
 
 
 def select_artifacts(options: ExportOptions) -> list[ArtifactSpec]:

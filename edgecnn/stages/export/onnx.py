@@ -6,6 +6,7 @@ staged file with the details the manifest records about how it was made.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import numpy as np
 
 from edgecnn import __version__
 from edgecnn.core.description import ModelDescription
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.layers import keras_layer_for, keras_layer_names
 from edgecnn.core.manifest import INPUT_NAME, OUTPUT_NAME, Precision
 from edgecnn.stages.export.artifacts import ArtifactSpec
 from edgecnn.stages.export.inputs import Converted, ExportInputs
@@ -61,38 +64,66 @@ def convert_fp16(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Conver
 
 
 def quantize_int8(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Converted:
-    """Static int8 (QDQ, per-channel weights) with onnxruntime.quantization, calibrated on training images.
+    """Static int8 (QDQ) with onnxruntime.quantization, calibrated on training images, with the calibration method,
+    weight granularity and the Keras layers kept in float that the options name (recorded in the file and manifest).
 
-    The first convolution stays fp32: it has one input channel (a 9-tap dot product), holds 320 of the 600k
-    weights, and ONNX Runtime's int8 kernel for it measured slower than fp32 (25 vs 29 µs per image at batch 1).
+    Without --keep-float the model's first convolution stays fp32 (the search's first candidate): on the seed CNN it
+    has one input channel (a 9-tap dot product), holds 320 of the 600k weights, and ONNX Runtime's int8 kernel for it
+    measured slower than fp32 (25 vs 29 µs per image at batch 1).
     """
     import onnx
+    from onnxruntime.quantization import CalibrationMethod as OrtCalibrationMethod
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from edgecnn.core.onnx_graph import first_node_of_type, fuse_matmul_add_into_gemm
+    from edgecnn.core.onnx_graph import fuse_matmul_add_into_gemm
 
     fused = inputs.staging / "int8-fused.onnx"
     onnx.save(fuse_matmul_add_into_gemm(onnx.load(base)), fused)
     prepared = inputs.staging / "int8-prepared.onnx"
     quant_pre_process(str(fused), str(prepared), skip_symbolic_shape=True)
-    kept_fp32 = [name for name in [first_node_of_type(onnx.load(prepared), "Conv")] if name]
+    prepared_model = onnx.load(prepared)
+    layers = keras_layer_names(inputs.keras_model)
+    kept_layers = list(inputs.options.keep_float) if inputs.options.keep_float is not None else first_float_candidate(prepared_model, layers)
+    kept_nodes = nodes_of_layers(prepared_model, kept_layers, layers)
+    options = inputs.options
     quantized = inputs.staging / f"int8-quantized-{spec.filename(inputs.model_entry.stem)}"
     quantize_static(
         str(prepared),
         str(quantized),
         ImageCalibrationReader(inputs.calibration, description=inputs.description),
         quant_format=QuantFormat.QDQ,
-        per_channel=True,
+        per_channel=options.per_channel,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
-        nodes_to_exclude=kept_fp32,
+        nodes_to_exclude=kept_nodes,
+        calibrate_method=getattr(OrtCalibrationMethod, {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}[options.calibration_method.value]),
     )
-    details = {
-        "quantization": {"format": "QDQ", "activations": "uint8", "weights": "int8 per-channel", "kept_fp32_nodes": kept_fp32},
-        "calibration": inputs.calibration_details(),
+    quantization = {
+        "format": "QDQ", "activations": "uint8", "weights": f"int8 {'per-channel' if options.per_channel else 'per-tensor'}",
+        "calibration_method": options.calibration_method.value, "kept_float_layers": kept_layers, "kept_float_nodes": kept_nodes,
     }
-    return save_checked(onnx.load(quantized), spec, inputs, inputs.metadata, details)
+    details = {"quantization": quantization, "calibration": inputs.calibration_details()}
+    return save_checked(onnx.load(quantized), spec, inputs, inputs.metadata | {"quantization": json.dumps(quantization, sort_keys=True)}, details)
+
+
+def first_float_candidate(model: Any, layers: list[str]) -> list[str]:
+    """The layer of the model's first convolution: what int8 ONNX files keep in float unless --keep-float says otherwise."""
+    from edgecnn.core.onnx_graph import first_node_of_type
+
+    first_conv = first_node_of_type(model, "Conv")
+    layer = keras_layer_for(first_conv, layers) if first_conv else None
+    return [layer] if layer else []
+
+
+def nodes_of_layers(model: Any, kept_layers: list[str], layers: list[str]) -> list[str]:
+    """The graph's nodes that belong to the kept Keras layers; a named layer without a node of its own is a user error."""
+    nodes = {layer: [node.name for node in model.graph.node if keras_layer_for(node.name, layers) == layer] for layer in kept_layers}
+    empty = [layer for layer, found in nodes.items() if not found]
+    if empty:
+        raise EdgecnnError(f"layer {empty[0]!r} has no node of its own in the ONNX graph (the converter folded it into a neighbour)",
+                           "--keep-float")
+    return [name for found in nodes.values() for name in found]
 
 
 def save_checked(model_proto: Any, spec: ArtifactSpec, inputs: ExportInputs, metadata: dict[str, str], details: dict[str, Any]) -> Converted:

@@ -20,6 +20,7 @@ import numpy as np
 
 from edgecnn import __version__
 from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file
+from edgecnn.core.layers import check_layer_names, keras_layer_names
 from edgecnn.core.manifest import ArtifactEntry, ArtifactFormat, ModelEntry, TensorSpec, check_one_model, update_manifest
 from edgecnn.core.provenance import library_versions, utc_now
 from edgecnn.stages.export import onnx as onnx_converter
@@ -51,11 +52,13 @@ class ExportResult:
 def export(options: ExportOptions, progress: Callable[[str], None] | None = None) -> ExportResult:
     started = time.perf_counter()
     specs = select_artifacts(options)
+    options.check_quantization(specs)
     options.describe.check()
     model_path = resolve_model_path(options)
     check_one_model(options.out, model_path.name, options.replace)
     out = ensure_output_dir(options.out)
     source = load_source_model(options, model_path)
+    check_layer_names(options.keep_float or (), keras_layer_names(source.keras_model), "--keep-float")
     model_entry = source.entry
     remove_stale_staging(out)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.layers import keras_layer_for, keras_layer_names
 from edgecnn.core.manifest import Precision
 from edgecnn.core.native_output import quiet_native_output
-from edgecnn.core.tflite_metadata import embed, io_quantization
+from edgecnn.core.tflite_metadata import embed, io_quantization, op_output_names
 from edgecnn.stages.export.artifacts import ArtifactSpec, IoType
 from edgecnn.stages.export.inputs import Converted, ExportInputs
 
@@ -16,11 +20,12 @@ def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Conv
 
     tf = import_tensorflow()
     converter = tf.lite.TFLiteConverter.from_keras_model(inputs.keras_model)
-    details = {}
+    details: dict[str, Any] = {}
     if spec.precision is not Precision.FP32:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if spec.precision is Precision.FP16:
         converter.target_spec.supported_types = [tf.float16]
+    quantization: dict[str, Any] | None = None
     if spec.precision is Precision.INT8:
         calibration = inputs.description.model_input(inputs.calibration)
         converter.representative_dataset = lambda: ([calibration[index : index + 1]] for index in range(len(calibration)))
@@ -28,12 +33,47 @@ def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Conv
         io_dtype = tf.uint8 if spec.io_type is IoType.UINT8 else tf.int8
         converter.inference_input_type = io_dtype
         converter.inference_output_type = io_dtype
+        kept_layers = list(inputs.options.keep_float or ())  # nothing by default: the seed model's file as it always was
+        quantization = {"calibration_method": "minmax (the converter's own; no choice)", "weights": "int8 per-channel",
+                        "kept_float_layers": kept_layers}
         details["calibration"] = inputs.calibration_details()
+        if kept_layers and spec.io_type is IoType.UINT8:
+            raise EdgecnnError("int8 files with layers kept in float take and give int8 (the converter's debugger has no uint8 I/O)",
+                               "--keep-float")
     with quiet_native_output((1, 2)):
-        flatbuffer = converter.convert()
+        if quantization and quantization["kept_float_layers"]:
+            flatbuffer = convert_keeping_float(tf, converter, inputs, quantization)
+        else:
+            flatbuffer = converter.convert()
+    metadata = inputs.metadata
+    if quantization is not None:
+        details["quantization"] = quantization
+        metadata = metadata | {"quantization": json.dumps(quantization, sort_keys=True)}
     path = inputs.staging / spec.filename(inputs.model_entry.stem)
-    path.write_bytes(embed(flatbuffer, tflite_facts(inputs.metadata, io_quantization(flatbuffer)[0])))
+    path.write_bytes(embed(flatbuffer, tflite_facts(metadata, io_quantization(flatbuffer)[0])))
     return Converted(path, details | {"metadata": "edgecnn entry in the model's metadata table"})
+
+
+def convert_keeping_float(tf: Any, converter: Any, inputs: ExportInputs, quantization: dict[str, Any]) -> bytes:
+    """Selective int8 through the converter's quantization debugger (`denylisted_nodes`): the kept layers' operators
+    stay float builtins, everything else int8, and the file's input and output stay integer.
+
+    The debugger names nodes by their output tensors, which are read from a float conversion of the same model."""
+    layers, kept_layers = keras_layer_names(inputs.keras_model), quantization["kept_float_layers"]
+    float_model = tf.lite.TFLiteConverter.from_keras_model(inputs.keras_model).convert()
+    nodes = {layer: [name for name in op_output_names(float_model) if keras_layer_for(name, layers) == layer] for layer in kept_layers}
+    empty = [layer for layer, found in nodes.items() if not found]
+    if empty:
+        raise EdgecnnError(f"layer {empty[0]!r} has no node of its own in the TFLite graph (the converter folded it into a neighbour)",
+                           "--keep-float")
+    denylisted = [name for found in nodes.values() for name in found]
+    quantization["kept_float_nodes"] = denylisted
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=converter.representative_dataset,
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denylisted, fully_quantize=True),  # int8 I/O too
+    )
+    return bytes(debugger.get_nondebug_quantized_model())
 
 
 def tflite_facts(metadata: dict[str, str], quantization: tuple[float, int] | None) -> dict[str, str]:

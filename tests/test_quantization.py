@@ -1,0 +1,87 @@
+"""Quantization choices: calibration method, weight granularity and Keras layers kept in float, for both formats,
+recorded in the manifest and in each file; bad choices are one-line errors naming the option."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import assert_one_line_error, run_cli
+
+from edgecnn.core.manifest import load_manifest
+from edgecnn.core.tflite_metadata import METADATA_NAME, read
+from edgecnn.runners import OnnxRunner
+
+
+@pytest.fixture(scope="module")
+def kept_float(trained_model, tmp_path_factory):
+    """int8 files of the seed CNN with conv2 and dense kept in float, entropy calibration, per-tensor ONNX weights."""
+    out = tmp_path_factory.mktemp("kept-float")
+    for name in (trained_model.name, "train.json"):
+        shutil.copy(trained_model.parent / name, out / name)
+    run = run_cli("export", "--out", str(out), "--quantize", "int8", "--keep-float", "conv2", "--keep-float", "dense",
+                  "--calibration-method", "entropy", "--per-tensor")
+    assert run.returncode == 0, run.stderr
+    return load_manifest(out / "manifest.json")
+
+
+def test_choices_are_recorded_in_the_manifest_and_in_each_file(kept_float):
+    import onnx
+
+    onnx_entry, tflite_entry = kept_float.artifact("onnx-int8"), kept_float.artifact("tflite-int8")
+    recorded = onnx_entry.details["quantization"]
+    assert recorded["calibration_method"] == "entropy" and recorded["weights"] == "int8 per-tensor"
+    assert recorded["kept_float_layers"] == ["conv2", "dense"] and recorded["kept_float_nodes"]
+    in_file = {prop.key: prop.value for prop in onnx.load(kept_float.resolve(onnx_entry.path)).metadata_props}
+    assert json.loads(in_file["quantization"]) == recorded
+    tflite_recorded = tflite_entry.details["quantization"]
+    assert tflite_recorded["kept_float_layers"] == ["conv2", "dense"] and "no choice" in tflite_recorded["calibration_method"]
+    embedded = read(kept_float.resolve(tflite_entry.path).read_bytes())[METADATA_NAME]
+    assert json.loads(embedded["quantization"]) == tflite_recorded
+
+
+def test_kept_layers_compute_in_float_and_the_rest_in_int8(kept_float):
+    import onnx
+    from ai_edge_litert.interpreter import Interpreter
+
+    graph = onnx.load(kept_float.resolve(kept_float.artifact("onnx-int8").path)).graph
+    quantized_inputs = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    convs = {node.name: node for node in graph.node if node.op_type == "Conv"}
+    conv1 = next(node for name, node in convs.items() if "conv1" in name)
+    conv2 = next(node for name, node in convs.items() if "conv2" in name)
+    assert conv1.input[1] in quantized_inputs, "conv1's weights should be int8 (only the named layers stay float)"
+    assert conv2.input[1] not in quantized_inputs, "conv2 was named with --keep-float: its weights stay float"
+    interpreter = Interpreter(model_path=str(kept_float.resolve(kept_float.artifact("tflite-int8").path)))
+    interpreter.allocate_tensors()
+    assert interpreter.get_input_details()[0]["dtype"].__name__ == "int8" and interpreter.get_output_details()[0]["dtype"].__name__ == "int8"
+    dtypes = {detail["name"].split(";")[0]: detail["dtype"].__name__ for detail in interpreter.get_tensor_details()}
+    assert dtypes["mnist_cnn_1/conv2_1/Relu"] == "float32" and dtypes["mnist_cnn_1/dense_1/Relu"] == "float32"
+    assert "int8" in {dtype for name, dtype in dtypes.items() if name.startswith("mnist_cnn_1/conv1_1/")}
+
+
+def test_kept_float_files_pass_verify(kept_float):
+    run = run_cli("verify", "--manifest", str(kept_float.path), "--json")
+    assert run.returncode == 0, run.stdout[-2000:]
+
+
+def test_the_default_keeps_the_first_convolution_in_onnx_only(exported):
+    manifest = load_manifest(exported)
+    assert manifest.artifact("onnx-int8").details["quantization"]["kept_float_layers"] == ["conv1"]
+    assert manifest.artifact("tflite-int8").details["quantization"]["kept_float_layers"] == []
+    assert OnnxRunner(manifest.resolve(manifest.artifact("onnx-int8").path)).embedded_metadata()["quantization"]
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (("--quantize", "int8", "--keep-float", "no_such_layer"), ("no layer named 'no_such_layer'", "conv1", "--keep-float")),
+    (("--quantize", "int8", "--keep-float", "conv_dropout"), ("'conv_dropout' has no node of its own", "--keep-float")),
+    (("--format", "tflite", "--quantize", "int8", "--calibration-method", "entropy"), ("no calibration method choice", "--calibration-method")),
+    (("--format", "tflite", "--quantize", "int8", "--per-tensor"), ("ONNX int8 files only", "--per-tensor")),
+    (("--format", "onnx", "--keep-float", "conv2"), ("none is being exported", "--keep-float")),
+])
+def test_bad_quantization_choices_are_one_line_errors(trained_model, tmp_path, args, fragments):
+    for name in (trained_model.name, "train.json"):
+        shutil.copy(trained_model.parent / name, tmp_path / name)
+    run = run_cli("export", "--out", str(tmp_path), *args)
+    assert_one_line_error(run, *fragments)
+    assert not (tmp_path / "manifest.json").exists()
