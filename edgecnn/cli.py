@@ -298,11 +298,26 @@ def verify_command(
     run: RunOptions = RunOptions(),
     no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against the manifest.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
+    explain: Annotated[Optional[str], typer.Option(
+        "--explain", metavar="<artifact>", show_default=False,
+        help="Instead of the table: compare this artifact with the Keras model layer by layer (SQNR, max |Δ|) and plot it.")] = None,
+    explain_images: Annotated[int, typer.Option("--explain-images", help="Test images --explain runs.")] = 300,
     debug: DebugOption = False,
 ) -> int:
     """Compare every artifact with the Keras model on the whole test split, on the provider you deploy to; exit 1 if any fails."""
-    from edgecnn.report.render import print_json_file, verify_table
+    from edgecnn.report.render import explain_table, print_json_file, verify_table
     from edgecnn.stages.verify import Thresholds, VerifyOptions, verify
+
+    if explain is not None:
+        from edgecnn.stages.explain import ExplainOptions
+        from edgecnn.stages.explain import explain as explain_artifact
+
+        explained = explain_artifact(ExplainOptions(manifest=manifest, artifact=explain, data=data, images=explain_images))
+        if json_output:
+            print_json_file(explained.report_path)
+        else:
+            explain_table(explained)
+        return 0
 
     options = VerifyOptions(
         manifest=manifest,

@@ -1,29 +1,53 @@
 """Which Keras layer a converter's node or tensor came from, so users name layers the way they built them.
 
 tf2onnx names ONNX nodes and the TFLite converter names tensors after the traced TensorFlow ops, which carry the
-Keras layer's name as a path segment, with Keras 3's call-scope suffix: `mnist_cnn_1/conv2_1/BiasAdd` is layer
-`conv2`; TFLite fuses ops and joins their names with `;` (`mnist_cnn_1/conv1_1/Relu;mnist_cnn_1/conv1_1/BiasAdd;…`).
-Nodes a converter adds on its own (`Transpose__30`) belong to no layer.
+Keras layer's scope as a path segment: `mnist_cnn_1/conv2_1/BiasAdd` is layer `conv2`; TFLite fuses ops and joins
+their names with `;` (`mnist_cnn_1/conv1_1/Relu;mnist_cnn_1/conv1_1/BiasAdd;…`).
+Nodes a converter adds on its own (`Transpose__30`, `…/BiasAdd__6`: tf2onnx's `__<n>` suffix) belong to no layer.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from edgecnn.core.errors import EdgecnnError
 
-CALL_SUFFIX = re.compile(r"_\d+$")
+CONVERTER_MADE = re.compile(r"__\d+$")
+MAX_CALLS = 10  # scope suffixes tried per layer
 
 
-def keras_layer_for(name: str, layer_names: Collection[str]) -> str | None:
-    """The Keras layer a node or tensor name belongs to, or None. The first path segment is the model's own scope."""
-    segments = name.split(";")[0].split("/")
-    for segment in segments[1:] if len(segments) > 1 else segments:
-        for candidate in (segment, CALL_SUFFIX.sub("", segment)):
-            if candidate in layer_names:
-                return candidate
-    return None
+@dataclass(frozen=True)
+class LayerMap:
+    """Converter names → Keras layers for one graph. TensorFlow makes scope names unique in call order, so layer
+    `re_lu` traces as `re_lu_1` and a later layer named `re_lu_1` as `re_lu_1_2`: each layer, in model order, takes the
+    first of its possible scopes the graph has that no earlier layer took."""
+
+    scopes: dict[str, str]  # scope segment → layer
+    order: dict[str, int]  # layer → position in the model
+
+    @classmethod
+    def build(cls, names: Iterable[str], layer_names: Sequence[str]) -> LayerMap:
+        segments = {segment for name in names for part in name.split(";") for segment in part.split("/")[1:]}
+        scopes: dict[str, str] = {}
+        for layer in layer_names:
+            for candidate in [*(f"{layer}_{call}" for call in range(1, MAX_CALLS)), layer]:
+                if candidate in segments and candidate not in scopes:
+                    scopes[candidate] = layer
+                    break
+        return cls(scopes, {layer: index for index, layer in enumerate(layer_names)})
+
+    def layer_of(self, name: str) -> str | None:
+        """The Keras layer a node or tensor belongs to; for a fused TFLite tensor (`a;b;c`), the latest layer it holds."""
+        found = None
+        for part in name.split(";"):
+            if CONVERTER_MADE.search(part):
+                continue
+            layer = next((self.scopes[segment] for segment in part.split("/")[1:] if segment in self.scopes), None)
+            if layer is not None and (found is None or self.order[layer] > self.order[found]):
+                found = layer
+        return found
 
 
 def check_layer_names(wanted: Sequence[str], layer_names: Sequence[str], option: str) -> None:

@@ -76,3 +76,19 @@ def plot_latency(series: dict[str, list[tuple[int, float]]], path: Path, title: 
     if series:  # beside the plot, never over the lines
         axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     _save(figure, path)
+
+
+def plot_layer_sqnr(layers: Sequence[tuple[str, float]], floor_db: float, path: Path, title: str) -> None:
+    """SQNR per layer in model order, with the floor for the artifact's precision: where the line crosses it, the
+    artifact stops computing what the Keras layer computes."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.45 * len(layers)), 4))
+    positions = np.arange(len(layers))
+    axis.plot(positions, [value for _, value in layers], marker="o")
+    axis.axhline(floor_db, color="tab:red", linestyle="--", label=f"floor {floor_db:g} dB")
+    axis.set_xticks(positions, [name for name, _ in layers], rotation=60, ha="right", fontsize=8)
+    axis.set_ylabel("SQNR vs Keras (dB)")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    _save(figure, path)

@@ -13,12 +13,24 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgecnn.core.manifest import ArtifactEntry
-from edgecnn.report.tables import Cell, TextTable, Verdict, export_rows, latency_rows, parity_rows, shape_text, ship_rows, tuning_rows
+from edgecnn.report.tables import (
+    Cell,
+    TextTable,
+    Verdict,
+    explain_rows,
+    export_rows,
+    latency_rows,
+    parity_rows,
+    shape_text,
+    ship_rows,
+    tuning_rows,
+)
 
 if TYPE_CHECKING:
     from edgecnn.report.ship import Recommendation
     from edgecnn.stages.bench import BenchResult
     from edgecnn.stages.doctor import DoctorReport
+    from edgecnn.stages.explain import ExplainResult
     from edgecnn.stages.info import ModelInfo
     from edgecnn.stages.predict import PredictResult
     from edgecnn.stages.tune import TuneResult
@@ -86,6 +98,14 @@ def verify_table(result: VerifyResult) -> None:
 
     print_table(f"{result.model_name}: parity with Keras ({result.keras_accuracy:.2%} on {result.test_size:,} test images; "
                 f"compared {compared_text(result.description)})", parity_rows(result.results))
+
+
+def explain_table(result: ExplainResult) -> None:
+    print_table(f"{result.artifact} ({result.precision.value}) against Keras, layer by layer, on {result.images} test images "
+                f"({result.note})", explain_rows(result))
+    first = result.first_below_floor
+    print(f"first layer below {result.floor_db:g} dB: {first.layer}" if first else f"every layer is above {result.floor_db:g} dB")
+    print(f"wrote {result.report_path}, {result.chart_path}")
 
 
 def bench_table(results: Sequence[BenchResult]) -> None:

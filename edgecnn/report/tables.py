@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from edgecnn.core.manifest import ArtifactEntry
     from edgecnn.report.ship import ArtifactSummary, Recommendation
     from edgecnn.stages.bench import BenchResult
+    from edgecnn.stages.explain import ExplainResult, LayerComparison
     from edgecnn.stages.tune import TuneResult
     from edgecnn.stages.verify import ParityResult
 
@@ -61,6 +62,8 @@ def export_rows(entries: Sequence[ArtifactEntry]) -> TextTable:
 def parity_rows(results: Sequence[ParityResult]) -> TextTable:
     def cells(item: ParityResult) -> tuple[Cell, ...]:
         verdict = item.status.value + "".join(f"; {failure.describe()}" for failure in item.failures)
+        if item.status.value == "FAIL":
+            verdict += f"; layer by layer: edgecnn verify --explain {item.name}"
         return (item.name, item.precision.value, ran_on(item), number(item.accuracy, ".2%"), number(item.delta_points, "+.2f"), number(item.agreement, ".2%"),
                 number(item.max_abs_diff, ".1e"), number(item.mean_abs_diff, ".1e"), number(item.mcnemar_p, ".3f"), Verdict(item.passed, verdict))
 
@@ -86,6 +89,16 @@ def latency_rows(results: Sequence[BenchResult]) -> TextTable:
 
     headers = ("artifact", "precision", "ran on", "batch", "p50 µs", "p90 µs", "p99 µs", "mean µs", "images/s", "session ms", "first run µs", "note")
     return text_table(headers, results, cells, 3)
+
+
+def explain_rows(result: ExplainResult) -> TextTable:
+    def cells(row: LayerComparison) -> tuple[Cell, ...]:
+        if row.sqnr_db is None:
+            return (row.layer, row.kind, "-", "-", f"folded into {row.folded_into}" if row.folded_into else row.note)
+        verdict = Verdict(not row.below_floor, f"first below {result.floor_db:g} dB" if row.below_floor else "")
+        return (row.layer, row.kind, f"{row.sqnr_db:.1f}", f"{row.max_abs_diff:.2e}", verdict)
+
+    return text_table(("layer", "Keras class", "SQNR dB", "max |Δ|", "note"), result.rows, cells, 2)
 
 
 def tuning_rows(results: Sequence[TuneResult]) -> TextTable:

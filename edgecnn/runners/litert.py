@@ -27,6 +27,20 @@ class LiteRtConfig:
     threads: int = 0
 
 
+def tensor_spec(detail: dict[str, Any]) -> TensorSpec:
+    """A LiteRT tensor detail as the spec `encode_images` feeds (with its quantization when it is integer)."""
+    scale, zero_point = detail["quantization"]
+    shape = tuple(None if dim < 0 else int(dim) for dim in detail["shape_signature"])
+    quantized = scale != 0.0
+    return TensorSpec(
+        name=detail["name"],
+        shape=shape,
+        dtype=np.dtype(detail["dtype"]).name,
+        scale=float(scale) if quantized else None,
+        zero_point=int(zero_point) if quantized else None,
+    )
+
+
 class TfliteRunner(Runner):
     """LiteRT interpreter (CPU). The batch dimension is resized on demand; quantized I/O follows the tensor spec."""
 
@@ -54,23 +68,11 @@ class TfliteRunner(Runner):
     def interpreter(self) -> Any:
         return self.handle
 
-    def _spec(self, detail: dict[str, Any]) -> TensorSpec:
-        scale, zero_point = detail["quantization"]
-        shape = tuple(None if dim < 0 else int(dim) for dim in detail["shape_signature"])
-        quantized = scale != 0.0
-        return TensorSpec(
-            name=detail["name"],
-            shape=shape,
-            dtype=np.dtype(detail["dtype"]).name,
-            scale=float(scale) if quantized else None,
-            zero_point=int(zero_point) if quantized else None,
-        )
-
     def input_spec(self) -> TensorSpec:
-        return self._spec(self.interpreter.get_input_details()[0])
+        return tensor_spec(self.interpreter.get_input_details()[0])
 
     def output_spec(self) -> TensorSpec:
-        return self._spec(self.interpreter.get_output_details()[0])
+        return tensor_spec(self.interpreter.get_output_details()[0])
 
     def prepare(self, batch: int) -> None:
         interpreter = self.interpreter

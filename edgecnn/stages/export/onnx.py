@@ -16,7 +16,7 @@ import numpy as np
 from edgecnn import __version__
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError
-from edgecnn.core.layers import keras_layer_for, keras_layer_names
+from edgecnn.core.layers import LayerMap, keras_layer_names
 from edgecnn.core.manifest import INPUT_NAME, OUTPUT_NAME, Precision
 from edgecnn.stages.export.artifacts import ArtifactSpec
 from edgecnn.stages.export.inputs import Converted, ExportInputs
@@ -83,9 +83,9 @@ def quantize_int8(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Conve
     prepared = inputs.staging / "int8-prepared.onnx"
     quant_pre_process(str(fused), str(prepared), skip_symbolic_shape=True)
     prepared_model = onnx.load(prepared)
-    layers = keras_layer_names(inputs.keras_model)
-    kept_layers = list(inputs.options.keep_float) if inputs.options.keep_float is not None else first_float_candidate(prepared_model, layers)
-    kept_nodes = nodes_of_layers(prepared_model, kept_layers, layers)
+    layer_map = LayerMap.build((node.name for node in prepared_model.graph.node), keras_layer_names(inputs.keras_model))
+    kept_layers = list(inputs.options.keep_float) if inputs.options.keep_float is not None else first_float_candidate(prepared_model, layer_map)
+    kept_nodes = nodes_of_layers(prepared_model, kept_layers, layer_map)
     options = inputs.options
     quantized = inputs.staging / f"int8-quantized-{spec.filename(inputs.model_entry.stem)}"
     quantize_static(
@@ -107,18 +107,18 @@ def quantize_int8(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Conve
     return save_checked(onnx.load(quantized), spec, inputs, inputs.metadata | {"quantization": json.dumps(quantization, sort_keys=True)}, details)
 
 
-def first_float_candidate(model: Any, layers: list[str]) -> list[str]:
+def first_float_candidate(model: Any, layer_map: LayerMap) -> list[str]:
     """The layer of the model's first convolution: what int8 ONNX files keep in float unless --keep-float says otherwise."""
     from edgecnn.core.onnx_graph import first_node_of_type
 
     first_conv = first_node_of_type(model, "Conv")
-    layer = keras_layer_for(first_conv, layers) if first_conv else None
+    layer = layer_map.layer_of(first_conv) if first_conv else None
     return [layer] if layer else []
 
 
-def nodes_of_layers(model: Any, kept_layers: list[str], layers: list[str]) -> list[str]:
+def nodes_of_layers(model: Any, kept_layers: list[str], layer_map: LayerMap) -> list[str]:
     """The graph's nodes that belong to the kept Keras layers; a named layer without a node of its own is a user error."""
-    nodes = {layer: [node.name for node in model.graph.node if keras_layer_for(node.name, layers) == layer] for layer in kept_layers}
+    nodes = {layer: [node.name for node in model.graph.node if layer_map.layer_of(node.name) == layer] for layer in kept_layers}
     empty = [layer for layer, found in nodes.items() if not found]
     if empty:
         raise EdgecnnError(f"layer {empty[0]!r} has no node of its own in the ONNX graph (the converter folded it into a neighbour)",

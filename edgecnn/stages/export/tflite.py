@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.core.errors import EdgecnnError
-from edgecnn.core.layers import keras_layer_for, keras_layer_names
+from edgecnn.core.layers import LayerMap, keras_layer_names
 from edgecnn.core.manifest import Precision
 from edgecnn.core.native_output import quiet_native_output
 from edgecnn.core.tflite_metadata import embed, io_quantization, op_output_names
@@ -59,9 +59,10 @@ def convert_keeping_float(tf: Any, converter: Any, inputs: ExportInputs, quantiz
     stay float builtins, everything else int8, and the file's input and output stay integer.
 
     The debugger names nodes by their output tensors, which are read from a float conversion of the same model."""
-    layers, kept_layers = keras_layer_names(inputs.keras_model), quantization["kept_float_layers"]
-    float_model = tf.lite.TFLiteConverter.from_keras_model(inputs.keras_model).convert()
-    nodes = {layer: [name for name in op_output_names(float_model) if keras_layer_for(name, layers) == layer] for layer in kept_layers}
+    kept_layers = quantization["kept_float_layers"]
+    names = op_output_names(tf.lite.TFLiteConverter.from_keras_model(inputs.keras_model).convert())
+    layer_map = LayerMap.build(names, keras_layer_names(inputs.keras_model))
+    nodes = {layer: [name for name in names if layer_map.layer_of(name) == layer] for layer in kept_layers}
     empty = [layer for layer, found in nodes.items() if not found]
     if empty:
         raise EdgecnnError(f"layer {empty[0]!r} has no node of its own in the TFLite graph (the converter folded it into a neighbour)",
