@@ -264,12 +264,16 @@ def export_command(
         "--keep-float", metavar="<layer>", show_default=False,
         help="A Keras layer (its name in model.summary()) kept in float in the int8 files (repeatable). Default: ONNX keeps the "
              "first convolution, TFLite nothing.")] = None,
+    max_drop: Annotated[Optional[float], typer.Option(
+        "--max-drop", metavar="<points>", show_default=False,
+        help="Search for int8 files within this accuracy drop (and verify's int8 agreement) on a validation split, keeping "
+             "the most sensitive layers in float; exit 1 when no candidate meets it.")] = None,
     out: OutOption = Path("exports"),
     replace: ReplaceOption = False,
     debug: DebugOption = False,
-) -> None:
+) -> int:
     """Convert a Keras image classifier to ONNX / TFLite files named after it and record them in <out>/manifest.json."""
-    from edgecnn.report.render import export_table, stage_progress
+    from edgecnn.report.render import export_table, search_table, stage_progress
     from edgecnn.stages.export import export
 
     options = ExportOptions(
@@ -277,13 +281,20 @@ def export_command(
         out=out, data=data, image_size=parse_image_size(image_size), color=color,
         describe=_overrides(input_scaling, mean, std, output_kind, preprocess), calibration_images=calibration_images, replace=replace,
         calibration_method=calibration_method, per_channel=not per_tensor, keep_float=tuple(keep_float) if keep_float is not None else None,
+        max_drop=max_drop,
     )
     with stage_progress("exporting") as advance:
         result = export(options, progress=advance)
     export_table(result.artifacts)
     for base in result.unpublished_bases:
         typer.echo(f"note: {base} was converted as the base of the requested files and not written (export it with its own options)")
+    for name, searched in result.searches.items():
+        search_table(name, searched)
     typer.echo(f"wrote {result.manifest_path} ({len(result.artifacts)} artifacts in {result.seconds:.1f} s)")
+    missed = [name for name, searched in result.searches.items() if not searched.met]
+    if missed:
+        typer.echo(f"error: no int8 candidate met --max-drop for {', '.join(missed)}; the last one tried was written (see its trail)", err=True)
+    return 1 if missed else 0
 
 
 @command("verify")
@@ -404,6 +415,9 @@ def pipeline_command(
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     augment: Annotated[bool, typer.Option("--augment", help="Train with random shifts, rotations and zoom.")] = False,
     format: FormatOption = None,
+    max_drop: Annotated[Optional[float], typer.Option(
+        "--max-drop", metavar="<points>", show_default=False,
+        help="Export searches int8 files within this accuracy drop (see export --max-drop); verify holds them to it.")] = None,
     run: RunOptions = RunOptions(),
     skip_train: Annotated[bool, typer.Option("--skip-train", help="Reuse the model train wrote into --out.")] = False,
     out: OutOption = Path("exports"),
@@ -418,7 +432,7 @@ def pipeline_command(
         data=data, model=model, image_size=parse_image_size(image_size), color=color, replace=replace,
         describe=_overrides(input_scaling, mean, std, output_kind, preprocess if is_user_model else None),
         preprocess=None if is_user_model else preprocess, epochs=epochs, augment=augment, format=format, run=run,
-        out=out, skip_train=skip_train,
+        out=out, skip_train=skip_train, max_drop=max_drop,
     )
     with pipeline_progress(STAGES) as stage_started:
         result = run_pipeline(options, stage_started)

@@ -23,7 +23,7 @@ from edgecnn.stages.bench import DEFAULT_SECONDS, BenchOptions, BenchReport, ben
 from edgecnn.stages.export import ExportOptions, ExportResult, FormatChoice, export
 from edgecnn.stages.train import TrainOptions, train
 from edgecnn.stages.train_report import REPORT_FILENAME, TrainReport
-from edgecnn.stages.verify import VerifyOptions, VerifyResult, verify
+from edgecnn.stages.verify import Thresholds, VerifyOptions, VerifyResult, verify
 
 STAGES = ("train", "export", "verify", "bench")
 
@@ -41,6 +41,7 @@ class PipelineOptions:
     augment: bool = False
     format: FormatChoice | None = None
     run: RunOptions = RunOptions()  # verify runs each file on the first of these runtimes that reads it; bench on all
+    max_drop: float | None = None  # export searches int8 files within it, and verify holds them to it
     out: Path = Path("exports")
     skip_train: bool = False
     batch_sizes: tuple[int, ...] = (1, 64)  # fewer and shorter than bench's defaults: the report states the difference
@@ -71,11 +72,13 @@ def run_pipeline(options: PipelineOptions, stage_started: Callable[[str], None] 
     exported = export(ExportOptions(
         model=model_path, format=options.format, out=out, data=options.data, image_size=options.image_size, color=options.color,
         describe=options.describe, replace=options.replace or trained_now,  # a model trained into --out is that folder's model now
+        max_drop=options.max_drop,
     ))
     if train_report is not None and train_report.model.sha256 != exported.model.sha256:
         train_report = None  # the train.json in --out describes another model
     stage_started("verify")
-    verified = verify(VerifyOptions(manifest=exported.manifest_path, data=options.data, run=options.run))
+    verified = verify(VerifyOptions(manifest=exported.manifest_path, data=options.data, run=options.run,
+                                    overrides=Thresholds(max_drop_points=options.max_drop)))
     benched = None
     if verified.passed:
         stage_started("bench")

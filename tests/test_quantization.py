@@ -85,3 +85,41 @@ def test_bad_quantization_choices_are_one_line_errors(trained_model, tmp_path, a
     run = run_cli("export", "--out", str(tmp_path), *args)
     assert_one_line_error(run, *fragments)
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_the_search_judges_on_training_images_only_never_test_or_calibration(trained_model, small_npz, tmp_path, monkeypatch):
+    """Every image the search evaluates is a training image, none is a test image, none was used for calibration;
+    and a candidate that misses makes it keep the most sensitive layers in float, step by step, with a trail."""
+    import numpy as np
+
+    from edgecnn.stages.export import ExportOptions, Quantize, export
+    from edgecnn.stages.export import search as search_module
+
+    data = np.load(small_npz)
+    train_hashes = {image.tobytes() for image in data["x_train"]}
+    test_hashes = {image.tobytes() for image in data["x_test"]}
+    seen: dict[str, object] = {}
+    evaluate = search_module.evaluate
+
+    def spy(spec, converted, inputs, validation, *args):
+        seen["validation"], seen["calibration"] = validation.images, inputs.calibration
+        step = evaluate(spec, converted, inputs, validation, *args)
+        first_try = not any(key == spec.name for key in seen.get("steps", []))
+        seen.setdefault("steps", []).append(spec.name)
+        return step if not first_try else search_module.replace(step, within_budget=False)  # force one more step
+
+    monkeypatch.setattr(search_module, "evaluate", spy)
+    for name in (trained_model.name, "train.json"):
+        (tmp_path / name).write_bytes((trained_model.parent / name).read_bytes())
+    result = export(ExportOptions(model=tmp_path / trained_model.name, quantize=Quantize.INT8, max_drop=0.5, out=tmp_path))
+    validation = {image[..., 0].tobytes() for image in seen["validation"]}  # (N, 28, 28, 1) → the npz's (N, 28, 28)
+    calibration = {image[..., 0].tobytes() for image in seen["calibration"]}
+    assert validation and validation <= train_hashes and not validation & test_hashes and not validation & calibration
+    for name, searched in result.searches.items():
+        assert len(searched.steps) == 2 and searched.met, name
+        first, second = searched.steps
+        assert len(second.kept_float_layers) > len(first.kept_float_layers)
+        assert "held out for validation" in searched.validation
+        entry = next(entry for entry in result.artifacts if entry.name == name)
+        assert entry.details["quantization"]["kept_float_layers"] == list(second.kept_float_layers)
+        assert list(entry.details["accuracy_search"]["steps"][1]["kept_float_layers"]) == list(second.kept_float_layers)

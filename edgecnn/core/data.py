@@ -201,6 +201,14 @@ class Dataset:
         }
 
 
+def holdout_indices(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held, kept) indices of a seeded random split: train's validation hold-out, which export's --max-drop search
+    finds again from the seed and fraction train.json records."""
+    order = np.random.default_rng(seed).permutation(count)
+    cut = int(round(count * fraction))
+    return order[:cut], order[cut:]
+
+
 def default_spec() -> str:
     return os.environ.get(DATA_ENV) or SourceKind.MNIST.value
 

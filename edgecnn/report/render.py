@@ -21,6 +21,7 @@ from edgecnn.report.tables import (
     export_rows,
     latency_rows,
     parity_rows,
+    search_rows,
     shape_text,
     ship_rows,
     tuning_rows,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from edgecnn.stages.bench import BenchResult
     from edgecnn.stages.doctor import DoctorReport
     from edgecnn.stages.explain import ExplainResult
+    from edgecnn.stages.export.search import SearchResult
     from edgecnn.stages.info import ModelInfo
     from edgecnn.stages.predict import PredictResult
     from edgecnn.stages.tune import TuneResult
@@ -106,6 +108,12 @@ def explain_table(result: ExplainResult) -> None:
     first = result.first_below_floor
     print(f"first layer below {result.floor_db:g} dB: {first.layer}" if first else f"every layer is above {result.floor_db:g} dB")
     print(f"wrote {result.report_path}, {result.chart_path}")
+
+
+def search_table(artifact: str, result: SearchResult) -> None:
+    verdict = "met" if result.met else "NOT met"
+    print_table(f"{artifact}: --max-drop {result.max_drop_points:g} points, agreement ≥ {result.min_agreement:.0%} on {result.validation} — "
+                f"{verdict} after {len(result.steps)} step(s), {result.seconds:.0f} s", search_rows(result))
 
 
 def bench_table(results: Sequence[BenchResult]) -> None:

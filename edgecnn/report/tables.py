@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from edgecnn.report.ship import ArtifactSummary, Recommendation
     from edgecnn.stages.bench import BenchResult
     from edgecnn.stages.explain import ExplainResult, LayerComparison
+    from edgecnn.stages.export.search import SearchResult, SearchStep
     from edgecnn.stages.tune import TuneResult
     from edgecnn.stages.verify import ParityResult
 
@@ -99,6 +100,15 @@ def explain_rows(result: ExplainResult) -> TextTable:
         return (row.layer, row.kind, f"{row.sqnr_db:.1f}", f"{row.max_abs_diff:.2e}", verdict)
 
     return text_table(("layer", "Keras class", "SQNR dB", "max |Δ|", "note"), result.rows, cells, 2)
+
+
+def search_rows(result: SearchResult) -> TextTable:
+    def cells(step: SearchStep) -> tuple[Cell, ...]:
+        layers = ", ".join(step.kept_float_layers) or "none"
+        return (layers, f"{step.accuracy:.2%}", f"{-step.drop_points or 0.0:+.2f}", f"{step.agreement:.2%}", f"{step.bytes / 1024:,.1f}",
+                f"{step.p50_batch1_us:,.1f}", Verdict(step.within_budget, "within" if step.within_budget else "misses"))
+
+    return text_table(("kept in float", "accuracy", "Δ points", "agreement", "size (KB)", "b1 p50 µs", "budget"), result.steps, cells, 1)
 
 
 def tuning_rows(results: Sequence[TuneResult]) -> TextTable:

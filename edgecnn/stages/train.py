@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.core.backend import import_keras, import_tensorflow
-from edgecnn.core.data import DataRequest, Dataset, load_dataset
+from edgecnn.core.data import DataRequest, Dataset, holdout_indices, load_dataset
 from edgecnn.core.description import Color, InputScaling, ModelDescription, OutputKind, Preprocess
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
@@ -289,9 +289,7 @@ def split_validation(
     x, y = description.model_input(dataset.x_train), one_hot(dataset.y_train, description.num_classes)
     if fraction <= 0:
         return x, y, None
-    order = np.random.default_rng(seed).permutation(len(y))
-    cut = int(round(len(y) * fraction))
-    held, kept = order[:cut], order[cut:]
+    held, kept = holdout_indices(len(y), fraction, seed)
     return x[kept], y[kept], (x[held], y[held])
 
 

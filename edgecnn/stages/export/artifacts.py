@@ -103,6 +103,7 @@ class ExportOptions:
     calibration_method: CalibrationMethod = CalibrationMethod.MINMAX  # ONNX int8 only
     per_channel: bool = True  # ONNX int8 weights: one scale per output channel (else one per tensor)
     keep_float: tuple[str, ...] | None = None  # Keras layers kept in float in int8 files; None: each format's first candidate
+    max_drop: float | None = None  # points: search for int8 files within verify's int8 criteria on a validation split
     seed: int = 0
     replace: bool = False  # replace another model's artifacts in --out instead of refusing
 
@@ -115,6 +116,8 @@ class ExportOptions:
                                "--calibration-method")
         if not self.per_channel and not onnx_int8:
             raise EdgecnnError("applies to ONNX int8 files only (the TFLite converter quantizes weights per channel)", "--per-tensor")
+        if self.max_drop is not None and not (self.max_drop >= 0 and any_int8):
+            raise EdgecnnError(f"needs int8 files and a budget of 0 points or more, got {self.max_drop}", "--max-drop")
         if self.keep_float is not None and not any_int8:
             raise EdgecnnError("layers are kept in float in int8 files, and none is being exported (add --quantize int8)", "--keep-float")
 

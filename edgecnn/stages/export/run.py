@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,15 @@ import numpy as np
 from edgecnn import __version__
 from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file
 from edgecnn.core.layers import check_layer_names, keras_layer_names
-from edgecnn.core.manifest import ArtifactEntry, ArtifactFormat, ModelEntry, TensorSpec, check_one_model, update_manifest
+from edgecnn.core.manifest import ArtifactEntry, ArtifactFormat, ModelEntry, Precision, TensorSpec, check_one_model, update_manifest
 from edgecnn.core.provenance import library_versions, utc_now
 from edgecnn.stages.export import onnx as onnx_converter
 from edgecnn.stages.export import tflite as tflite_converter
 from edgecnn.stages.export.artifacts import ArtifactSpec, ExportOptions, select_artifacts, spec_named
 from edgecnn.stages.export.inputs import Converted, ExportInputs
+from edgecnn.stages.export.search import SearchResult, Validation, search, validation_split
 from edgecnn.stages.export.source import SourceModel, load_source_model, resolve_model_path
+from edgecnn.stages.verify import QUANTIZED
 
 STAGING_PREFIX = ".export-staging-"  # + the exporting process's id
 
@@ -47,6 +49,7 @@ class ExportResult:
     artifacts: tuple[ArtifactEntry, ...]
     seconds: float
     unpublished_bases: tuple[str, ...] = ()  # rows converted only as the base of a requested one
+    searches: dict[str, SearchResult] = field(default_factory=dict)  # --max-drop: the trail per int8 artifact
 
 
 def export(options: ExportOptions, progress: Callable[[str], None] | None = None) -> ExportResult:
@@ -63,15 +66,19 @@ def export(options: ExportOptions, progress: Callable[[str], None] | None = None
     remove_stale_staging(out)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
     try:
-        inputs = ExportInputs(source.keras_model, model_entry, options, staging, calibration_images(options, source), model_metadata(model_entry))
-        staged = convert_all(specs, inputs, progress or (lambda name: None))
+        validation = None
+        if options.max_drop is not None:
+            validation = validation_split(source.dataset.x_train, source.dataset.y_train, source.holdout, options.seed)
+        calibration = calibration_images(options, source, validation.indices if validation is not None else None)
+        inputs = ExportInputs(source.keras_model, model_entry, options, staging, calibration, model_metadata(model_entry))
+        staged, searches = convert_all(specs, inputs, progress or (lambda name: None), validation)
         bundle_model(model_path, out)
         entries = [publish(spec, staged[spec.name], out, model_entry) for spec in specs]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     manifest = update_manifest(out, model_entry, entries)
     bases = tuple(name for name in staged if name not in {spec.name for spec in specs})
-    return ExportResult(manifest.path, model_entry, tuple(entries), time.perf_counter() - started, bases)
+    return ExportResult(manifest.path, model_entry, tuple(entries), time.perf_counter() - started, bases, searches)
 
 
 def remove_stale_staging(out: Path) -> None:
@@ -93,9 +100,13 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def convert_all(specs: list[ArtifactSpec], inputs: ExportInputs, progress: Callable[[str], None]) -> dict[str, Converted]:
-    """Each requested row, bases first; a base not requested is converted once for its derived rows."""
+def convert_all(
+    specs: list[ArtifactSpec], inputs: ExportInputs, progress: Callable[[str], None], validation: Validation | None = None
+) -> tuple[dict[str, Converted], dict[str, SearchResult]]:
+    """Each requested row, bases first; a base not requested is converted once for its derived rows. With --max-drop
+    an int8 row is searched for (stages/export/search.py), starting from its first conversion."""
     staged: dict[str, Converted] = {}
+    searches: dict[str, SearchResult] = {}
     requested = {spec.name for spec in specs}
     for spec in sorted(specs, key=lambda item: item.base is not None):
         base = None
@@ -105,11 +116,14 @@ def convert_all(specs: list[ArtifactSpec], inputs: ExportInputs, progress: Calla
             base = staged[spec.base].path
         progress(spec.name)
         converted = convert_one(spec, inputs, base)
+        if validation is not None and inputs.options.max_drop is not None and spec.precision is Precision.INT8:
+            converted, searches[spec.name] = search(spec, inputs, base, converted, validation, convert_one, inputs.options.max_drop,
+                                                    QUANTIZED.min_agreement or 0.0)
         if spec.base is not None:
             derived = {"artifact": spec.base, "published": spec.base in requested}
             converted = replace(converted, details=converted.details | {"derived_from": derived})
         staged[spec.name] = converted
-    return staged
+    return staged, searches
 
 
 def convert_one(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Converted:
@@ -148,12 +162,14 @@ def bundle_model(model_path: Path, out: Path) -> None:
             shutil.copyfile(model_path, temp)
 
 
-def calibration_images(options: ExportOptions, source: SourceModel) -> np.ndarray:
-    """A seeded random subset of the user's training images (uint8, in the model's size and color)."""
+def calibration_images(options: ExportOptions, source: SourceModel, excluded: np.ndarray | None = None) -> np.ndarray:
+    """A seeded random subset of the user's training images (uint8, in the model's size and color), none of the
+    `excluded` ones (the --max-drop search's validation images)."""
     dataset = source.dataset
+    pool = np.arange(len(dataset.x_train)) if excluded is None else np.setdiff1d(np.arange(len(dataset.x_train)), excluded)
     rng = np.random.default_rng(options.seed)
-    count = min(options.calibration_images, len(dataset.x_train))
-    return dataset.x_train[np.sort(rng.choice(len(dataset.x_train), size=count, replace=False))]
+    count = min(options.calibration_images, len(pool))
+    return dataset.x_train[np.sort(pool[rng.choice(len(pool), size=count, replace=False)])]
 
 
 def model_metadata(model_entry: ModelEntry) -> dict[str, str]:

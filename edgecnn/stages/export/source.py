@@ -33,6 +33,7 @@ class SourceModel:
     keras_model: Any
     entry: ModelEntry
     dataset: Dataset  # in the model's size and color: calibration images come from it
+    holdout: tuple[float, int] | None = None  # train's validation fraction and seed, when train made this model on this data
 
 
 def resolve_model_path(options: ExportOptions) -> Path:
@@ -65,7 +66,9 @@ def load_source_model(options: ExportOptions, path: Path) -> SourceModel:
         data, accuracy = dataset.record(), None
     check_model_fits(description, dataset, path.name)
     entry = ModelEntry(path=path.name, sha256=sha, test_accuracy=accuracy, data=data, description=description)
-    return SourceModel(path, keras_model, entry, dataset)
+    same_split = report is not None and report.data.sha256 == dataset.fingerprint()
+    holdout = (report.hyperparameters.validation_split, report.seed) if report is not None and same_split else None
+    return SourceModel(path, keras_model, entry, dataset, holdout)
 
 
 def trained_here(path: Path, sha: str) -> TrainReport | None:
