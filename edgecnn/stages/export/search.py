@@ -30,6 +30,7 @@ from edgecnn.stages.timing import TimingSettings, measure
 MIN_VALIDATION = 2000  # images the search judges on, where the data has them
 SENSITIVITY_IMAGES = 300  # images the one sensitivity pass compares layer by layer
 MAX_STEPS = 12
+WEIGHTED = {"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "Dense"}
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
     current = first
     steps = [evaluate(spec, current, inputs, validation, keras_probabilities, keras_accuracy, kept, max_drop, min_agreement)]
     if not steps[-1].within_budget:
-        for run in sensitive_runs(spec, current.path, base, inputs, validation.images[:SENSITIVITY_IMAGES]):
+        for run in sensitive_runs(spec, current.path, inputs, validation.images[:SENSITIVITY_IMAGES]):
             new = [layer for layer in run if layer not in kept]
             if not new or len(steps) > MAX_STEPS:
                 continue
@@ -127,7 +128,7 @@ def evaluate(spec: ArtifactSpec, converted: Converted, inputs: ExportInputs, val
                       drop <= max_drop and agreement >= min_agreement)
 
 
-def sensitive_runs(spec: ArtifactSpec, path: Path, base: Path | None, inputs: ExportInputs, images: np.ndarray) -> list[list[str]]:
+def sensitive_runs(spec: ArtifactSpec, path: Path, inputs: ExportInputs, images: np.ndarray) -> list[list[str]]:
     """Runs of layers (a convolution with what was folded into it) ordered by the quantization noise each adds — the
     SQNR lost against the run compared before it, largest first — from one layer-by-layer comparison of the int8 file
     with Keras (`verify --explain`). Each run lists its layers that have nodes of their own, which --keep-float takes."""
@@ -143,7 +144,8 @@ def sensitive_runs(spec: ArtifactSpec, path: Path, base: Path | None, inputs: Ex
         import onnx
 
         rows = compare_layers(layers, kinds, reference, onnx_layer_outputs(path, images, inputs.description, layers), floor=0.0)
-        names = [node.name for node in onnx.load(str(base or path)).graph.node]  # the graph the quantizer excludes nodes from
+        # the nodes the quantizer kept (and can exclude): what the prepared graph has, less what it fused into QDQ ranges
+        names = [node.name for node in onnx.load(str(path)).graph.node if node.op_type not in ("QuantizeLinear", "DequantizeLinear")]
     else:
         rows = compare_layers(layers, kinds, reference, tflite_layer_outputs(path, images, inputs.description, layers), floor=0.0)
         names = op_output_names(path.read_bytes())
@@ -156,5 +158,8 @@ def sensitive_runs(spec: ArtifactSpec, path: Path, base: Path | None, inputs: Ex
             losses[row.layer] = (previous - row.sqnr_db) if previous is not None else -row.sqnr_db
             previous = row.sqnr_db
     runs = {layer: [row.layer for row in rows if row.layer == layer or row.folded_into == layer] for layer in losses}
-    ordered = sorted(losses, key=lambda layer: losses[layer], reverse=True)
+    # only runs with weights: keeping a weightless op (a Multiply, a pooling) in float leaves its neighbours' quantized
+    # inputs and outputs as they were, and measured no change at all on MobileNetV3's squeeze-excite multiplies
+    weighted = [layer for layer in losses if any(kinds.get(member) in WEIGHTED for member in runs[layer])]
+    ordered = sorted(weighted, key=lambda layer: losses[layer], reverse=True)
     return [found for found in ([layer for layer in runs[match] if layer in with_nodes] for match in ordered) if found]
