@@ -227,20 +227,18 @@ def compare_layers(layers: list[str], kinds: dict[str, str], reference: dict[str
             runs[-1].append(layer)
     rows: list[LayerComparison] = []
     for run in runs:
-        match = next((layer for layer in reversed(run) if layer in found and aligned(found[layer], reference[layer]) is not None), None)
+        candidates = ((layer, aligned(found[layer], reference[layer])) for layer in reversed(run) if layer in found)
+        match, value = next(((layer, value) for layer, value in candidates if value is not None), (None, None))
         for layer in run:
             kind = kinds.get(layer, "?")
-            if match is None:
+            if match is None or value is None:
                 rows.append(LayerComparison(layer, kind, note="no tensor named after it (the converter renamed or fused it)"))
             elif layer != match:
                 rows.append(LayerComparison(layer, kind, folded_into=match))
             else:
-                keras_value = reference[layer]
-                artifact_value = aligned(found[layer], keras_value)
-                assert artifact_value is not None
-                sqnr = sqnr_db(keras_value, artifact_value)
+                sqnr = sqnr_db(reference[layer], value)
                 below = sqnr < floor and not any(row.below_floor for row in rows)
-                rows.append(LayerComparison(layer, kind, round(sqnr, 2), float(np.max(np.abs(keras_value - artifact_value))), below_floor=below))
+                rows.append(LayerComparison(layer, kind, round(sqnr, 2), float(np.max(np.abs(reference[layer] - value))), below_floor=below))
     return rows
 
 
