@@ -46,7 +46,7 @@ def provider_fix(provider: Provider) -> str:
     """The install that makes this provider work, as the user would type it."""
     if provider is Provider.TENSORRT:
         major = (built_for_cuda() or "13").split(".")[0]
-        return (f'install TensorRT 10 for CUDA {major} so that {", ".join(TENSORRT_LIBRARIES[:1])} loads (pip install '
+        return (f'install TensorRT 10 for CUDA {major} so that {TENSORRT_LIBRARIES[0]} loads (pip install '
                 f'tensorrt-cu{major}-libs, or NVIDIA\'s TensorRT packages) beside pip install "edgecnn[cuda]"')
     return 'pip install "edgecnn[cuda]" (onnxruntime-gpu with its CUDA and cuDNN wheels) and check that nvidia-smi sees a GPU'
 

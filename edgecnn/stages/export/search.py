@@ -86,7 +86,7 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
            convert: Any, max_drop: float, min_agreement: float) -> tuple[Converted, SearchResult]:
     """Steps from the format's first candidate (already converted: `first`) until the budget is met."""
     started = time.perf_counter()
-    keras_probabilities = keras_reference(inputs, validation.images)
+    keras_probabilities = keras_outputs_on(inputs, validation.images)
     keras_accuracy = float(np.mean(keras_probabilities.argmax(axis=1) == validation.labels))
     kept = list(first.details["quantization"]["kept_float_layers"])
     current = first
@@ -106,7 +106,8 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
     return replace(current, details=current.details | {"accuracy_search": result.to_dict()}), result
 
 
-def keras_reference(inputs: ExportInputs, images: np.ndarray) -> np.ndarray:
+def keras_outputs_on(inputs: ExportInputs, images: np.ndarray) -> np.ndarray:
+    """The in-memory Keras model's probabilities (verify's keras_reference reads a cached file for the test split)."""
     outputs = np.concatenate([np.asarray(inputs.keras_model(inputs.description.model_input(images[start : start + 256]), training=False))
                               for start in range(0, len(images), 256)])
     return inputs.description.probabilities(outputs)
