@@ -16,8 +16,8 @@ from edgecnn.core.description import Color, DescriptionOverrides, ModelDescripti
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.provenance import library_versions, this_machine, utc_now
 from edgecnn.report.document import Bold, Code, Section, write_report
-from edgecnn.report.ship import Recommendation, recommend, summarize
-from edgecnn.report.tables import export_rows, latency_rows, parity_rows, ship_rows, summary_rows
+from edgecnn.report.ship import Recommendation, pareto, recommend, summarize
+from edgecnn.report.tables import export_rows, latency_rows, pareto_rows, parity_rows, ship_rows, summary_rows
 from edgecnn.runners import RunOptions, runtime_packages
 from edgecnn.stages.bench import DEFAULT_SECONDS, BenchOptions, BenchReport, bench
 from edgecnn.stages.export import ExportOptions, ExportResult, FormatChoice, export
@@ -84,7 +84,7 @@ def run_pipeline(options: PipelineOptions, stage_started: Callable[[str], None] 
         stage_started("bench")
         benched = bench(bench_options(options, exported.manifest_path))
     rows = benched.results if benched else ()
-    ship = tuple(recommend(verified.results, rows, exported.artifacts))
+    ship = tuple(recommend(verified.results, rows, exported.artifacts, benched.tuning if benched is not None else ()))
     sections = report_sections(out, options, train_report, exported, verified, benched, ship)
     markdown, html = write_report(out, "edgecnn report", sections)
     return PipelineResult(train_report, exported, verified, benched, ship, markdown, html)
@@ -139,6 +139,7 @@ def report_sections(
     return [
         ship_section(ship, verified.model_name, verified.description),
         Section("Every artifact", table=summary_rows(summarize(verified.results, rows, exported.artifacts))),
+        candidates_section(verified, benched, exported),
         training_section(out, train_report),
         Section("Exported artifacts", table=export_rows(exported.artifacts)),
         Section(
@@ -162,6 +163,19 @@ def ship_section(ship: tuple[Recommendation, ...], model_name: str, description:
         text=(model_line(model_name, description), " Per target, the fastest artifact that passed verify; speed-ups are against ",
               Code("onnx-fp32"), " on the same device and batch, and against the Keras call."),
         table=ship_rows(ship),
+    )
+
+
+def candidates_section(verified: VerifyResult, benched: BenchReport | None, exported: ExportResult) -> Section:
+    candidates = pareto(verified.results, benched.results, exported.artifacts, benched.tuning) if benched else []
+    if not candidates:
+        return Section("Size × latency × accuracy", text=("No file both passed verify and was measured at batch 1 on the CPU.",))
+    return Section(
+        "Size × latency × accuracy",
+        text=("Every file that passed verify, at batch 1 on the CPU: the Pareto front holds those no other file beats — at least as "
+              "small, as accurate and as fast (overlapping p50 intervals count as a tie), and better in one. An int8 file lists the "
+              "layers kept in float (export --keep-float or the --max-drop search).",),
+        table=pareto_rows(candidates),
     )
 
 

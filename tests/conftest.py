@@ -147,6 +147,19 @@ def tamper_onnx(path: Path, note: str = "edited after export") -> None:
     onnx.save(model, path)
 
 
+def perturb_largest_initializer(path: Path) -> None:
+    """Change a file's weights (the largest initializer) and leave its metadata, goldens included, as they were."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(path)
+    largest = max(model.graph.initializer, key=lambda tensor: int(np.prod(tensor.dims)))
+    weights = numpy_helper.to_array(largest)
+    shuffled = np.random.default_rng(0).permutation(weights.reshape(-1)).reshape(weights.shape)
+    largest.CopyFrom(numpy_helper.from_array(shuffled.astype(weights.dtype), largest.name))
+    onnx.save(model, path)
+
+
 IMPORT_PROBE = """
 import sys
 from edgecnn.cli import main

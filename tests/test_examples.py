@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, run_cli
+from conftest import REPO_ROOT, copy_exports, perturb_largest_initializer, run_cli
 from PIL import Image, ImageFilter
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -85,6 +85,21 @@ def test_node_example_agrees_with_predict(exported, shared_images):
         pytest.skip("node or the example's node_modules missing (cd examples/node && npm ci --ignore-scripts)")
     model = exported.parent / "mnist_cnn_uint8_input.onnx"
     assert run_example([node, str(EXAMPLES / "node" / "classify.js"), str(model), *shared_images]) == predicted(model, shared_images)
+
+
+def test_the_examples_selftest_at_start_up_passes_and_refuses_a_changed_file(exported, tmp_path):
+    """Python's selftest.py (which classify.py runs first) and the Node example's start-up check, on a good file and
+    on the same file with its weights shuffled and its metadata (goldens included) left as it was."""
+    model = copy_exports(exported, tmp_path / "copied").parent / "mnist_cnn_uint8_input.onnx"
+    node = shutil.which("node") if (EXAMPLES / "node" / "node_modules" / "onnxruntime-node").is_dir() else None
+    commands = [[sys.executable, str(EXAMPLES / "python" / "selftest.py"), str(model)]]
+    if node is not None:
+        commands.append([node, str(EXAMPLES / "node" / "classify.js"), str(model), "--selftest"])
+    for expected, verdict in ((0, "selftest PASS: 8 goldens, top-1 8/8"), (1, "selftest FAIL")):
+        for command in commands:
+            completed = subprocess.run(command, capture_output=True, text=True, timeout=180, cwd="/")
+            assert completed.returncode == expected and verdict in completed.stdout + completed.stderr, (command, completed.stdout, completed.stderr)
+        perturb_largest_initializer(model)
 
 
 def test_the_javascript_preprocessing_gives_the_same_pixels_as_predict(shared_images):

@@ -79,10 +79,16 @@ def load_pyproject() -> dict:
 
 
 def without_dependency(pyproject: dict, name: str) -> dict:
+    """pyproject.toml with `name` removed from the dependencies and from every extra."""
     project = pyproject["project"]
-    kept = [requirement for requirement in project["dependencies"] if requirement_name(requirement) != name]
-    assert len(kept) < len(project["dependencies"]), f"{name} is not a declared dependency"
-    return pyproject | {"project": project | {"dependencies": kept}}
+
+    def kept(requirements: list[str]) -> list[str]:
+        return [requirement for requirement in requirements if requirement_name(requirement) != name]
+
+    extras = {extra: kept(requirements) for extra, requirements in project.get("optional-dependencies", {}).items()}
+    assert declared_distributions(pyproject) - declared_distributions({"project": project | {"dependencies": kept(project["dependencies"]),
+                                                                                           "optional-dependencies": extras}}), name
+    return pyproject | {"project": project | {"dependencies": kept(project["dependencies"]), "optional-dependencies": extras}}
 
 
 def test_every_import_is_declared():
@@ -92,7 +98,18 @@ def test_every_import_is_declared():
 
 @pytest.mark.parametrize(
     "distribution, module, where",
-    [("onnxslim", "onnxslim", "edgecnn/core/onnx_graph.py"), ("protobuf", "google", "edgecnn/core/onnx_graph.py"), ("typer", "typer", "edgecnn/cli.py")],
+    [("onnxslim", "onnxslim", "edgecnn/core/onnx_graph.py"), ("protobuf", "google", "edgecnn/core/onnx_graph.py"),
+     ("typer", "typer", "edgecnn/cli/__init__.py"), ("tensorflow", "tensorflow", "edgecnn/core/backend.py")],
 )
 def test_a_removed_dependency_is_named_with_the_file_importing_it(distribution, module, where):
     assert undeclared_imports(without_dependency(load_pyproject(), distribution)) == {module: where}
+
+
+def test_the_device_install_is_the_plain_dependencies_and_the_training_side_an_extra():
+    project = load_pyproject()["project"]
+    plain = {requirement_name(requirement) for requirement in project["dependencies"]}
+    training = {requirement_name(requirement) for requirement in project["optional-dependencies"]["train"]}
+    assert {"tensorflow", "keras", "tf2onnx", "onnxslim", "matplotlib", "scipy", "scikit-learn", "mlxtend"} <= training
+    assert not plain & training and {"onnxruntime-gpu", "ai-edge-litert", "numpy", "pillow", "typer"} <= plain
+    quick_start = (REPO_ROOT / "README.md").read_text(encoding="utf-8").split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert 'pip install -e ".[train]" && edgecnn pipeline' in quick_start

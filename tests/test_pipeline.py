@@ -14,14 +14,15 @@ def test_pipeline_with_skip_train_writes_the_report(trained_model, small_npz, tm
     assert run.returncode == 0, run.stderr
     markdown = (out / "report.md").read_text()
     headings = [line for line in markdown.splitlines() if line.startswith("## ")]
-    assert headings == ["## What to ship", "## Every artifact", "## Data and training", "## Exported artifacts", "## Parity with Keras",
-                        "## Latency", "## Provenance"]
+    assert headings == ["## What to ship", "## Every artifact", "## Size × latency × accuracy", "## Data and training", "## Exported artifacts",
+                        "## Parity with Keras", "## Latency", "## Provenance"]
+    assert "| Pareto front |" in markdown  # at least one passing file that no other beats
     assert "| CPU, batch 1 |" in markdown and "| CPU, throughput |" in markdown and "what to ship" in run.stdout
     # every artifact passes: once in the parity table, once in the "Every artifact" summary
     assert markdown.count("| PASS") == 2 * 8 and "mnist_cnn_int8.tflite" in markdown and "![Latency](bench.png)" in markdown
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3  # curves, confusion matrices, latency chart
-    assert html.count("<table>") == 5 and '<span class="pass">PASS</span>' in html
+    assert html.count("<table>") == 6 and '<span class="pass">PASS</span>' in html
     bench = json.loads((out / "bench.json").read_text())
     assert {row["batch_size"] for row in bench["results"]} == {1, 64}
 

@@ -123,3 +123,55 @@ def test_the_search_judges_on_training_images_only_never_test_or_calibration(tra
         entry = next(entry for entry in result.artifacts if entry.name == name)
         assert entry.details["quantization"]["kept_float_layers"] == list(second.kept_float_layers)
         assert list(entry.details["accuracy_search"]["steps"][1]["kept_float_layers"]) == list(second.kept_float_layers)
+
+
+def test_the_bisection_finds_the_shortest_float_tail_that_meets_the_budget():
+    """A model whose budget is met once its last 7 layers are float: the search tries the whole network but its first
+    layer, then halves, and writes the 7-layer candidate (tried again when the last try missed)."""
+    from edgecnn.stages.export.search import SearchStep, bisect_float_tail
+
+    order = [f"layer{index}" for index in range(20)]
+    tried_tails: list[int] = []
+
+    def tried(layers: list[str]) -> tuple[str, SearchStep]:
+        tail = len([layer for layer in layers if layer != "layer3"])  # layer3: kept by the ranked steps before
+        tried_tails.append(tail)
+        met = all(layer in layers for layer in order[-7:])
+        return f"file with {tail}", SearchStep(tuple(layers), 0.9, 0.0, 1.0 if met else 0.9, 0.99 if met else 0.89, 1, 1.0, met)
+
+    steps: list[SearchStep] = []
+    best = bisect_float_tail(["layer3"], order, tried, steps)
+    assert tried_tails[0] == 18 and best == "file with 7" and steps[-1].within_budget
+    assert len(steps) <= 7  # log2(19) tries, and the best written again when the last missed
+
+
+def test_the_agreement_bound_asks_for_more_than_the_point_estimate():
+    from edgecnn.stages.export.search import wilson_lower_bound
+
+    assert wilson_lower_bound(0.99, 6000) < 0.99 < wilson_lower_bound(0.995, 6000)
+    assert wilson_lower_bound(1.0, 200) < 0.99 <= wilson_lower_bound(1.0, 300)  # 200 images cannot certify 99 %: the point estimate decides
+    assert wilson_lower_bound(0.5, 0) == 0.0
+
+
+def test_renamed_convolutions_are_found_by_their_weights_and_orphans_follow_their_input():
+    """tf2onnx renames the convolutions it rewrites (`Conv__7`) but keeps the layer's scope in their weights; an op Keras
+    recorded without a layer (MobileNetV3's hard-sigmoid multiply) goes with the layer whose output it reads."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgecnn.core.layers import onnx_node_layers, with_orphans
+
+    weight = numpy_helper.from_array(np.ones((2, 1, 1, 1), np.float32), "model_1/conv_1/convolution/merged_input:0")
+    scale = numpy_helper.from_array(np.array([0.5], np.float32), "model_1/Mul/y:0")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", weight.name], ["Conv__7:0"], name="Conv__7"),
+         helper.make_node("Mul", ["Conv__7:0", scale.name], ["model_1/Mul:0"], name="model_1/Mul"),
+         helper.make_node("Relu", ["model_1/Mul:0"], ["y"], name="model_1/re_lu_1/Relu")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 2, 2])], [weight, scale])
+    model = helper.make_model(graph)
+    owners = onnx_node_layers(model, ["conv", "re_lu"])
+    assert owners == {"Conv__7": "conv", "model_1/Mul": None, "model_1/re_lu_1/Relu": "re_lu"}
+    assert onnx_node_layers(model, ["conv", "re_lu"], by_weights=False)["Conv__7"] is None  # explain: its output is not the conv's
+    grouped = with_orphans(((node.name, node.input, node.output) for node in graph.node), owners)
+    assert grouped == {"Conv__7": "conv", "model_1/Mul": "conv", "model_1/re_lu_1/Relu": "re_lu"}

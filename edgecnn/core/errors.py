@@ -6,6 +6,9 @@ Anything a user can fix (a bad file, a bad option) is raised as `EdgecnnError` w
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class EdgecnnError(Exception):
     """A problem with the user's input, stated as what is wrong and where."""
@@ -21,7 +24,25 @@ class EdgecnnError(Exception):
         return f"{self.what} ({self.where})" if self.where else self.what
 
 
+class IntegrityError(EdgecnnError):
+    """A file's bytes no longer match the sha256 the manifest recorded for it."""
+
+
 def first_line(exc: BaseException) -> str:
     """A library's exception, cut to its first line: enough to say what broke in a one-line error."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+TRAINING_SIDE_FIX = 'pip install "edgecnn[train]"'
+
+
+@contextlib.contextmanager
+def training_side(needed_for: str) -> Iterator[None]:
+    """Around the import of a training-side package (TensorFlow, tf2onnx, onnxslim, scikit-learn, …), which a device
+    install leaves out: missing, it is the one-line error naming the extra that brings it."""
+    try:
+        yield
+    except ImportError as exc:
+        missing = (exc.name or "a training-side package").split(".")[0]
+        raise EdgecnnError(f"{needed_for} needs {missing}, which the device install leaves out. Fix: {TRAINING_SIDE_FIX}") from None

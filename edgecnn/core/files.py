@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,8 @@ def atomic_path(destination: Path) -> Iterator[Path]:
 
     The temp name keeps the destination's extension, which some writers insist on (Keras only saves to ``*.keras``).
     """
+    import tempfile  # imported here: with `random` behind it, it would cost every start (predict, info) ~5 ms
+
     destination = Path(destination)
     suffix = destination.suffix
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from edgecnn.core.errors import EdgecnnError
 
@@ -61,3 +62,34 @@ def check_layer_names(wanted: Sequence[str], layer_names: Sequence[str], option:
 def keras_layer_names(keras_model: object) -> list[str]:
     """The model's layers in order, as users see them in `model.summary()` (the input placeholder excluded)."""
     return [layer.name for layer in getattr(keras_model, "layers", []) if type(layer).__name__ != "InputLayer"]
+
+
+def onnx_node_layers(model: Any, layer_names: Sequence[str], by_weights: bool = True) -> dict[str, str | None]:
+    """Each ONNX node's Keras layer: by the node's own name, else its outputs', else — for a computing node, with
+    `by_weights` — its weights' (a weight initializer, or its DequantizeLinear in a QDQ file). tf2onnx renames the
+    convolutions it rewrites (`Conv__327`), but their weights keep the layer's scope (`…/conv_1/convolution/
+    merged_input`): that names the layer to keep in float. It does not make the node's output that layer's: with a
+    BatchNorm folded in, it is the BatchNorm's, which is why `verify --explain` maps by names only. A (de)quantization
+    node is named after its tensor only: its scale belongs to whichever layer the quantizer took it from."""
+    graph = model.graph
+    quantization = ("QuantizeLinear", "DequantizeLinear")
+    weights = {initializer.name for initializer in graph.initializer}
+    weights |= {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear" and node.input[0] in weights}
+    identities = {node.name: [node.name, *(name.split(":")[0] for name in node.output),
+                              *(name for name in node.input if by_weights and name in weights and node.op_type not in quantization)]
+                  for node in graph.node}
+    layer_map = LayerMap.build((name for names in identities.values() for name in names), layer_names)
+    return {node: next((layer for layer in map(layer_map.layer_of, names) if layer is not None), None) for node, names in identities.items()}
+
+
+def with_orphans(nodes: Iterable[tuple[str, Sequence[str], Sequence[str]]], owners: dict[str, str | None]) -> dict[str, str | None]:
+    """Owners for keeping layers in float. A node of no layer — a converter's own Transpose, or an op Keras recorded
+    without a layer of its own (MobileNetV3's hard-sigmoid multiplies) — goes with the layer whose output it reads, so
+    keeping that layer in float keeps it too. `nodes`: (name, inputs, outputs) in execution order."""
+    produced_by: dict[str, str | None] = {}
+    grouped: dict[str, str | None] = {}
+    for name, inputs, outputs in nodes:
+        layer = owners.get(name) or next((produced_by[tensor] for tensor in inputs if produced_by.get(tensor)), None)
+        grouped[name] = layer
+        produced_by.update(dict.fromkeys(outputs, layer))
+    return grouped

@@ -16,12 +16,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from edgecnn.core.data import DataRecord, DataRequest
 from edgecnn.core.description import ModelDescription
-from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError, IntegrityError
 from edgecnn.core.files import read_json, sha256_file, write_json_atomic
+from edgecnn.core.reference import ReferenceRecord
 
 MANIFEST_FILENAME = "manifest.json"
 SCHEMA_VERSION = 2
@@ -76,6 +75,7 @@ class ModelEntry:
     test_accuracy: float | None
     data: DataRecord  # the data it was trained (train.json) or calibrated on
     description: ModelDescription
+    reference: ReferenceRecord | None = None  # its stored answers on the test split: what verify judges on without TensorFlow
 
     @property
     def stem(self) -> str:
@@ -87,11 +87,14 @@ class ModelEntry:
         return self.data.request(override)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"data": self.data.to_dict(), "description": self.description.to_dict()}
+        return asdict(self) | {"data": self.data.to_dict(), "description": self.description.to_dict(),
+                               "reference": self.reference.to_dict() if self.reference else None}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelEntry:
-        return cls(**raw | {"data": DataRecord.from_dict(raw["data"]), "description": ModelDescription.from_dict(raw["description"])})
+        reference = ReferenceRecord.from_dict(raw["reference"]) if raw.get("reference") else None
+        return cls(**raw | {"data": DataRecord.from_dict(raw["data"]), "description": ModelDescription.from_dict(raw["description"]),
+                            "reference": reference})
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,8 @@ def load_manifest(path: Path) -> Manifest:
         manifest.resolve(entry.path)
     if model is not None:
         manifest.resolve(model.path)
+        if model.reference is not None:
+            manifest.resolve(model.reference.path)
     return manifest
 
 
@@ -235,6 +240,8 @@ def update_manifest(folder: Path, model: ModelEntry, entries: list[ArtifactEntry
 
     Entries of another model (or of an earlier version of this one) are dropped and their files removed: a folder
     never mixes models."""
+    from filelock import FileLock, Timeout  # imported here: predict and info never write a manifest
+
     path = Path(folder) / MANIFEST_FILENAME
     try:
         with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_SECONDS):
@@ -262,10 +269,6 @@ def current_artifacts(path: Path) -> tuple[ArtifactEntry, ...]:
     if raw.get("schema_version") != SCHEMA_VERSION:
         return ()
     return load_manifest(path).artifacts
-
-
-class IntegrityError(EdgecnnError):
-    """A file's bytes no longer match the sha256 the manifest recorded for it."""
 
 
 def check_integrity(manifest: Manifest, entry: ArtifactEntry) -> Path:

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.core.errors import training_side
+
 
 @dataclass(frozen=True)
 class CleanupReport:
@@ -40,9 +42,10 @@ def run_model(model: Any, feed: np.ndarray) -> np.ndarray:
 
 def slim_if_identical(model: Any, probe: np.ndarray) -> tuple[Any, CleanupReport]:
     """onnxslim's constant folding and dead-node removal, kept only if outputs on `probe` are bit-identical."""
-    import onnxslim
-
     from edgecnn.core.provenance import package_version
+
+    with training_side("ONNX export's graph clean-up"):
+        import onnxslim
 
     slimmed = onnxslim.slim(model)
     identical = np.array_equal(run_model(model, probe), run_model(slimmed, probe))

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib.util
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from edgecnn.core.errors import TRAINING_SIDE_FIX
 from edgecnn.core.files import atomic_path
+
+log = logging.getLogger("edgecnn")
+
+
+def drawn(draw: Callable[[Path], None], path: Path, what: str) -> Path | None:
+    """`path` once `draw` wrote the chart there; on a device install without matplotlib the chart is skipped and the
+    log says so (the JSON report and the table are complete without it)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        log.warning("skipped %s (%s): matplotlib is not in the device install; %s draws it", what, path.name, TRAINING_SIDE_FIX)
+        return None
+    draw(path)
+    return path
 
 
 def _pyplot():

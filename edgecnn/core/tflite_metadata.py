@@ -73,11 +73,22 @@ def io_quantization(flatbuffer: bytes) -> tuple[tuple[float, int] | None, tuple[
 def op_output_names(flatbuffer: bytes) -> list[str]:
     """The output tensor name of every operator, in execution order: how the converter's quantization debugger names
     nodes (its `denylisted_nodes`), and what `verify --explain` maps back to Keras layers."""
+    return [name for _, _, outputs in operator_tensors(flatbuffer) for name in outputs]
+
+
+def operator_tensors(flatbuffer: bytes) -> list[tuple[str, list[str], list[str]]]:
+    """(name, input tensor names, output tensor names) of every operator in execution order; an operator is named by
+    its first output, as the quantization debugger names it."""
     from ai_edge_litert import schema_py_generated as schema
 
     graph = schema.Model.GetRootAs(flatbuffer, 0).Subgraphs(0)
-    names = []
+
+    def tensor_names(count: int, index_of: Any) -> list[str]:
+        return [graph.Tensors(index_of(position)).Name().decode() for position in range(count) if index_of(position) >= 0]
+
+    operators = []
     for index in range(graph.OperatorsLength()):
         operator = graph.Operators(index)
-        names += [graph.Tensors(operator.Outputs(output)).Name().decode() for output in range(operator.OutputsLength())]
-    return names
+        outputs = tensor_names(operator.OutputsLength(), operator.Outputs)
+        operators.append((outputs[0] if outputs else f"operator {index}", tensor_names(operator.InputsLength(), operator.Inputs), outputs))
+    return operators

@@ -1,16 +1,18 @@
-"""Terminal output for the CLI: rich tables and progress, kept apart from the stages that compute the values."""
+"""Terminal output for the CLI: rich tables and progress, kept apart from the stages that compute the values.
+
+rich is imported where a table or a bar is drawn, not with this module: `predict --json` and short predictions print
+plain text, and rich's import (~40 ms) would be most of their start-up beyond the runtime's own.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from edgecnn.core.manifest import ArtifactEntry
 from edgecnn.report.tables import (
@@ -28,6 +30,8 @@ from edgecnn.report.tables import (
 )
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from edgecnn.report.ship import Recommendation
     from edgecnn.stages.bench import BenchResult
     from edgecnn.stages.doctor import DoctorReport
@@ -35,18 +39,22 @@ if TYPE_CHECKING:
     from edgecnn.stages.export.search import SearchResult
     from edgecnn.stages.info import ModelInfo
     from edgecnn.stages.predict import PredictResult
+    from edgecnn.stages.selftest import SelftestResult
     from edgecnn.stages.tune import TuneResult
     from edgecnn.stages.verify import VerifyResult
 
-console = Console()
-if not console.is_terminal:
-    console = Console(width=140)  # logs and CI: do not squeeze tables into 80 columns
+@functools.cache
+def console() -> Console:
+    from rich.console import Console
+
+    terminal = Console()
+    return terminal if terminal.is_terminal else Console(width=140)  # logs and CI: do not squeeze tables into 80 columns
 
 
 @contextlib.contextmanager
 def stage_progress(label: str) -> Iterator[Callable[[str], None]]:
     """A spinner naming the step under way; yields the callback a stage calls as it starts each step."""
-    with console.status(f"{label}…") as status:
+    with console().status(f"{label}…") as status:
         yield lambda step: status.update(f"{label} {step}…")
 
 
@@ -55,7 +63,7 @@ def pipeline_progress(stages: Sequence[str]) -> Iterator[Callable[[str], None]]:
     """One bar over the pipeline's stages; each stage's own output (Keras epochs) prints above it."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console()) as progress:
         task = progress.add_task("pipeline", total=len(stages))
         started: list[str] = []
 
@@ -71,16 +79,20 @@ def pipeline_progress(stages: Sequence[str]) -> Iterator[Callable[[str], None]]:
 
 def print_table(title: str, text: TextTable) -> None:
     """A shared text table as a rich table; verdict cells are colored."""
+    from rich.table import Table
+
     table = Table(title=title)
     for index, header in enumerate(text.headers):
         table.add_column(header, justify="left" if index < text.left_columns else "right")
     for row in text.rows:
         table.add_row(*(rich_cell(cell) for cell in row))
-    console.print(table)
+    console().print(table)
 
 
 def rich_cell(cell: Cell) -> str:
     """Cells are text, not rich markup (reasons quote options and shapes in brackets); verdicts are colored."""
+    from rich.markup import escape
+
     if isinstance(cell, Verdict):
         return f"[{'green' if cell.passed else 'red'}]{escape(cell.text)}[/]"
     return escape(cell)
@@ -88,6 +100,11 @@ def rich_cell(cell: Cell) -> str:
 
 def export_table(entries: Sequence[ArtifactEntry]) -> None:
     print_table("exported artifacts", export_rows(entries))
+
+
+def written(*paths: Path | None) -> str:
+    """The files a command wrote, for its last line (a chart skipped on a device install is not listed)."""
+    return ", ".join(str(path) for path in paths if path is not None)
 
 
 def print_json_file(path: Path) -> None:
@@ -107,7 +124,7 @@ def explain_table(result: ExplainResult) -> None:
                 f"({result.note})", explain_rows(result))
     first = result.first_below_floor
     print(f"first layer below {result.floor_db:g} dB: {first.layer}" if first else f"every layer is above {result.floor_db:g} dB")
-    print(f"wrote {result.report_path}, {result.chart_path}")
+    print(f"wrote {written(result.report_path, result.chart_path)}")
 
 
 def search_table(artifact: str, result: SearchResult) -> None:
@@ -148,26 +165,28 @@ def print_predictions(result: PredictResult, top_k: int, as_json: bool) -> None:
 
 @contextlib.contextmanager
 def predict_progress(minimum: int = 1000) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr once a run has at least `minimum` images (short runs stay quiet)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=Console(stderr=True))
-    task = None
+    """A progress bar on stderr, when it is a terminal, once a run has at least `minimum` images (short runs, logs and
+    pipes stay quiet and never import rich)."""
+    bar: list[Any] = []  # (progress, task) once started
+    terminal = sys.stderr.isatty()
 
     def advance(done: int, total: int) -> None:
-        nonlocal task
-        if total < minimum:
+        if total < minimum or not terminal:
             return
-        if task is None:
+        if not bar:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            progress = Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=Console(stderr=True))
             progress.start()
-            task = progress.add_task("classifying", total=total)
-        progress.update(task, completed=done)
+            bar.extend((progress, progress.add_task("classifying", total=total)))
+        bar[0].update(bar[1], completed=done)
 
     try:
         yield advance
     finally:
-        if task is not None:
-            progress.stop()
+        if bar:
+            bar[0].stop()
 
 
 def print_model_info(info: ModelInfo, as_json: bool) -> None:
@@ -203,3 +222,12 @@ def print_doctor(report: DoctorReport, as_json: bool) -> None:
     print(f"{report.provider.value:12s} {verdict}")
     if report.fix:
         print(f"fix          {report.fix}")
+
+
+def print_selftest(result: SelftestResult, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    bound = "top-1 only" if result.bound is None else f"bound {result.bound:.0e}"
+    print(f"{'PASS' if result.passed else 'FAIL'}  {result.path.name} on {result.runtime.label}: {result.goldens} goldens, top-1 "
+          f"{result.agreeing}/{result.goldens}, max |Δp| {result.max_abs_diff:.2e} ({bound}: {result.basis})")

@@ -10,7 +10,7 @@ from edgecnn.runners import RUNTIMES, Arithmetic
 
 if TYPE_CHECKING:
     from edgecnn.core.manifest import ArtifactEntry
-    from edgecnn.report.ship import ArtifactSummary, Recommendation
+    from edgecnn.report.ship import ArtifactSummary, Candidate, Recommendation
     from edgecnn.stages.bench import BenchResult
     from edgecnn.stages.explain import ExplainResult, LayerComparison
     from edgecnn.stages.export.search import SearchResult, SearchStep
@@ -80,15 +80,20 @@ def ran_on(item: ParityResult) -> str:
     return item.provider_used.label + arithmetic
 
 
+def interval(low: float | None, high: float | None) -> str:
+    return "-" if low is None or high is None else f"{low:,.1f}–{high:,.1f}"
+
+
 def latency_rows(results: Sequence[BenchResult]) -> TextTable:
     def cells(row: BenchResult) -> tuple[Cell, ...]:
-        timings = (row.p50_us, row.p90_us, row.p99_us, row.mean_us)
         return (row.artifact, row.precision.value if row.precision else "-", row.provider_used.label if row.provider_used else "-",
-                number(row.batch_size, "d"), *(number(value, ",.1f") for value in timings), number(row.images_per_second, ",.0f"),
-                number(row.session_create_ms, ",.1f"), number(row.first_run_us, ",.0f"),
-                Verdict(False, f"{row.status.value.upper()}: {row.reason}") if not row.measured else row.placement)
+                number(row.batch_size, "d"), number(row.p50_us, ",.1f"), interval(row.p50_low_us, row.p50_high_us),
+                number(row.p99_us, ",.1f"), number(row.images_per_second, ",.0f"),
+                number(row.session_create_ms, ",.1f"), number(row.first_run_us, ",.0f"), number(row.peak_memory_mib, ",.1f"),
+                Verdict(False, f"{row.status.value.upper()}: {row.reason}") if not row.measured else row.placement or row.memory_note)
 
-    headers = ("artifact", "precision", "ran on", "batch", "p50 µs", "p90 µs", "p99 µs", "mean µs", "images/s", "session ms", "first run µs", "note")
+    headers = ("artifact", "precision", "ran on", "batch", "p50 µs", "p50 95% CI", "p99 µs", "images/s", "session ms", "first run µs",
+               "peak MiB", "note")  # p90 and the mean are in bench.json
     return text_table(headers, results, cells, 3)
 
 
@@ -104,11 +109,13 @@ def explain_rows(result: ExplainResult) -> TextTable:
 
 def search_rows(result: SearchResult) -> TextTable:
     def cells(step: SearchStep) -> tuple[Cell, ...]:
-        layers = ", ".join(step.kept_float_layers) or "none"
-        return (layers, f"{step.accuracy:.2%}", f"{-step.drop_points or 0.0:+.2f}", f"{step.agreement:.2%}", f"{step.bytes / 1024:,.1f}",
-                f"{step.p50_batch1_us:,.1f}", Verdict(step.within_budget, "within" if step.within_budget else "misses"))
+        kept = step.kept_float_layers
+        layers = (", ".join(kept) or "none") if len(kept) <= 4 else f"{len(kept)} layers: {', '.join(kept[:2])}, …, {kept[-1]}"
+        return (layers, f"{step.accuracy:.2%}", f"{-step.drop_points or 0.0:+.2f}", f"{step.agreement:.2%}", f"{step.agreement_low:.2%}",
+                f"{step.bytes / 1024:,.1f}", f"{step.p50_batch1_us:,.1f}", Verdict(step.within_budget, "within" if step.within_budget else "misses"))
 
-    return text_table(("kept in float", "accuracy", "Δ points", "agreement", "size (KB)", "b1 p50 µs", "budget"), result.steps, cells, 1)
+    headers = ("kept in float", "accuracy", "Δ points", "agreement", "agreement ≥ (95%)", "size (KB)", "b1 p50 µs", "budget")
+    return text_table(headers, result.steps, cells, 1)
 
 
 def tuning_rows(results: Sequence[TuneResult]) -> TextTable:
@@ -126,12 +133,26 @@ def times(value: float | None) -> str:
 
 def ship_rows(choices: Sequence[Recommendation]) -> TextTable:
     def cells(item: Recommendation) -> tuple[Cell, ...]:
-        return (item.target.value, item.artifact, item.backend.label, str(item.batch_size), f"{item.p50_us:,.1f}", f"{item.images_per_second:,.0f}",
-                number(item.delta_points, "+.2f"), number(item.agreement, ".2%"), f"{item.bytes / 1024:,.0f}", times(item.speedup_vs_fp32),
-                times(item.speedup_vs_keras))
+        runtime = f"{item.backend.label} ({item.configuration})" if item.configuration else item.backend.label
+        kept = len(item.kept_float_layers)
+        artifact = f"{item.artifact} ({kept} layer{'s' if kept > 1 else ''} in float)" if kept else item.artifact
+        return (item.target.value, artifact, runtime, str(item.batch_size), f"{item.p50_us:,.1f}", interval(item.p50_low_us, item.p50_high_us),
+                f"{item.images_per_second:,.0f}", number(item.delta_points, "+.2f"), number(item.agreement, ".2%"), f"{item.bytes / 1024:,.0f}",
+                times(item.speedup_vs_fp32), times(item.speedup_vs_keras), "tie with " + ", ".join(item.ties) if item.ties else "")
 
-    headers = ("target", "ship", "runtime", "batch", "p50 µs", "images/s", "Δ accuracy (points)", "agreement", "size (KB)", "vs fp32", "vs Keras")
+    headers = ("target", "ship", "runtime", "batch", "p50 µs", "p50 95% CI", "images/s", "Δ accuracy (points)", "agreement", "size (KB)",
+               "vs fp32", "vs Keras", "ties (p50 intervals overlap)")
     return text_table(headers, choices, cells, 3)
+
+
+def pareto_rows(candidates: Sequence[Candidate]) -> TextTable:
+    def cells(item: Candidate) -> tuple[Cell, ...]:
+        kept = f"{len(item.kept_float_layers)}: {', '.join(item.kept_float_layers)}" if item.kept_float_layers else ""
+        return (item.artifact, item.backend.label, f"{item.bytes / 1024:,.0f}", f"{item.p50_us:,.1f}", interval(item.p50_low_us, item.p50_high_us),
+                f"{item.accuracy:.2%}", kept, Verdict(True, "Pareto front") if item.on_front else "beaten")
+
+    ordered = sorted(candidates, key=lambda item: (not item.on_front, item.bytes))
+    return text_table(("artifact", "runtime", "size (KB)", "b1 p50 µs", "p50 95% CI", "accuracy", "layers kept in float", "front"), ordered, cells, 2)
 
 
 def summary_rows(summaries: Sequence[ArtifactSummary]) -> TextTable:

@@ -14,7 +14,7 @@ from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.manifest import TensorSpec
 from edgecnn.core.native_output import quiet_native_output
-from edgecnn.runners.base import Backend, Runner
+from edgecnn.runners.base import Backend, Runner, thread_counts
 from edgecnn.runners.registry import RunOptions
 
 LITERT = Backend("LiteRT (XNNPACK, CPU)", "LiteRT CPU")
@@ -121,8 +121,8 @@ class LiteRtPlugin:
     def check_usable(self, config: LiteRtConfig) -> None:
         """The CPU is always there; the library's presence is checked by the registry."""
 
-    def tune_candidates(self, config: LiteRtConfig, cores: int) -> list[LiteRtConfig]:
-        return [replace(config, threads=threads) for threads in sorted({1, cores})]
+    def tune_candidates(self, config: LiteRtConfig, cores: int, batch_size: int) -> list[LiteRtConfig]:
+        return [replace(config, threads=threads) for threads in thread_counts(cores, batch_size)]
 
     def parity_key(self, config: LiteRtConfig) -> LiteRtConfig:
         return replace(config, threads=0)

@@ -12,7 +12,6 @@ import contextlib
 import io
 import json
 import logging
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -26,7 +25,7 @@ from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.manifest import TensorSpec
 from edgecnn.core.native_output import quiet_native_output
-from edgecnn.runners.base import Arithmetic, Backend, Runner, RuntimeRefused
+from edgecnn.runners.base import Arithmetic, Backend, Runner, RuntimeRefused, thread_counts
 from edgecnn.runners.registry import Provider, RunOptions
 
 log = logging.getLogger("edgecnn")
@@ -255,6 +254,8 @@ def check_provider_usable(config: SessionConfig) -> None:
 
 def measure_placement(path: Path, config: SessionConfig) -> Placement:
     """Run one batch-1 inference with fallback allowed and profiling on; count the nodes that left the provider."""
+    import tempfile  # imported here: only placement needs it, and every start (predict) would pay for it
+
     import onnxruntime as ort
 
     loose = replace(config, allow_fallback=True, cuda_graph=False)
@@ -387,10 +388,10 @@ class OnnxRuntimePlugin:
     def check_usable(self, config: SessionConfig) -> None:
         check_provider_usable(config)
 
-    def tune_candidates(self, config: SessionConfig, cores: int) -> list[SessionConfig]:
+    def tune_candidates(self, config: SessionConfig, cores: int, batch_size: int) -> list[SessionConfig]:
         """The documented knobs per provider: threads and spinning on CPU; cuDNN search, layout, TF32 and graphs on CUDA."""
         if config.provider is Provider.CPU:
-            return [replace(config, threads=threads, spinning=spinning) for threads in sorted({1, cores}) for spinning in (True, False)]
+            return [replace(config, threads=threads, spinning=spinning) for threads in thread_counts(cores, batch_size) for spinning in (True, False)]
         if config.provider is Provider.CUDA:
             return [
                 replace(config, conv_algo_search=search, prefer_nhwc=nhwc, tf32=tf32, cuda_graph=graph)

@@ -23,7 +23,7 @@ from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.manifest import TensorSpec
 from edgecnn.core.native_output import quiet_native_output
-from edgecnn.runners.base import Arithmetic, Backend, Runner, RuntimeRefused
+from edgecnn.runners.base import Arithmetic, Backend, Runner, RuntimeRefused, thread_counts
 from edgecnn.runners.registry import RunOptions
 
 DEVICE_BACKENDS = {device: Backend(f"OpenVINO {device}", f"OpenVINO {device}", on_device=device != "CPU") for device in ("CPU", "GPU", "NPU")}
@@ -169,10 +169,10 @@ class OpenVinoPlugin:
         if config.device not in available and config.device.split(".")[0] not in {name.split(".")[0] for name in available}:
             raise EdgecnnError(f"OpenVINO has no device {config.device} on this machine (available: {', '.join(available)})", "--device")
 
-    def tune_candidates(self, config: OpenVinoConfig, cores: int) -> list[OpenVinoConfig]:
+    def tune_candidates(self, config: OpenVinoConfig, cores: int, batch_size: int) -> list[OpenVinoConfig]:
         """Threads, streams and the performance hint: the knobs OpenVINO's benchmark_app varies."""
         return [replace(config, threads=threads, streams=streams, hint=hint) for hint in PerformanceHint
-                for threads in sorted({1, cores}) for streams in sorted({1, max(1, cores // 2)})]
+                for threads in thread_counts(cores, batch_size) for streams in sorted({1, max(1, cores // 2)})]
 
     def parity_key(self, config: OpenVinoConfig) -> OpenVinoConfig:
         return replace(config, threads=0, streams=0, hint=PerformanceHint.LATENCY)

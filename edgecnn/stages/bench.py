@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgecnn.core.data import DataRequest, check_model_fits, load_dataset
+from edgecnn.core.data import DataRequest, load_dataset
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.files import ensure_output_dir, write_json_atomic
 from edgecnn.core.images import conform
 from edgecnn.core.manifest import ArtifactFormat, Manifest, Precision, load_manifest
+from edgecnn.core.plots import drawn, plot_latency
 from edgecnn.core.provenance import Machine, library_versions, this_machine, utc_now
 from edgecnn.runners import (
     RUNTIMES,
@@ -42,7 +43,9 @@ from edgecnn.runners import (
     runtime_packages,
     runtimes_for,
 )
-from edgecnn.stages.timing import DEFAULT_SECONDS, Target, TimingSettings, measure
+from edgecnn.stages.memory import peak_memory_mib
+from edgecnn.stages.timing import DEFAULT_ROUNDS, DEFAULT_SECONDS, LatencyStats, Target, TimingSettings, measure_round
+from edgecnn.stages.verify import judged_set
 
 if TYPE_CHECKING:
     from edgecnn.stages.tune import TuneResult
@@ -67,6 +70,8 @@ class BenchOptions:
     out: Path | None = None
     verify_hash: bool = True
     tune: bool = False
+    rounds: int = DEFAULT_ROUNDS  # interleaved rounds per measurement (the p50's interval comes from them)
+    memory: bool = True  # peak memory per artifact, runtime and batch size, measured in a child process
 
     def resolved_threads(self) -> int:
         """One thread count for every runtime, so the comparison is fair; default: all cores."""
@@ -76,7 +81,7 @@ class BenchOptions:
         return replace(self.run, threads=self.resolved_threads())
 
     def timing(self) -> TimingSettings:
-        return TimingSettings(self.warmup, self.iterations, self.seconds)
+        return TimingSettings(self.warmup, self.iterations, self.seconds, self.rounds)
 
     def check(self) -> None:
         if not self.batch_sizes:
@@ -84,6 +89,8 @@ class BenchOptions:
         bad = [size for size in self.batch_sizes if size < 1]
         if bad:
             raise EdgecnnError(f"batch sizes must be positive, got {bad[0]}", "--batch-sizes")
+        if self.rounds < 1:
+            raise EdgecnnError(f"rounds must be at least 1, got {self.rounds}", "--rounds")
         if self.warmup < 0:
             raise EdgecnnError(f"warm-up must be 0 or more, got {self.warmup}", "--warmup")
         if self.iterations is not None and self.seconds is not None:
@@ -134,6 +141,11 @@ class BenchResult:
     first_run_us: float | None = None
     transfer_included: bool = True
     threads: int = 0
+    p50_low_us: float | None = None  # the p50's 95 % interval over interleaved rounds (stages/timing.py)
+    p50_high_us: float | None = None
+    rounds: int = 0
+    peak_memory_mib: float | None = None  # resident memory the session and batches up to this size added (stages/memory.py)
+    memory_note: str = ""  # why the memory probe gave no figure
 
     @property
     def failed(self) -> bool:
@@ -157,7 +169,7 @@ class BenchResult:
 class BenchReport:
     results: tuple[BenchResult, ...]
     report_path: Path
-    chart_path: Path
+    chart_path: Path | None  # None on a device install without matplotlib
     options: BenchOptions  # what was asked, so a caller can say how it differs from the defaults
     threads: int
     machine: Machine
@@ -175,39 +187,31 @@ def bench(options: BenchOptions) -> BenchReport:
     manifest = None if options.models or options.manifest is None else load_manifest(options.manifest)
     targets = collect_targets(options, manifest)
     out = ensure_output_dir(options.out or (manifest.folder if manifest else Path(options.models[0]).parent), "--out")
-    dataset = load_dataset(manifest.model.data_request(options.data) if manifest and manifest.model else DataRequest(options.data))
-    if manifest is not None and manifest.model is not None:
-        check_model_fits(manifest.model.description, dataset, manifest.model.path)
-    images = dataset.x_test
+    judged = judged_set(manifest, options.data, options.verify_hash) if manifest is not None and manifest.model is not None else None
+    if judged is not None:
+        images, data_spec = judged.images, judged.source
+    else:
+        dataset = load_dataset(DataRequest(options.data))
+        images, data_spec = dataset.x_test, dataset.source.spec
     if len(images) < max(options.batch_sizes):
         images = np.resize(images, (max(options.batch_sizes), *images.shape[1:]))
-    data_spec = dataset.source.spec
-    results = []
-    for target in targets:
-        try:
-            results.extend(bench_target(target, timing_images(images, target.runner), options))
-        except PlacementError as exc:  # the provider has no kernel for some nodes of this file: a row that says which
-            results.append(unrun_row(target, options, RowStatus.UNSUPPORTED, f"{exc.one_line()}; --allow-fallback runs those nodes on the CPU"))
-        except RuntimeRefused as exc:  # this artifact cannot run on this runtime or device: a row that says why; the others go on
-            results.append(unrun_row(target, options, RowStatus.FAILED, exc.one_line()))
-        finally:
-            target.runner.close()
-            gc.collect()
+    results = measure_interleaved(targets, images, options)
+    if options.memory:
+        results = with_memory(results, targets, options)
     tuning: tuple[TuneResult, ...] = ()
-    if options.tune and manifest is not None:
+    if options.tune and manifest is not None and judged is not None:
         from edgecnn.stages.tune import tune
 
-        tuning = tuple(tune(targets, manifest, dataset, images, options.batch_sizes, options.resolved_run(), options.timing(), options.verify_hash))
-    report_path, chart_path = out / REPORT_FILENAME, out / CHART_FILENAME
+        tuning = tuple(tune(targets, manifest, judged, images, options.batch_sizes, options.resolved_run(), options.timing()))
+    report_path = out / REPORT_FILENAME
     machine = this_machine()
     write_json_atomic(report_path, report_payload(results, tuning, options, data_spec, machine))
-    from edgecnn.core.plots import plot_latency
-
     series: dict[str, list[tuple[int, float]]] = {}
     for row in results:
         if row.measured and row.provider_used is not None and row.batch_size is not None and row.p50_us is not None:
             series.setdefault(f"{row.artifact} ({row.provider_used.label})", []).append((row.batch_size, row.p50_us))
-    plot_latency(series, chart_path, title=f"p50 latency per image, {options.resolved_threads()} threads")
+    title = f"p50 latency per image, {options.resolved_threads()} threads"
+    chart_path = drawn(lambda path: plot_latency(series, path, title=title), out / CHART_FILENAME, "the latency chart")
     return BenchReport(tuple(results), report_path, chart_path, options, options.resolved_threads(), machine, tuning)
 
 
@@ -259,40 +263,111 @@ def unrun_row(target: Target, options: BenchOptions, status: RowStatus, reason: 
     )
 
 
-def bench_target(target: Target, images: np.ndarray, options: BenchOptions) -> list[BenchResult]:
+ROUND_WARMUP = 5  # untimed calls after re-binding a row for its round (a LiteRT interpreter re-plans on a new batch size)
+
+
+@dataclass
+class Prepared:
+    """One row being measured: its target, batch size, encoded input, first-call time and the rounds timed so far."""
+
+    target: Target
+    batch_size: int
+    feed: np.ndarray
+    first_run_us: float
+    placement: str
+    rounds: list[np.ndarray]
+
+
+def measure_interleaved(targets: list[Target], images: np.ndarray, options: BenchOptions) -> list[BenchResult]:
+    """Every row's rounds interleaved (row A round 1, row B round 1, …, row A round 2, …), so a machine that slows down
+    for a minute slows every row alike and widens their intervals instead of ranking them wrongly."""
+    timing = options.timing()
+    prepared: list[Prepared] = []
+    refused: list[BenchResult] = []
+    try:
+        for target in targets:
+            try:
+                prepared.extend(prepare(target, timing_images(images, target.runner), options))
+            except PlacementError as exc:  # the provider has no kernel for some nodes of this file: a row that says which
+                refused.append(unrun_row(target, options, RowStatus.UNSUPPORTED, f"{exc.one_line()}; --allow-fallback runs those nodes on the CPU"))
+            except RuntimeRefused as exc:  # this artifact cannot run on this runtime or device: a row that says why; the others go on
+                refused.append(unrun_row(target, options, RowStatus.FAILED, exc.one_line()))
+        one_round = timing.per_round()
+        for _ in range(timing.rounds):
+            for row in prepared:  # bound again each round: a runtime holds one input shape at a time
+                call = row.target.runner.bound_call(row.feed)
+                for _ in range(ROUND_WARMUP):
+                    call()
+                row.rounds.append(measure_round(call, one_round))
+    finally:
+        for target in targets:
+            target.runner.close()
+        gc.collect()
+    return [measured_row(row, options) for row in prepared] + refused
+
+
+def prepare(target: Target, images: np.ndarray, options: BenchOptions) -> list[Prepared]:
     runner = target.runner
     runner.input_spec()  # creates the session / interpreter: timed by the runner
     placement = runner.placement()
     rows = []
     for batch_size in options.batch_sizes:
-        call = runner.bound_call(runner.encode(images[:batch_size]))
+        feed = runner.encode(images[:batch_size])
+        call = runner.bound_call(feed)
         first = time.perf_counter_ns()
         call()
         first_run_us = (time.perf_counter_ns() - first) / 1000.0
-        stats = measure(call, options.timing())
-        rows.append(
-            BenchResult(
-                artifact=target.name,
-                path=str(target.path),
-                format=target.format,
-                precision=target.precision,
-                runtime=target.runtime,
-                provider_used=runner.runtime,
-                batch_size=batch_size,
-                placement=placement.describe() if placement else "",
-                p50_us=round(stats.p50_us, 2),
-                p90_us=round(stats.p90_us, 2),
-                p99_us=round(stats.p99_us, 2),
-                mean_us=round(stats.mean_us, 2),
-                images_per_second=round(batch_size * 1e6 / stats.mean_us, 1),
-                iterations=stats.iterations,
-                session_create_ms=round(runner.session_create_ms, 2),
-                first_run_us=round(first_run_us, 2),
-                transfer_included=runner.transfer_included,
-                threads=options.resolved_threads(),
-            )
-        )
+        for _ in range(options.warmup):
+            call()
+        rows.append(Prepared(target, batch_size, feed, first_run_us, placement.describe() if placement else "", []))
     return rows
+
+
+def measured_row(row: Prepared, options: BenchOptions) -> BenchResult:
+    target, runner = row.target, row.target.runner
+    stats = LatencyStats.from_rounds(row.rounds)
+    return BenchResult(
+        artifact=target.name,
+        path=str(target.path),
+        format=target.format,
+        precision=target.precision,
+        runtime=target.runtime,
+        provider_used=runner.runtime,
+        batch_size=row.batch_size,
+        placement=row.placement,
+        p50_us=round(stats.p50_us, 2),
+        p90_us=round(stats.p90_us, 2),
+        p99_us=round(stats.p99_us, 2),
+        mean_us=round(stats.mean_us, 2),
+        images_per_second=round(row.batch_size * 1e6 / stats.mean_us, 1),
+        iterations=stats.iterations,
+        session_create_ms=round(runner.session_create_ms, 2),
+        first_run_us=round(row.first_run_us, 2),
+        transfer_included=runner.transfer_included,
+        threads=options.resolved_threads(),
+        p50_low_us=round(stats.p50_low_us, 2),
+        p50_high_us=round(stats.p50_high_us, 2),
+        rounds=stats.rounds,
+    )
+
+
+def with_memory(results: list[BenchResult], targets: list[Target], options: BenchOptions) -> list[BenchResult]:
+    """Each measured artifact's peak memory per batch size, from one child process per artifact and runtime."""
+    run = options.resolved_run()
+    peaks: dict[tuple[str, RuntimeName | None], dict[int, float] | str] = {}
+    for target in targets:
+        if target.runtime is not None and any(row.artifact == target.name and row.runtime is target.runtime and row.measured for row in results):
+            peaks[target.name, target.runtime] = peak_memory_mib(target.format, target.path, target.runtime, run, target.runner.description,
+                                                                 options.batch_sizes)
+    filled = []
+    for row in results:
+        peak = peaks.get((row.artifact, row.runtime))
+        if isinstance(peak, dict) and row.batch_size in peak:
+            row = replace(row, peak_memory_mib=peak[row.batch_size])
+        elif isinstance(peak, str):
+            row = replace(row, memory_note=peak)
+        filled.append(row)
+    return filled
 
 
 def report_payload(
@@ -314,6 +389,11 @@ def report_payload(
             "warmup": options.warmup,
             "iterations": options.iterations,
             "seconds": options.seconds if options.iterations is None else None,
+            "rounds": options.rounds,
+            "p50_interval": "95 % two-level bootstrap over the interleaved rounds and the calls within each (stages/timing.py)",
+            "memory": ("peak resident memory added by creating the session and running batches up to each size, measured in a child "
+                       "process per artifact and runtime (VmHWM against VmRSS after the runtime import; stages/memory.py)"
+                       if options.memory else "not measured (--no-memory)"),
             "timed_call": "input pre-encoded and bound; output left in a pre-allocated runtime buffer",
             "transfer_time": "excluded on CUDA/TensorRT (IO binding on device, synchronized); included for host tensors",
         },

@@ -21,7 +21,7 @@ import numpy as np
 from edgecnn.core.data import load_dataset
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.files import write_json_atomic
-from edgecnn.core.layers import LayerMap, keras_layer_names
+from edgecnn.core.layers import LayerMap, keras_layer_names, onnx_node_layers
 from edgecnn.core.manifest import ArtifactEntry, ArtifactFormat, Manifest, Precision, load_manifest
 from edgecnn.core.provenance import library_versions, utc_now
 from edgecnn.runners import encode_images, runtime_packages
@@ -148,10 +148,10 @@ def onnx_layer_outputs(path: Path, images: np.ndarray, description: Any, layers:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     tensors: dict[str, str] = {}
-    layer_map = LayerMap.build((node.name for node in model.graph.node), layers)
+    node_layers = onnx_node_layers(model, layers, by_weights=False)
     weights = {initializer.name for initializer in model.graph.initializer}
     for node in model.graph.node:
-        layer = layer_map.layer_of(node.name)
+        layer = node_layers[node.name]
         if layer is None or node.input[0] in weights:  # a weight's (de)quantization is not the layer's output
             continue
         if node.op_type == "QuantizeLinear":  # the quantizer removed the layer's own op (a ReLU6 became the int8 range)

@@ -14,18 +14,20 @@ import csv
 import glob
 import io
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgecnn.core.description import ModelDescription
-from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError, IntegrityError
 from edgecnn.core.files import write_bytes_atomic
 from edgecnn.core.images import IMAGE_SUFFIXES, load_image
-from edgecnn.core.manifest import MANIFEST_FILENAME, IntegrityError, load_manifest
+from edgecnn.core.manifest import MANIFEST_FILENAME, load_manifest
 from edgecnn.runners import Runner, RunOptions, artifact_format_of, check_usable, open_runner
 
 INPUT_SUFFIXES = IMAGE_SUFFIXES | {".npy"}
@@ -65,8 +67,8 @@ class Prediction:
 
     @property
     def index(self) -> int | None:
-        """The predicted class's index (None for an unreadable image)."""
-        return int(np.argmax(self.probabilities)) if self.probabilities else None
+        """The predicted class's index (None for an unreadable image); the first of equal maxima, as numpy's argmax."""
+        return max(range(len(self.probabilities)), key=self.probabilities.__getitem__) if self.probabilities else None
 
     def top(self, k: int) -> tuple[tuple[int, float], ...]:
         if not self.probabilities:
@@ -78,7 +80,8 @@ class Prediction:
         if self.error:
             return {"path": self.path, "label": None, "index": None, "error": self.error}
         top = [{"label": class_names[index], "index": index, "probability": p} for index, p in self.top(top_k)]
-        best = int(np.argmax(self.probabilities))
+        best = self.index
+        assert best is not None
         return {"path": self.path, "label": class_names[best], "index": best, "top": top}
 
 
@@ -138,7 +141,7 @@ def collect_images(specs: Sequence[Path | str]) -> list[Path]:
     paths: list[Path] = []
     for spec in map(str, specs):
         if Path(spec).is_dir():
-            found = sorted(path for path in Path(spec).rglob("*") if path.is_file() and path.suffix.lower() in INPUT_SUFFIXES)
+            found = [Path(name) for name in sorted(images_under(spec))]
             if not found:
                 raise EdgecnnError("folder holds no .png/.jpg/.jpeg/.bmp/.npy images", spec)
         elif GLOB_CHARACTERS & set(spec) and not Path(spec).exists():
@@ -149,6 +152,14 @@ def collect_images(specs: Sequence[Path | str]) -> list[Path]:
             found = [Path(spec)]
         paths += found
     return paths
+
+
+def images_under(folder: str) -> Iterator[str]:
+    """Image files under `folder`, recursively, by os.walk's directory entries (no extra stat per file)."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if os.path.splitext(name)[1].lower() in INPUT_SUFFIXES:
+                yield os.path.join(root, name)
 
 
 def chunks(paths: list[Path], size: int) -> Iterator[list[Path]]:
@@ -177,20 +188,20 @@ def decode(path: Path, description: ModelDescription, strict: bool) -> np.ndarra
 def write_predictions(predictions: Sequence[Prediction], path: Path, class_names: Sequence[str]) -> None:
     """One record per image, written atomically: .jsonl objects or .csv rows (path, label, one probability per class
     p0…pK-1 in the model's class order, error)."""
-    def label(item: Prediction) -> str | None:
-        return None if item.index is None else class_names[item.index]
+    def record(item: Prediction) -> dict[str, Any]:
+        index = item.index
+        return {"path": item.path, "label": None if index is None else class_names[index], "index": index,
+                "probabilities": list(item.probabilities) or None} | ({"error": item.error} if item.error else {})
 
     if path.suffix.lower() == ".jsonl":
-        records = [{"path": item.path, "label": label(item), "index": item.index, "probabilities": list(item.probabilities) or None}
-                   | ({"error": item.error} if item.error else {}) for item in predictions]
-        text = "".join(json.dumps(record) + "\n" for record in records)
+        text = "".join(json.dumps(record(item)) + "\n" for item in predictions)
     else:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["path", "label", *(f"p{index}" for index in range(len(class_names))), "error"])
         for item in predictions:
             probabilities = [f"{p:.6g}" for p in item.probabilities] if item.probabilities else [""] * len(class_names)
-            writer.writerow([item.path, label(item) or "", *probabilities, item.error])
+            writer.writerow([item.path, record(item)["label"] or "", *probabilities, item.error])
         text = buffer.getvalue()
     write_bytes_atomic(path, text.encode())
 

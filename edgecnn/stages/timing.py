@@ -1,5 +1,8 @@
-"""How bench and `bench --tune` time a call: warm-up, then per-call wall times with `time.perf_counter_ns`.
+"""How bench and `bench --tune` time a call: warm-up, then per-call wall times with `time.perf_counter_ns`, in rounds.
 
+On a shared machine one run's p50 moves by 20-60 % from one minute to the next, so a measurement is split into rounds
+that bench interleaves with the other rows' rounds, and the p50 comes with a 95 % interval from a two-level bootstrap
+(rounds resampled, then calls within each round): what drifts between rounds widens the interval, as it should.
 Its own module so that bench (which runs tune) and tune (which times like bench) share it without importing each other.
 """
 
@@ -7,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,9 @@ from edgecnn.runners import Runner, RuntimeName
 
 DEFAULT_SECONDS = 1.0
 MIN_ITERATIONS = 10
+DEFAULT_ROUNDS = 5
+BOOTSTRAP_RESAMPLES = 400
+BOOTSTRAP_CALLS_PER_ROUND = 2000  # calls a round contributes to the bootstrap (a seeded subsample of a longer round)
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,13 @@ class TimingSettings:
     warmup: int = 50
     iterations: int | None = None
     seconds: float | None = None
+    rounds: int = 1
+
+    def per_round(self) -> TimingSettings:
+        """One round's share of the calls or the time (every round still times at least MIN_ITERATIONS calls)."""
+        iterations = None if self.iterations is None else max(1, self.iterations // self.rounds)
+        seconds = None if self.iterations is not None else (self.seconds or DEFAULT_SECONDS) / self.rounds
+        return TimingSettings(self.warmup, iterations, seconds, 1)
 
 
 @dataclass(frozen=True)
@@ -37,12 +50,33 @@ class LatencyStats:
     p99_us: float
     mean_us: float
     iterations: int
+    p50_low_us: float  # the p50's 95 % interval
+    p50_high_us: float
+    rounds: int = 1
 
     @classmethod
-    def from_nanoseconds(cls, samples: np.ndarray) -> LatencyStats:
-        micros = samples.astype(np.float64) / 1000.0
-        p50, p90, p99 = np.percentile(micros, [50, 90, 99])
-        return cls(float(p50), float(p90), float(p99), float(micros.mean()), int(len(micros)))
+    def from_rounds(cls, rounds: Sequence[np.ndarray]) -> LatencyStats:
+        """Statistics of every call of every round (nanoseconds in), with the p50's bootstrap interval."""
+        micros = [np.asarray(samples, dtype=np.float64) / 1000.0 for samples in rounds]
+        pooled = np.concatenate(micros)
+        p50, p90, p99 = np.percentile(pooled, [50, 90, 99])
+        low, high = p50_interval(micros)
+        return cls(float(p50), float(p90), float(p99), float(pooled.mean()), int(len(pooled)), low, high, len(micros))
+
+    def overlaps(self, other: LatencyStats) -> bool:
+        return self.p50_low_us <= other.p50_high_us and other.p50_low_us <= self.p50_high_us
+
+
+def p50_interval(rounds: Sequence[np.ndarray], seed: int = 0) -> tuple[float, float]:
+    """95 % interval of the pooled median by a two-level bootstrap: rounds drawn with replacement, then calls within each."""
+    rng = np.random.default_rng(seed)
+    width = min(BOOTSTRAP_CALLS_PER_ROUND, min(len(samples) for samples in rounds))
+    table = np.stack([rng.choice(samples, size=width, replace=False) for samples in rounds])
+    chosen_rounds = rng.integers(len(rounds), size=(BOOTSTRAP_RESAMPLES, len(rounds), 1))
+    chosen_calls = rng.integers(width, size=(BOOTSTRAP_RESAMPLES, len(rounds), width))
+    medians = np.median(table[chosen_rounds, chosen_calls].reshape(BOOTSTRAP_RESAMPLES, -1), axis=1)
+    low, high = np.percentile(medians, [2.5, 97.5])
+    return float(low), float(high)
 
 
 @dataclass(frozen=True)
@@ -58,9 +92,15 @@ class Target:
 
 
 def measure(call: Callable[[], Any], settings: TimingSettings) -> LatencyStats:
-    """Per-call wall times after warm-up: a fixed count, or as many as fit in `seconds` (at least MIN_ITERATIONS)."""
+    """All rounds of one call back to back (tune's comparisons); bench interleaves rounds across rows with `measure_round`."""
     for _ in range(settings.warmup):
         call()
+    one_round = settings.per_round()
+    return LatencyStats.from_rounds([measure_round(call, one_round) for _ in range(settings.rounds)])
+
+
+def measure_round(call: Callable[[], Any], settings: TimingSettings) -> np.ndarray:
+    """Per-call wall times in nanoseconds (no warm-up): a fixed count, or as many as fit in `seconds` (at least MIN_ITERATIONS)."""
     samples: list[int] = []
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside the loop would be charged to one unlucky call
@@ -69,7 +109,7 @@ def measure(call: Callable[[], Any], settings: TimingSettings) -> LatencyStats:
     finally:
         if gc_was_enabled:
             gc.enable()
-    return LatencyStats.from_nanoseconds(np.asarray(samples, dtype=np.int64))
+    return np.asarray(samples, dtype=np.int64)
 
 
 def timed_loop(call: Callable[[], Any], settings: TimingSettings, clock: Callable[[], int], samples: list[int]) -> None:

@@ -1,9 +1,9 @@
 """`bench --tune`: each runtime's documented knobs (its plug-in's `tune_candidates`), tried per artifact and batch size
 (Olive's session-parameter tuning, in one command).
 
-Each candidate configuration is timed the way bench times (bound call after warm-up, p50 of per-call times) and checked
-against the Keras model with verify's thresholds for what ran, so a faster but wrong setting (TF32 beyond the fp32
-bound, say) is never chosen. The fastest passing one is kept, its speed-up is stated against the runtime's defaults,
+Each candidate configuration is checked against the Keras model with verify's thresholds for what ran, so a faster but
+wrong setting (TF32 beyond the fp32 bound, say) is never chosen, and timed the way bench times (bound call after
+warm-up, p50 of per-call times), all candidates in interleaved rounds. The fastest passing one is kept, its speed-up is stated against the runtime's defaults,
 and its options are recorded in a form a user can paste into their app.
 """
 
@@ -12,18 +12,15 @@ from __future__ import annotations
 import gc
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.manifest import Manifest, Precision
 from edgecnn.runners import RunOptions, RuntimeName, infer_in_batches, open_runner, plugin
-from edgecnn.stages.timing import LatencyStats, Target, TimingSettings, measure
-from edgecnn.stages.verify import ParityResult, Status, compare, keras_reference, thresholds_for
-
-if TYPE_CHECKING:
-    from edgecnn.core.data import Dataset
+from edgecnn.stages.timing import LatencyStats, Target, TimingSettings, measure_round
+from edgecnn.stages.verify import JudgedSet, ParityResult, Status, compare, thresholds_for
 
 PARITY_IMAGES = 1000  # test images each candidate must agree on with Keras (verify's thresholds)
 DEFAULT_TUNE_SECONDS = 0.3
@@ -41,6 +38,8 @@ class TuneResult:
     best_images_per_second: float
     tried: int
     rejected: tuple[str, ...]
+    best_p50_low_us: float = 0.0  # the best figure's 95 % interval (stages/timing.py)
+    best_p50_high_us: float = 0.0
 
     @property
     def label(self) -> str:
@@ -64,20 +63,19 @@ class TuneResult:
             "default": plugin(self.runtime).describe(self.default),
             "best": plugin(self.runtime).describe(self.best),
             "best_label": self.label,
+            "best_p50_interval_us": [self.best_p50_low_us, self.best_p50_high_us],
         }
 
 
-def tune(targets: Sequence[Target], manifest: Manifest, dataset: Dataset, images: np.ndarray, batch_sizes: Sequence[int],
-         run: RunOptions, timing: TimingSettings, verify_hash: bool = True) -> list[TuneResult]:
-    """`images`: bench's timing inputs (at least the largest batch); `dataset`: its test split for the parity check;
-    `run`: bench's run options (their thread count is every core the candidates may use)."""
-    description = manifest.source_model().description
-    reference = description.probabilities(keras_reference(manifest, dataset, verify_hash)[:PARITY_IMAGES])
+def tune(targets: Sequence[Target], manifest: Manifest, judged: JudgedSet, images: np.ndarray, batch_sizes: Sequence[int],
+         run: RunOptions, timing: TimingSettings) -> list[TuneResult]:
+    """`images`: bench's timing inputs (at least the largest batch); `judged`: what verify judges on, for the parity
+    check; `run`: bench's run options (their thread count is every core the candidates may use)."""
     results = []
     for target in targets:
         if target.runtime is None or target.precision is None:  # the Keras baseline; a file no manifest describes
             continue
-        parity = ParityCache(target, dataset, reference)
+        parity = ParityCache(target, judged)
         for batch_size in batch_sizes:
             results.append(tune_one(target, target.runtime, images[:batch_size], parity, run, timing))
     return results
@@ -87,8 +85,8 @@ class ParityCache:
     """Verify's verdict per numerically distinct configuration (the runtime's `parity_key`: a CUDA graph replays the
     same kernels, thread counts do not change the numbers)."""
 
-    def __init__(self, target: Target, dataset: Dataset, reference: np.ndarray) -> None:
-        self.target, self.dataset, self.reference = target, dataset, reference
+    def __init__(self, target: Target, judged: JudgedSet) -> None:
+        self.target, self.judged = target, judged
         self.verdicts: dict[Any, str] = {}
 
     def failure(self, runtime: RuntimeName, config: Any) -> str:
@@ -103,49 +101,72 @@ class ParityCache:
         precision = target.precision or Precision.FP32
         runner = open_runner(target.format, target.path, description=target.runner.description, runtime=runtime, config=config)
         try:
-            probabilities = runner.description.probabilities(infer_in_batches(runner, self.dataset.x_test[:PARITY_IMAGES]))
+            probabilities = runner.description.probabilities(infer_in_batches(runner, self.judged.images[:PARITY_IMAGES]))
             thresholds = thresholds_for(precision, runner.arithmetic)
         finally:
             runner.close()
         base = ParityResult(target.name, str(target.path), precision, "", Status.PASS, thresholds)
-        result = compare(base, probabilities, self.reference, self.dataset.y_test[:PARITY_IMAGES])
+        result = compare(base, probabilities, self.judged.probabilities[:PARITY_IMAGES], self.judged.labels[:PARITY_IMAGES])
         return "; ".join(failure.describe() for failure in result.failures)
 
 
 def tune_one(target: Target, runtime: RuntimeName, images: np.ndarray, parity: ParityCache, run: RunOptions, timing: TimingSettings) -> TuneResult:
+    """The runtime's defaults and every candidate that passes verify, timed in interleaved rounds (candidate A, B, …,
+    then A again), so that the machine's drift does not pick the winner; the fastest p50 is kept."""
     runtime_plugin = plugin(runtime)
     default = runtime_plugin.config(replace(run, threads=0))  # the runtime's own defaults: what a user gets without edgecnn
-    default_stats = time_config(target, runtime, default, images, timing)
-    best, best_stats, rejected = default, default_stats, []
-    tried = runtime_plugin.tune_candidates(runtime_plugin.config(run), run.threads)
+    tried = runtime_plugin.tune_candidates(runtime_plugin.config(run), run.threads, len(images))
+    rejected, passing = [], []
     for config in tried:
-        label = runtime_plugin.label(config)
         try:
             failure = parity.failure(runtime, config)
-            if failure:
-                rejected.append(f"{label}: fails verify ({failure})")
-                continue
-            stats = time_config(target, runtime, config, images, timing)
-        except EdgecnnError as exc:
-            rejected.append(f"{label}: {exc.what}")
-            continue
         except Exception as exc:  # a knob this build or device refuses (e.g. graph capture): record it, try the next
-            rejected.append(f"{label}: {first_line(exc)}")
+            rejected.append(f"{runtime_plugin.label(config)}: {exc.what if isinstance(exc, EdgecnnError) else first_line(exc)}")
             continue
-        if stats.p50_us < best_stats.p50_us:
-            best, best_stats = config, stats
+        if failure:
+            rejected.append(f"{runtime_plugin.label(config)}: fails verify ({failure})")
+        else:
+            passing.append(config)
+    timed, refused = time_interleaved(target, runtime, [default, *passing], images, timing)
+    rejected += [f"{runtime_plugin.label(config)}: {reason}" for config, reason in refused]
+    if default not in timed:  # the defaults themselves do not run here: nothing to compare against
+        raise EdgecnnError(f"{target.name} does not run with {runtime_plugin.label(default)}", "--tune")
+    best = min(timed, key=lambda config: timed[config].p50_us)
+    default_stats, best_stats = timed[default], timed[best]
     return TuneResult(
         artifact=target.name, runtime=runtime, batch_size=len(images), default=default, best=best,
         default_p50_us=round(default_stats.p50_us, 2), best_p50_us=round(best_stats.p50_us, 2),
         best_images_per_second=round(len(images) * 1e6 / best_stats.mean_us, 1), tried=len(tried) + 1, rejected=tuple(rejected),
+        best_p50_low_us=round(best_stats.p50_low_us, 2), best_p50_high_us=round(best_stats.p50_high_us, 2),
     )
 
 
-def time_config(target: Target, runtime: RuntimeName, config: Any, images: np.ndarray, timing: TimingSettings) -> LatencyStats:
-    runner = open_runner(target.format, target.path, description=target.runner.description, runtime=runtime, config=config)
+def time_interleaved(target: Target, runtime: RuntimeName, configs: list[Any], images: np.ndarray,
+                     timing: TimingSettings) -> tuple[dict[Any, LatencyStats], list[tuple[Any, str]]]:
+    """Each configuration's own runner, warmed up, then timed round by round in turn; those that fail to run are returned
+    with the reason."""
+    timing = replace(timing, seconds=timing.seconds or (None if timing.iterations else DEFAULT_TUNE_SECONDS))
+    calls: dict[Any, Any] = {}
+    runners = []
+    refused: list[tuple[Any, str]] = []
     try:
-        call = runner.bound_call(runner.encode(images))
-        return measure(call, replace(timing, seconds=timing.seconds or (None if timing.iterations else DEFAULT_TUNE_SECONDS)))
+        for config in dict.fromkeys(configs):
+            try:
+                runner = open_runner(target.format, target.path, description=target.runner.description, runtime=runtime, config=config)
+                runners.append(runner)
+                call = runner.bound_call(runner.encode(images))
+                for _ in range(timing.warmup):
+                    call()
+                calls[config] = call
+            except Exception as exc:  # a knob this build or device refuses (e.g. graph capture): record it, try the next
+                refused.append((config, exc.what if isinstance(exc, EdgecnnError) else first_line(exc)))
+        rounds: dict[Any, list[np.ndarray]] = {config: [] for config in calls}
+        one_round = timing.per_round()
+        for _ in range(timing.rounds):
+            for config, call in calls.items():
+                rounds[config].append(measure_round(call, one_round))
     finally:
-        runner.close()
+        for runner in runners:
+            runner.close()
         gc.collect()
+    return {config: LatencyStats.from_rounds(samples) for config, samples in rounds.items()}, refused

@@ -8,6 +8,8 @@ collected as a typed `CheckFailure`; nothing stops at the first one.
 
 from __future__ import annotations
 
+import importlib.util
+import math
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -17,10 +19,12 @@ import numpy as np
 
 from edgecnn.core.data import Dataset, check_model_fits, load_dataset
 from edgecnn.core.description import ModelDescription, OutputKind
-from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError, IntegrityError
 from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
-from edgecnn.core.manifest import ArtifactEntry, IntegrityError, Manifest, Precision, load_manifest
+from edgecnn.core.manifest import ArtifactEntry, Manifest, ModelEntry, Precision, load_manifest
+from edgecnn.core.plots import drawn
 from edgecnn.core.provenance import library_versions, utc_now
+from edgecnn.core.reference import load_reference
 from edgecnn.runners import Arithmetic, Backend, KerasRunner, RunOptions, RuntimeName, check_usable, infer_in_batches, open_runner, plugin, runtime_packages, runtimes_for
 
 REPORT_FILENAME = "verify.json"
@@ -135,7 +139,7 @@ class VerifyOptions:
 @dataclass(frozen=True)
 class VerifyResult:
     report_path: Path
-    confusion_path: Path
+    confusion_path: Path | None  # None on a device install without matplotlib
     keras_accuracy: float
     results: tuple[ParityResult, ...]
     test_size: int
@@ -145,6 +149,43 @@ class VerifyResult:
     @property
     def passed(self) -> bool:
         return all(result.passed for result in self.results)
+
+
+@dataclass(frozen=True)
+class JudgedSet:
+    """What artifacts are judged on: test images, their labels and the Keras model's probabilities, each image's index
+    in the test split, and where they came from (the stored reference, or the data loaded and Keras run here)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    probabilities: np.ndarray
+    indices: np.ndarray
+    data: dict[str, Any]
+    source: str
+
+
+def uses_stored_reference(model: ModelEntry, data: str | None) -> bool:
+    """Without --data, the answers export stored are the reference: always when they cover the whole test split, and
+    on a device install (no TensorFlow to recompute them) when they are a sample of a large one."""
+    record = model.reference
+    return data is None and record is not None and (record.complete or importlib.util.find_spec("tensorflow") is None)
+
+
+def judged_set(manifest: Manifest, data: str | None, verify_hash: bool) -> JudgedSet:
+    model = manifest.source_model()
+    if uses_stored_reference(model, data):
+        record = model.reference
+        assert record is not None
+        model_path = manifest.resolve(model.path)
+        if verify_hash and model_path.is_file() and sha256_file(model_path) != model.sha256:
+            raise IntegrityError("Keras model changed since export (sha256 differs from the manifest)", model_path)
+        stored = load_reference(manifest.resolve(record.path), record, verify_hash)
+        judged_on = f"the Keras answers export stored in {record.path}: {record.images:,} of the {record.test_size:,} test images"
+        return JudgedSet(stored.images, stored.labels, stored.probabilities, stored.indices, record.data | {"judged_on": judged_on}, model.data.spec)
+    dataset = load_dataset(model.data_request(data))
+    check_model_fits(model.description, dataset, model.path)
+    probabilities = model.description.probabilities(keras_reference(manifest, dataset, verify_hash))
+    return JudgedSet(dataset.x_test, dataset.y_test, probabilities, np.arange(len(dataset.y_test)), dataset.describe(), dataset.source.spec)
 
 
 def verify(options: VerifyOptions) -> VerifyResult:
@@ -157,15 +198,13 @@ def verify(options: VerifyOptions) -> VerifyResult:
     check_overrides(options.overrides)
     check_usable(options.run, tuple(dict.fromkeys(entry.format for entry in entries)))
     description = model.description
-    dataset = load_dataset(model.data_request(options.data))
-    check_model_fits(description, dataset, model.path)
-    reference = description.probabilities(keras_reference(manifest, dataset, options.verify_hash))
-    results = tuple(verify_artifact(manifest, entry, dataset, reference, options, runtime)
+    judged = judged_set(manifest, options.data, options.verify_hash)
+    results = tuple(verify_artifact(manifest, entry, judged, options, runtime)
                     for entry in entries for runtime in runtimes_for(entry.format, options.run))
-    keras_accuracy = float(np.mean(reference.argmax(axis=1) == dataset.y_test))
+    keras_accuracy = float(np.mean(judged.probabilities.argmax(axis=1) == judged.labels))
     out = ensure_output_dir(manifest.folder, "--manifest")
-    confusion_path = out / CONFUSION_FILENAME
-    write_confusion_chart(dataset, reference, keras_accuracy, results, confusion_path, description.class_names)
+    confusion_path = drawn(lambda path: write_confusion_chart(judged, keras_accuracy, results, path, description.class_names),
+                           out / CONFUSION_FILENAME, "the confusion chart")
     report_path = out / REPORT_FILENAME
     write_json_atomic(
         report_path,
@@ -176,14 +215,14 @@ def verify(options: VerifyOptions) -> VerifyResult:
             "keras": {"path": model.path, "sha256": model.sha256, "accuracy": keras_accuracy},
             "model": {"name": model.stem, "classes": list(description.class_names), "output": description.output.value},
             "compared": compared_text(description),
-            "data": dataset.describe(),
+            "data": judged.data,
             "runtimes": {name.value: plugin(name).describe(plugin(name).config(options.run))
                          for name in dict.fromkeys(result.runtime for result in results if result.runtime is not None)},
             "artifacts": [result.to_dict() for result in results],
             "versions": library_versions(runtime_packages()),
         },
     )
-    return VerifyResult(report_path, confusion_path, keras_accuracy, results, int(len(dataset.y_test)), description, model.stem)
+    return VerifyResult(report_path, confusion_path, keras_accuracy, results, int(len(judged.labels)), description, model.stem)
 
 
 def compared_text(description: ModelDescription) -> str:
@@ -223,9 +262,7 @@ def keras_reference(manifest: Manifest, dataset: Dataset, verify_hash: bool) -> 
     return outputs
 
 
-def verify_artifact(
-    manifest: Manifest, entry: ArtifactEntry, dataset: Dataset, reference: np.ndarray, options: VerifyOptions, runtime: RuntimeName
-) -> ParityResult:
+def verify_artifact(manifest: Manifest, entry: ArtifactEntry, judged: JudgedSet, options: VerifyOptions, runtime: RuntimeName) -> ParityResult:
     base = ParityResult(entry.name, entry.path, entry.precision, entry.sha256, Status.PASS,
                         thresholds_for(entry.precision, Arithmetic.FP32).overridden(options.overrides), runtime=runtime)
     try:
@@ -235,20 +272,19 @@ def verify_artifact(
     try:
         runner = open_runner(entry.format, path, options.run, manifest.source_model().description, runtime)
         try:
-            probabilities = runner.description.probabilities(infer_in_batches(runner, dataset.x_test))
+            probabilities = runner.description.probabilities(infer_in_batches(runner, judged.images))
             ran = replace(base, thresholds=thresholds_for(entry.precision, runner.arithmetic).overridden(options.overrides),
                           provider_used=runner.runtime, arithmetic=runner.arithmetic)
         finally:
             runner.close()
     except EdgecnnError as exc:
         return replace(base, status=Status.ERROR, failures=(CheckFailure("run", exc.what, "runs"),))
-    return compare(ran, probabilities, reference, dataset.y_test)
+    compared = compare(ran, probabilities, judged.probabilities, judged.labels)
+    return replace(compared, flipped=tuple(int(index) for index in judged.indices[list(compared.flipped)]))
 
 
 def compare(base: ParityResult, probabilities: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> ParityResult:
     """The statistics of one artifact against the reference, and every threshold it misses."""
-    from scipy.stats import binomtest
-
     predicted, expected = probabilities.argmax(axis=1), reference.argmax(axis=1)
     artifact_right, keras_right = predicted == labels, expected == labels
     accuracy = float(artifact_right.mean())
@@ -257,8 +293,7 @@ def compare(base: ParityResult, probabilities: np.ndarray, reference: np.ndarray
     difference = np.abs(probabilities.astype(np.float64) - reference.astype(np.float64))
     only_keras = int(np.sum(keras_right & ~artifact_right))
     only_artifact = int(np.sum(~keras_right & artifact_right))
-    discordant = only_keras + only_artifact
-    mcnemar_p = 1.0 if discordant == 0 else float(binomtest(min(only_keras, only_artifact), discordant, 0.5).pvalue)
+    mcnemar_p = mcnemar_exact_p(only_keras, only_artifact)
     thresholds = base.thresholds
     failures = []
     if thresholds.max_drop_points is not None and delta_points < -thresholds.max_drop_points:
@@ -282,18 +317,25 @@ def compare(base: ParityResult, probabilities: np.ndarray, reference: np.ndarray
     )
 
 
+def mcnemar_exact_p(only_keras: int, only_artifact: int) -> float:
+    """McNemar's exact test: the two-sided binomial p-value of the discordant pairs under p = 1/2 (as SciPy's binomtest
+    gives it), in integer arithmetic, so verify on a device install needs no SciPy."""
+    discordant = only_keras + only_artifact
+    tail = sum(math.comb(discordant, count) for count in range(min(only_keras, only_artifact) + 1))
+    return min(1.0, 2 * tail / 2**discordant)
+
+
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
     matrix = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(matrix, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
     return matrix
 
 
-def write_confusion_chart(
-    dataset: Dataset, reference: np.ndarray, keras_accuracy: float, results: tuple[ParityResult, ...], path: Path, class_names: tuple[str, ...]
-) -> None:
+def write_confusion_chart(judged: JudgedSet, keras_accuracy: float, results: tuple[ParityResult, ...], path: Path, class_names: tuple[str, ...]) -> None:
     from edgecnn.core.plots import plot_confusion_matrices
 
-    matrices = {f"Keras ({keras_accuracy:.2%})": confusion_matrix(dataset.y_test, reference.argmax(axis=1), reference.shape[1])}
+    reference = judged.probabilities
+    matrices = {f"Keras ({keras_accuracy:.2%})": confusion_matrix(judged.labels, reference.argmax(axis=1), reference.shape[1])}
     worst = worst_artifact(results)
     if worst is not None and worst.confusion is not None:
         matrices[f"worst artifact: {worst.name} ({worst.accuracy:.2%})"] = worst.confusion

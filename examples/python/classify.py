@@ -5,17 +5,23 @@
 Everything the model needs is read from the file's metadata (`edgecnn_description`): its input size and channels,
 how pixels are scaled, its class names, whether it gives logits, and which picture preprocessing it was trained
 for — so the same code serves a 28x28 digit model and a 32x32 RGB model. A uint8-input file takes the raw pixels
-and scales them in its graph; a float-input file gets them scaled here.
+and scales them in its graph; a float-input file gets them scaled here. Before classifying anything, the file's own
+golden inputs are checked (selftest.py); a file that fails them is not used.
 """
 
 import sys
 
 import onnxruntime as ort
 from preprocess import description_from, model_input, prepare, probabilities, report
+from selftest import selftest
 
 arguments = [argument for argument in sys.argv[1:] if argument != "--json"]
 model_path, *files = arguments
 session = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
+passed, line = selftest(session)
+print(line, file=sys.stderr)
+if not passed:
+    sys.exit(1)
 description = description_from(session.get_modelmeta().custom_metadata_map)
 source = session.get_inputs()[0]
 for file in files:

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from edgecnn.core.description import ModelDescription
-from edgecnn.core.manifest import ModelEntry
+from edgecnn.core.manifest import ModelEntry, Precision
+from edgecnn.core.reference import Goldens
 from edgecnn.stages.export.artifacts import ExportOptions
 
 
@@ -21,6 +22,7 @@ class ExportInputs:
     staging: Path
     calibration: np.ndarray  # uint8 (N, H, W, C) training images in the model's size and color
     metadata: dict[str, str]  # the facts every file carries: description, labels, input layout and scaling, source model
+    goldens: tuple[np.ndarray, np.ndarray] | None = None  # golden test images and their Keras probabilities (core/reference.py)
 
     @property
     def description(self) -> ModelDescription:
@@ -30,6 +32,21 @@ class ExportInputs:
     def data_spec(self) -> str | None:
         """The calibration data's source: --data, else the one recorded at training."""
         return self.options.data or self.model_entry.data.spec
+
+    def keras_probabilities(self, images: np.ndarray) -> np.ndarray:
+        """The in-memory Keras model's probabilities on uint8 images."""
+        outputs = np.concatenate([np.asarray(self.keras_model(self.description.model_input(images[start : start + 256]), training=False))
+                                  for start in range(0, len(images), 256)])
+        return self.description.probabilities(outputs)
+
+    def metadata_for(self, precision: Precision) -> dict[str, str]:
+        """What a file of this precision carries: the shared facts, and the goldens with its precision's selftest bound."""
+        if self.goldens is None:
+            return self.metadata
+        from edgecnn.stages.verify import DEFAULT_THRESHOLDS
+
+        thresholds = DEFAULT_THRESHOLDS[precision]
+        return self.metadata | Goldens(*self.goldens, thresholds.atol, thresholds.basis).to_metadata()
 
     def calibration_details(self) -> dict[str, object]:
         return {"images": int(len(self.calibration)), "data_source": self.data_spec, "seed": self.options.seed}

@@ -15,8 +15,8 @@ import numpy as np
 
 from edgecnn import __version__
 from edgecnn.core.description import ModelDescription
-from edgecnn.core.errors import EdgecnnError
-from edgecnn.core.layers import LayerMap, keras_layer_names
+from edgecnn.core.errors import EdgecnnError, training_side
+from edgecnn.core.layers import keras_layer_names, onnx_node_layers, with_orphans
 from edgecnn.core.manifest import INPUT_NAME, OUTPUT_NAME, Precision
 from edgecnn.stages.export.artifacts import ArtifactSpec
 from edgecnn.stages.export.inputs import Converted, ExportInputs
@@ -34,7 +34,8 @@ def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Conv
 
 
 def convert_fp32(spec: ArtifactSpec, inputs: ExportInputs) -> Converted:
-    import tf2onnx
+    with training_side("ONNX export"):
+        import tf2onnx
 
     from edgecnn.core.onnx_graph import slim_if_identical
 
@@ -83,9 +84,9 @@ def quantize_int8(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Conve
     prepared = inputs.staging / "int8-prepared.onnx"
     quant_pre_process(str(fused), str(prepared), skip_symbolic_shape=True)
     prepared_model = onnx.load(prepared)
-    layer_map = LayerMap.build((node.name for node in prepared_model.graph.node), keras_layer_names(inputs.keras_model))
-    kept_layers = list(inputs.options.keep_float) if inputs.options.keep_float is not None else first_float_candidate(prepared_model, layer_map)
-    kept_nodes = nodes_of_layers(prepared_model, kept_layers, layer_map)
+    node_layers = onnx_node_layers(prepared_model, keras_layer_names(inputs.keras_model))
+    kept_layers = list(inputs.options.keep_float) if inputs.options.keep_float is not None else first_float_candidate(prepared_model, node_layers)
+    kept_nodes = nodes_of_layers(prepared_model, kept_layers, node_layers)
     options = inputs.options
     quantized = inputs.staging / f"int8-quantized-{spec.filename(inputs.model_entry.stem)}"
     quantize_static(
@@ -107,31 +108,32 @@ def quantize_int8(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Conve
     return save_checked(onnx.load(quantized), spec, inputs, inputs.metadata | {"quantization": json.dumps(quantization, sort_keys=True)}, details)
 
 
-def first_float_candidate(model: Any, layer_map: LayerMap) -> list[str]:
+def first_float_candidate(model: Any, node_layers: dict[str, str | None]) -> list[str]:
     """The layer of the model's first convolution: what int8 ONNX files keep in float unless --keep-float says otherwise."""
     from edgecnn.core.onnx_graph import first_node_of_type
 
     first_conv = first_node_of_type(model, "Conv")
-    layer = layer_map.layer_of(first_conv) if first_conv else None
+    layer = node_layers.get(first_conv) if first_conv else None
     return [layer] if layer else []
 
 
-def nodes_of_layers(model: Any, kept_layers: list[str], layer_map: LayerMap) -> list[str]:
-    """The graph's nodes that belong to the kept Keras layers; a named layer without a node of its own is a user error."""
-    nodes = {layer: [node.name for node in model.graph.node if layer_map.layer_of(node.name) == layer] for layer in kept_layers}
-    empty = [layer for layer, found in nodes.items() if not found]
+def nodes_of_layers(model: Any, kept_layers: list[str], node_layers: dict[str, str | None]) -> list[str]:
+    """The graph's nodes that belong to the kept Keras layers, with the nodes of no layer that read their outputs
+    (`with_orphans`); a named layer without a node of its own is a user error."""
+    empty = [layer for layer in kept_layers if layer not in node_layers.values()]
     if empty:
         raise EdgecnnError(f"layer {empty[0]!r} has no node of its own in the ONNX graph (the converter folded it into a neighbour)",
                            "--keep-float")
-    return [name for found in nodes.values() for name in found]
+    grouped = with_orphans(((node.name, node.input, node.output) for node in model.graph.node), node_layers)
+    return [node for node, layer in grouped.items() if layer in kept_layers]
 
 
 def save_checked(model_proto: Any, spec: ArtifactSpec, inputs: ExportInputs, metadata: dict[str, str], details: dict[str, Any]) -> Converted:
-    """Stamp metadata and producer, save into the staging folder, and refuse anything the ONNX checker refuses."""
+    """Stamp metadata (with the goldens and bound of the file's precision) and producer, save into the staging folder, and refuse anything the ONNX checker refuses."""
     import onnx
 
     del model_proto.metadata_props[:]
-    for key, value in metadata.items():
+    for key, value in (inputs.metadata_for(spec.precision) | metadata).items():
         entry = model_proto.metadata_props.add()
         entry.key, entry.value = key, value
     model_proto.producer_name = "edgecnn"

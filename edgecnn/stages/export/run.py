@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 
 from edgecnn import __version__
+from edgecnn.core.data import Dataset
 from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file
 from edgecnn.core.layers import check_layer_names, keras_layer_names
 from edgecnn.core.manifest import ArtifactEntry, ArtifactFormat, ModelEntry, Precision, TensorSpec, check_one_model, update_manifest
 from edgecnn.core.provenance import library_versions, utc_now
+from edgecnn.core.reference import Reference, golden_indices, stored_sample, write_reference
 from edgecnn.stages.export import onnx as onnx_converter
 from edgecnn.stages.export import tflite as tflite_converter
 from edgecnn.stages.export.artifacts import ArtifactSpec, ExportOptions, select_artifacts, spec_named
@@ -71,14 +73,26 @@ def export(options: ExportOptions, progress: Callable[[str], None] | None = None
             validation = validation_split(source.dataset.x_train, source.dataset.y_train, source.holdout, options.seed)
         calibration = calibration_images(options, source, validation.indices if validation is not None else None)
         inputs = ExportInputs(source.keras_model, model_entry, options, staging, calibration, model_metadata(model_entry))
+        reference = keras_reference(inputs, source.dataset, options.seed)
+        goldens = golden_indices(reference, int(np.prod(reference.images.shape[1:])))
+        inputs = replace(inputs, goldens=(reference.images[goldens], reference.probabilities[goldens]))
         staged, searches = convert_all(specs, inputs, progress or (lambda name: None), validation)
         bundle_model(model_path, out)
         entries = [publish(spec, staged[spec.name], out, model_entry) for spec in specs]
+        model_entry = replace(model_entry, reference=write_reference(out, reference, source.dataset.describe(), model_entry.sha256))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     manifest = update_manifest(out, model_entry, entries)
     bases = tuple(name for name in staged if name not in {spec.name for spec in specs})
     return ExportResult(manifest.path, model_entry, tuple(entries), time.perf_counter() - started, bases, searches)
+
+
+def keras_reference(inputs: ExportInputs, dataset: Dataset, seed: int) -> Reference:
+    """The Keras model's probabilities on the test split (or the sample of it that is stored), once per export: verify
+    and selftest judge every artifact against these, on the workstation and on the device alike."""
+    indices = stored_sample(len(dataset.y_test), int(np.prod(dataset.x_test.shape[1:])), seed)
+    images = dataset.x_test[indices]
+    return Reference(images, dataset.y_test[indices], inputs.keras_probabilities(images), indices)
 
 
 def remove_stale_staging(out: Path) -> None:

@@ -2,17 +2,22 @@
 layers in float (Olive's and OpenVINO's accuracy-aware quantization, per format).
 
 The budget is verify's own: accuracy drop against Keras at most `max_drop` points and top-1 agreement at least
-verify's int8 minimum. It is judged on a validation split that is neither the test split verify judges nor the
+verify's int8 minimum — the agreement's 95 % lower bound on the validation images, so that a candidate that meets it
+also meets it on the test split. It is judged on a validation split that is neither the test split verify judges nor the
 calibration images: the hold-out `train` recorded (found again from train.json's seed and fraction), else a seeded
 slice of the training data. The first candidate is the format's default (ONNX keeps the first convolution, TFLite
 nothing); when it misses, one pass of `verify --explain`'s comparison on the validation images ranks the layers by the
-quantization noise they add (SQNR lost against the layer before), and layers are kept in float in that order until
-the budget is met — or the search says it cannot be. Every step is recorded: layers kept, accuracy, agreement, size,
-batch-1 latency.
+quantization noise they add (SQNR lost against the layer before), and the most sensitive layers are kept in float one
+by one (a few steps). Where the noise is spread over many layers rather than concentrated in a few (MobileNetV3's
+late blocks), that cannot meet the budget, and the search goes on as Polygraphy's `debug precision` does: it
+bisects over the network's layer order for the shortest tail of the network that, kept in float, meets the budget
+(the whole network but its first layer in float first: if even that misses, the input and output quantization alone
+miss it, and the search says so). Every step is recorded: layers kept, accuracy, agreement, size, batch-1 latency.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -29,7 +34,8 @@ from edgecnn.stages.timing import TimingSettings, measure
 
 MIN_VALIDATION = 2000  # images the search judges on, where the data has them
 SENSITIVITY_IMAGES = 300  # images the one sensitivity pass compares layer by layer
-MAX_STEPS = 12
+RANKED_STEPS = 4  # candidates that add one sensitive layer each, before the search bisects over the layer order
+MAX_STEPS = 16
 WEIGHTED = {"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "Dense"}
 
 
@@ -49,6 +55,7 @@ class SearchStep:
     accuracy: float
     drop_points: float
     agreement: float
+    agreement_low: float  # its one-sided 95 % lower bound (Wilson) on the validation images: what must reach the minimum
     bytes: int
     p50_batch1_us: float
     within_budget: bool
@@ -86,31 +93,60 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
            convert: Any, max_drop: float, min_agreement: float) -> tuple[Converted, SearchResult]:
     """Steps from the format's first candidate (already converted: `first`) until the budget is met."""
     started = time.perf_counter()
-    keras_probabilities = keras_outputs_on(inputs, validation.images)
+    keras_probabilities = inputs.keras_probabilities(validation.images)
     keras_accuracy = float(np.mean(keras_probabilities.argmax(axis=1) == validation.labels))
     kept = list(first.details["quantization"]["kept_float_layers"])
+
+    def tried(layers: list[str]) -> tuple[Converted, SearchStep]:
+        converted = convert(spec, replace(inputs, options=replace(inputs.options, keep_float=tuple(layers))), base)
+        return converted, evaluate(spec, converted, inputs, validation, keras_probabilities, keras_accuracy, layers, max_drop, min_agreement)
+
     current = first
     steps = [evaluate(spec, current, inputs, validation, keras_probabilities, keras_accuracy, kept, max_drop, min_agreement)]
     if not steps[-1].within_budget:
-        for run in sensitive_runs(spec, current.path, inputs, validation.images[:SENSITIVITY_IMAGES]):
-            new = [layer for layer in run if layer not in kept]
-            if not new or len(steps) > MAX_STEPS:
-                continue
-            kept += new
-            candidate = convert(spec, replace(inputs, options=replace(inputs.options, keep_float=tuple(kept))), base)
-            current = candidate
-            steps.append(evaluate(spec, current, inputs, validation, keras_probabilities, keras_accuracy, kept, max_drop, min_agreement))
-            if steps[-1].within_budget:
+        profile = sensitivity(spec, current.path, inputs, validation.images[:SENSITIVITY_IMAGES])
+        for run in profile.runs[:RANKED_STEPS]:
+            kept += [layer for layer in run if layer not in kept]
+            current, step = tried(kept)
+            steps.append(step)
+            if step.within_budget:
                 break
+        if not steps[-1].within_budget:
+            current = bisect_float_tail(kept, profile.layers_with_nodes, tried, steps) or current
     result = SearchResult(max_drop, min_agreement, validation.source, tuple(steps), round(time.perf_counter() - started, 2))
     return replace(current, details=current.details | {"accuracy_search": result.to_dict()}), result
 
 
-def keras_outputs_on(inputs: ExportInputs, images: np.ndarray) -> np.ndarray:
-    """The in-memory Keras model's probabilities (verify's keras_reference reads a cached file for the test split)."""
-    outputs = np.concatenate([np.asarray(inputs.keras_model(inputs.description.model_input(images[start : start + 256]), training=False))
-                              for start in range(0, len(images), 256)])
-    return inputs.description.probabilities(outputs)
+def bisect_float_tail(kept: list[str], order: list[str], tried: Any, steps: list[SearchStep]) -> Converted | None:
+    """The shortest tail of `order` (layers with nodes, network order) that, kept in float with `kept`, meets the
+    budget: the whole network but its first layer first (the TFLite converter's debugger needs one quantized operator),
+    then halving; the best candidate's file (the longest tail's, which missed, when none meets it; None when nothing
+    is left to keep in float)."""
+
+    def with_tail(length: int) -> list[str]:
+        return kept + [layer for layer in order[len(order) - length :] if layer not in kept]
+
+    quantized = [index for index, layer in enumerate(order) if layer not in kept]
+    if not quantized:
+        return None
+    missing, meeting = 0, len(order) - 1 - quantized[0]  # a tail of 0 is the ranked steps' last candidate, which missed
+    converted, step = tried(with_tail(meeting))
+    steps.append(step)
+    if not step.within_budget:
+        return converted
+    best = converted
+    while meeting - missing > 1 and len(steps) < MAX_STEPS:
+        middle = (missing + meeting) // 2
+        converted, step = tried(with_tail(middle))
+        steps.append(step)
+        if step.within_budget:
+            meeting, best = middle, converted
+        else:
+            missing = middle
+    if not steps[-1].within_budget:  # the last try missed: write the best one again (each try reuses the staged file name)
+        best, step = tried(with_tail(meeting))
+        steps.append(step)
+    return best
 
 
 def evaluate(spec: ArtifactSpec, converted: Converted, inputs: ExportInputs, validation: Validation, keras_probabilities: np.ndarray,
@@ -124,16 +160,37 @@ def evaluate(spec: ArtifactSpec, converted: Converted, inputs: ExportInputs, val
         runner.close()
     accuracy = float(np.mean(probabilities.argmax(axis=1) == validation.labels))
     agreement = float(np.mean(probabilities.argmax(axis=1) == keras_probabilities.argmax(axis=1)))
+    low = wilson_lower_bound(agreement, len(validation.labels))
+    # on a split too small for any agreement to certify the minimum (under ~270 images for 99 %), the point estimate decides
+    judged = low if wilson_lower_bound(1.0, len(validation.labels)) >= min_agreement else agreement
     drop = round(100.0 * (keras_accuracy - accuracy), 4)
-    return SearchStep(tuple(kept), accuracy, drop, agreement, converted.path.stat().st_size, round(p50, 2),
-                      drop <= max_drop and agreement >= min_agreement)
+    return SearchStep(tuple(kept), accuracy, drop, agreement, round(low, 6), converted.path.stat().st_size, round(p50, 2),
+                      drop <= max_drop and judged >= min_agreement)
 
 
-def sensitive_runs(spec: ArtifactSpec, path: Path, inputs: ExportInputs, images: np.ndarray) -> list[list[str]]:
-    """Runs of layers (a convolution with what was folded into it) ordered by the quantization noise each adds — the
-    SQNR lost against the run compared before it, largest first — from one layer-by-layer comparison of the int8 file
-    with Keras (`verify --explain`). Each run lists its layers that have nodes of their own, which --keep-float takes."""
-    from edgecnn.core.layers import LayerMap
+def wilson_lower_bound(fraction: float, count: int, z: float = 1.645) -> float:
+    """One-sided 95 % Wilson lower bound of a proportion: a candidate at exactly 99.0 % agreement on the validation images
+    is as likely as not to fall under 99 % on the test split, so the search asks for the bound to reach the minimum."""
+    if count == 0:
+        return 0.0
+    centre = fraction + z * z / (2 * count)
+    spread = z * math.sqrt(fraction * (1 - fraction) / count + z * z / (4 * count * count))
+    return (centre - spread) / (1 + z * z / count)
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """From one layer-by-layer comparison of the int8 file with Keras: the runs of layers (a convolution with what was
+    folded into it) by the quantization noise each adds, largest first, and every layer with nodes of its own in the
+    file, in network order (what --keep-float takes)."""
+
+    runs: list[list[str]]
+    layers_with_nodes: list[str]
+
+
+def sensitivity(spec: ArtifactSpec, path: Path, inputs: ExportInputs, images: np.ndarray) -> Sensitivity:
+    """Runs ranked by the SQNR each loses against the run compared before it (`verify --explain`'s comparison)."""
+    from edgecnn.core.layers import LayerMap, onnx_node_layers
     from edgecnn.core.manifest import ArtifactFormat
     from edgecnn.core.tflite_metadata import op_output_names
     from edgecnn.stages.explain import compare_layers, keras_layer_outputs, onnx_layer_outputs, tflite_layer_outputs
@@ -146,12 +203,14 @@ def sensitive_runs(spec: ArtifactSpec, path: Path, inputs: ExportInputs, images:
 
         rows = compare_layers(layers, kinds, reference, onnx_layer_outputs(path, images, inputs.description, layers), floor=0.0)
         # the nodes the quantizer kept (and can exclude): what the prepared graph has, less what it fused into QDQ ranges
-        names = [node.name for node in onnx.load(str(path)).graph.node if node.op_type not in ("QuantizeLinear", "DequantizeLinear")]
+        model = onnx.load(str(path))
+        node_layers = onnx_node_layers(model, layers)
+        with_nodes = {node_layers[node.name] for node in model.graph.node if node.op_type not in ("QuantizeLinear", "DequantizeLinear")}
     else:
         rows = compare_layers(layers, kinds, reference, tflite_layer_outputs(path, images, inputs.description, layers), floor=0.0)
         names = op_output_names(path.read_bytes())
-    layer_map = LayerMap.build(names, layers)
-    with_nodes = {layer_map.layer_of(name) for name in names}
+        layer_map = LayerMap.build(names, layers)
+        with_nodes = {layer_map.layer_of(name) for name in names}
     losses: dict[str, float] = {}
     previous: float | None = None
     for row in rows:
@@ -163,4 +222,5 @@ def sensitive_runs(spec: ArtifactSpec, path: Path, inputs: ExportInputs, images:
     # inputs and outputs as they were, and measured no change at all on MobileNetV3's squeeze-excite multiplies
     weighted = [layer for layer in losses if any(kinds.get(member) in WEIGHTED for member in runs[layer])]
     ordered = sorted(weighted, key=lambda layer: losses[layer], reverse=True)
-    return [found for found in ([layer for layer in runs[match] if layer in with_nodes] for match in ordered) if found]
+    ranked = [found for found in ([layer for layer in runs[match] if layer in with_nodes] for match in ordered) if found]
+    return Sensitivity(ranked, [layer for layer in layers if layer in with_nodes])

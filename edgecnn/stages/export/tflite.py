@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.core.errors import EdgecnnError
-from edgecnn.core.layers import LayerMap, keras_layer_names
+from edgecnn.core.layers import LayerMap, keras_layer_names, with_orphans
 from edgecnn.core.manifest import Precision
 from edgecnn.core.native_output import quiet_native_output
-from edgecnn.core.tflite_metadata import embed, io_quantization, op_output_names
+from edgecnn.core.tflite_metadata import embed, io_quantization, operator_tensors
 from edgecnn.stages.export.artifacts import ArtifactSpec, IoType
 from edgecnn.stages.export.inputs import Converted, ExportInputs
 
@@ -45,7 +45,7 @@ def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Conv
             flatbuffer = convert_keeping_float(tf, converter, inputs, quantization)
         else:
             flatbuffer = converter.convert()
-    metadata = inputs.metadata
+    metadata = inputs.metadata_for(spec.precision)
     if quantization is not None:
         details["quantization"] = quantization
         metadata = metadata | {"quantization": json.dumps(quantization, sort_keys=True)}
@@ -60,14 +60,18 @@ def convert_keeping_float(tf: Any, converter: Any, inputs: ExportInputs, quantiz
 
     The debugger names nodes by their output tensors, which are read from a float conversion of the same model."""
     kept_layers = quantization["kept_float_layers"]
-    names = op_output_names(tf.lite.TFLiteConverter.from_keras_model(inputs.keras_model).convert())
+    operators = operator_tensors(tf.lite.TFLiteConverter.from_keras_model(inputs.keras_model).convert())
+    names = [name for _, _, outputs in operators for name in outputs]
     layer_map = LayerMap.build(names, keras_layer_names(inputs.keras_model))
-    nodes = {layer: [name for name in names if layer_map.layer_of(name) == layer] for layer in kept_layers}
-    empty = [layer for layer, found in nodes.items() if not found]
+    owners = {name: layer_map.layer_of(name) for name, _, _ in operators}
+    empty = [layer for layer in kept_layers if layer not in owners.values()]
     if empty:
         raise EdgecnnError(f"layer {empty[0]!r} has no node of its own in the TFLite graph (the converter folded it into a neighbour)",
                            "--keep-float")
-    denylisted = [name for found in nodes.values() for name in found]
+    grouped = with_orphans(operators, owners)
+    denylisted = [name for name, layer in grouped.items() if layer in kept_layers]
+    if len(denylisted) == len(grouped):
+        raise EdgecnnError("every operator would stay float: an int8 file needs at least one layer quantized", "--keep-float")
     quantization["kept_float_nodes"] = denylisted
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     debugger = tf.lite.experimental.QuantizationDebugger(

@@ -1,0 +1,106 @@
+"""The `edgecnn` command: parse options, call a stage, print its result. No logic lives here.
+
+The app and the options several commands share live in `app.py`; the commands in `deploy.py` (what a device install
+runs: predict, info, selftest, verify, bench, doctor) and `build.py` (train, export, pipeline). `main` imports only
+the module the invocation needs, so `edgecnn predict` never imports the training side, and stages are imported inside
+each command, so `edgecnn --help` and `--version` never import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import typer
+from typer._click import exceptions as click_exceptions  # typer >= 0.25 vendors its own copy of click
+
+from edgecnn.cli.app import State, app
+from edgecnn.core.errors import EdgecnnError, IntegrityError, first_line
+from edgecnn.runners import ProviderError
+
+
+class CurrentStderrHandler(logging.StreamHandler):
+    """Writes each record to whatever `sys.stderr` is when it is logged: pytest and other in-process callers swap
+    the stream, and a handler holding the old (closed) one would fail with "--- Logging error ---"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        """The stream is always the current sys.stderr; the base class's assignment is ignored."""
+
+
+def _configure_logging() -> None:
+    """Idempotent: however often `main` runs in one process, the edgecnn logger has exactly one terminal handler."""
+    logger = logging.getLogger("edgecnn")
+    if not any(isinstance(handler, CurrentStderrHandler) for handler in logger.handlers):
+        logger.addHandler(CurrentStderrHandler())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logging.addLevelName(logging.WARNING, "warning")
+    logging.addLevelName(logging.INFO, "info")
+
+
+def advice(error: EdgecnnError) -> str:
+    """What the user can type next: CLI knowledge, so it lives here rather than in the stages that raise."""
+    if isinstance(error, ProviderError):
+        return "; run `edgecnn doctor` to see what is missing, or pass --allow-fallback to run on the CPU and record it"
+    if isinstance(error, IntegrityError):
+        return "; pass --no-verify-hash to use it anyway"
+    return ""
+
+
+def _usage_error_line(exc: click_exceptions.ClickException) -> str:
+    context = getattr(exc, "ctx", None)
+    where = context.command_path if context is not None else "edgecnn"
+    message = " ".join(exc.format_message().split())
+    return f"error: {message} ({where})"
+
+
+DEPLOY_COMMANDS = frozenset({"predict", "info", "selftest", "verify", "bench", "doctor"})
+
+
+def register_commands(argv: list[str]) -> None:
+    """Import the command modules this invocation needs (importing one registers its commands on `app`): a deploy
+    command never imports the training side, whose option types pull in the train and export stages."""
+    named = next((arg for arg in argv if not arg.startswith("-")), None)
+    if named not in DEPLOY_COMMANDS:
+        import edgecnn.cli.build  # noqa: F401
+    import edgecnn.cli.deploy  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line and exit code 2; anything else a short hint to use --debug."""
+    _configure_logging()
+    register_commands(sys.argv[1:] if argv is None else argv)
+    State.debug = False  # set again by --debug's callback; a previous in-process run must not leave it on
+    try:
+        outcome = app(args=argv, prog_name="edgecnn", standalone_mode=False)
+    except EdgecnnError as exc:
+        typer.echo(f"error: {exc.one_line()}{advice(exc)}", err=True)
+        sys.exit(exc.exit_code)
+    except click_exceptions.ClickException as exc:
+        typer.echo(_usage_error_line(exc), err=True)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if State.debug:
+            raise
+        summary = first_line(exc)
+        summary = summary if len(summary) <= 200 else summary[:199] + "…"  # exception texts can hold whole tensors
+        typer.echo(f"error: unexpected {type(exc).__name__}: {summary} (rerun with --debug for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(outcome if isinstance(outcome, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

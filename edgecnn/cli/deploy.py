@@ -1,0 +1,197 @@
+"""The commands a device install runs (no TensorFlow): verify, bench, predict, info, selftest, doctor."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgecnn.cli.app import DataOption, DebugOption, command, runtime_options
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.runners import Provider, RunOptions
+
+
+@command("verify")
+@runtime_options(several=False)
+def verify_command(
+    manifest: Annotated[Path, typer.Option("--manifest", help="Manifest written by edgecnn export.")] = Path("exports/manifest.json"),
+    data: DataOption = None,
+    artifact: Annotated[Optional[list[str]], typer.Option("--artifact", help="Only this artifact (repeatable).", metavar="<name>")] = None,
+    max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Max accuracy drop vs Keras, in points.", show_default=False)] = None,
+    min_agreement: Annotated[Optional[float], typer.Option("--min-agreement", help="Min top-1 agreement with Keras (0-1).", show_default=False)] = None,
+    atol: Annotated[Optional[float], typer.Option("--atol", help="Max |Δ probability| vs Keras.", show_default=False)] = None,
+    run: RunOptions = RunOptions(),
+    no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against the manifest.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
+    explain: Annotated[Optional[str], typer.Option(
+        "--explain", metavar="<artifact>", show_default=False,
+        help="Instead of the table: compare this artifact with the Keras model layer by layer (SQNR, max |Δ|) and plot it.")] = None,
+    explain_images: Annotated[int, typer.Option("--explain-images", help="Test images --explain runs.")] = 300,
+    debug: DebugOption = False,
+) -> int:
+    """Compare every artifact with the Keras model on the whole test split, on the provider you deploy to; exit 1 if any fails."""
+    from edgecnn.report.render import explain_table, print_json_file, verify_table, written
+    from edgecnn.stages.verify import Thresholds, VerifyOptions, verify
+
+    if explain is not None:
+        from edgecnn.stages.explain import ExplainOptions
+        from edgecnn.stages.explain import explain as explain_artifact
+
+        explained = explain_artifact(ExplainOptions(manifest=manifest, artifact=explain, data=data, images=explain_images))
+        if json_output:
+            print_json_file(explained.report_path)
+        else:
+            explain_table(explained)
+        return 0
+
+    options = VerifyOptions(
+        manifest=manifest,
+        data=data,
+        artifacts=tuple(artifact or ()),
+        overrides=Thresholds(max_drop_points=max_drop, min_agreement=min_agreement, atol=atol),
+        verify_hash=not no_verify_hash,
+        run=run,
+    )
+    result = verify(options)
+    if json_output:
+        print_json_file(result.report_path)
+    else:
+        verify_table(result)
+        typer.echo(f"wrote {written(result.report_path, result.confusion_path)}")
+    return 0 if result.passed else 1
+
+
+class Baseline(str, Enum):
+    KERAS = "keras"
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise EdgecnnError(f"expected comma-separated whole numbers, got {text!r}", "--batch-sizes") from None
+
+
+@command("bench")
+@runtime_options(several=True)
+def bench_command(
+    manifest: Annotated[Path, typer.Option("--manifest", help="Manifest written by edgecnn export.")] = Path("exports/manifest.json"),
+    model: Annotated[Optional[list[Path]], typer.Option("--model", help="Bench this .onnx/.tflite file instead (repeatable).", metavar="<path>")] = None,
+    artifact: Annotated[Optional[list[str]], typer.Option("--artifact", help="Only this manifest artifact (repeatable).", metavar="<name>")] = None,
+    run: RunOptions = RunOptions(),
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")] = "1,8,64,256",
+    warmup: Annotated[int, typer.Option(help="Untimed calls before measuring.")] = 50,
+    iterations: Annotated[Optional[int], typer.Option(help="Timed calls per measurement.", show_default=False)] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Time per measurement (default 1 s).", show_default=False)] = None,
+    rounds: Annotated[int, typer.Option("--rounds", help="Interleaved rounds per measurement; the p50's 95% interval comes from them.")] = 5,
+    memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Peak memory per artifact and batch size (a child process each).")] = True,
+    tune: Annotated[bool, typer.Option("--tune", help="Try each runtime's knobs per artifact and batch size (threads at batch 1 separately); "
+                                       "keep the fastest that passes verify.")] = False,
+    baseline: Annotated[Optional[Baseline], typer.Option("--baseline", help="Also time the Keras model.")] = None,
+    data: DataOption = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: the manifest's).", show_default=False)] = None,
+    no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against the manifest.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
+    debug: DebugOption = False,
+) -> int:
+    """Latency (p50/p90/p99) and throughput per artifact, provider and batch size; exit 1 if any row could not run."""
+    from edgecnn.report.render import bench_table, print_json_file, tuning_table, written
+    from edgecnn.stages.bench import BenchOptions, bench
+
+    options = BenchOptions(
+        manifest=manifest, models=tuple(model or ()), artifacts=tuple(artifact or ()),
+        run=run, batch_sizes=_batch_sizes(batch_sizes), warmup=warmup, iterations=iterations, seconds=seconds, baseline_keras=baseline is Baseline.KERAS, data=data, out=out,
+        verify_hash=not no_verify_hash, tune=tune, rounds=rounds, memory=memory,
+    )
+    report = bench(options)
+    if json_output:
+        print_json_file(report.report_path)
+    else:
+        bench_table(report.results)
+        if report.tuning:
+            tuning_table(report.tuning)
+        typer.echo(f"wrote {written(report.report_path, report.chart_path)}")
+    return 0 if report.passed else 1
+
+
+@command("predict")
+@runtime_options(several=False)
+def predict_command(
+    images: Annotated[
+        list[str],
+        typer.Argument(help="PNG/JPEG/BMP or .npy files (any size, color or gray), folders (searched recursively) or quoted globs.",
+                       metavar="IMAGES...", show_default=False),
+    ],
+    model: Annotated[
+        Optional[Path],
+        typer.Option("--model", help="Exported .onnx or .tflite model. Default: the onnx-fp32 file in exports/manifest.json.", show_default=False),
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="How many classes to list per image.")] = 3,
+    output: Annotated[Optional[Path], typer.Option("--output", help="Write every prediction to FILE.jsonl or FILE.csv.", show_default=False)] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable image instead of reporting it as a row.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per inference call.")] = 256,
+    no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against a manifest beside the model.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    run: RunOptions = RunOptions(),
+    debug: DebugOption = False,
+) -> int:
+    """Classify images with an exported model, prepared as its metadata says (never imports TensorFlow); exit 1 if any was unreadable."""
+    from edgecnn.report.render import predict_progress, print_predictions
+    from edgecnn.stages.predict import PredictOptions, predict
+
+    options = PredictOptions(
+        images=tuple(images), model=model, top_k=top_k, verify_hash=not no_verify_hash,
+        run=run, output=output, strict=strict, batch_size=batch_size,
+    )
+    with predict_progress() as progress:
+        result = predict(options, progress)
+    print_predictions(result, top_k, json_output)
+    return 1 if result.failed else 0
+
+
+@command("info")
+def info_command(
+    model: Annotated[Path, typer.Argument(help="An .onnx or .tflite file.", metavar="MODEL", show_default=False)],
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Describe a model file: format, inputs/outputs, quantization, metadata, size, sha256, opset and ops."""
+    from edgecnn.report.render import print_model_info
+    from edgecnn.stages.info import describe
+
+    print_model_info(describe(model), json_output)
+
+
+@command("doctor")
+def doctor_command(
+    provider: Annotated[Provider, typer.Option("--provider", help="The provider to check.")] = Provider.CUDA,
+    device: Annotated[int, typer.Option("--device", help="GPU index for cuda/tensorrt.")] = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    debug: DebugOption = False,
+) -> int:
+    """ONNX Runtime build, providers, which CUDA/cuDNN/TensorRT libraries load, the GPU; exit 1 if --provider is unusable."""
+    from edgecnn.report.render import print_doctor
+    from edgecnn.stages.doctor import diagnose
+
+    report = diagnose(provider, device)
+    print_doctor(report, json_output)
+    return 0 if report.usable else 1
+
+
+@command("selftest")
+@runtime_options(several=False)
+def selftest_command(
+    model: Annotated[Path, typer.Argument(help="An .onnx or .tflite file exported by edgecnn.", metavar="MODEL", show_default=False)],
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    run: RunOptions = RunOptions(),
+    debug: DebugOption = False,
+) -> int:
+    """Run the golden inputs the file carries on this device's runtime against the Keras answers and bound it also carries; exit 1 on FAIL."""
+    from edgecnn.report.render import print_selftest
+    from edgecnn.stages.selftest import SelftestOptions, selftest
+
+    result = selftest(SelftestOptions(model=model, run=run))
+    print_selftest(result, json_output)
+    return 0 if result.passed else 1
