@@ -38,12 +38,13 @@ from PIL import Image
 model, folder, output = sys.argv[1:4]
 session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
 source = session.get_inputs()[0]
-mode, paths = ("L" if source.shape[-1] == 1 else "RGB"), sorted(Path(folder).glob("*.png"))
+gray, raw = len(source.shape) == 3 or source.shape[-1] == 1, source.type == "tensor(uint8)"  # NHW / NHWC; raw pixels or /255
+paths = sorted(Path(folder).glob("*.png"))
 with open(output, "w") as out:
     for start in range(0, len(paths), 256):
         chunk = paths[start : start + 256]
-        batch = np.stack([np.asarray(Image.open(path).convert(mode), np.float32) / 255 for path in chunk]).reshape(len(chunk), *source.shape[1:])
-        for path, row in zip(chunk, session.run(None, {source.name: batch})[0]):
+        pixels = np.stack([np.asarray(Image.open(path).convert("L" if gray else "RGB")) for path in chunk]).reshape(len(chunk), *source.shape[1:])
+        for path, row in zip(chunk, session.run(None, {source.name: pixels if raw else pixels.astype(np.float32) / 255})[0]):
             out.write(json.dumps({"path": str(path), "label": int(row.argmax()), "probability": float(row.max())}) + "\\n")
 '''
 
