@@ -37,9 +37,12 @@ class ReferenceRecord:
     path: str
     sha256: str
     images: int
-    test_size: int
     model_sha256: str
     data: dict[str, Any]  # the data it was cut from, as verify reports data (source, shape, classes, sizes, sha256)
+
+    @property
+    def test_size(self) -> int:
+        return int(self.data["test_size"])
 
     @property
     def complete(self) -> bool:
@@ -76,7 +79,7 @@ def write_reference(folder: Path, reference: Reference, data: dict[str, Any], mo
     with atomic_path(path) as temp, open(temp, "wb") as handle:
         np.savez_compressed(handle, images=reference.images, labels=reference.labels, probabilities=reference.probabilities,
                             indices=reference.indices)
-    return ReferenceRecord(REFERENCE_FILENAME, sha256_file(path), int(len(reference.labels)), int(data["test_size"]), model_sha256, data)
+    return ReferenceRecord(REFERENCE_FILENAME, sha256_file(path), int(len(reference.labels)), model_sha256, data)
 
 
 def load_reference(path: Path, record: ReferenceRecord, verify_hash: bool) -> Reference:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -44,7 +45,7 @@ from edgecnn.runners import (
     runtimes_for,
 )
 from edgecnn.stages.memory import peak_memory_mib
-from edgecnn.stages.timing import DEFAULT_ROUNDS, DEFAULT_SECONDS, LatencyStats, Target, TimingSettings, measure_round
+from edgecnn.stages.timing import DEFAULT_ROUNDS, DEFAULT_SECONDS, LatencyStats, Target, TimingSettings, interleaved
 from edgecnn.stages.verify import judged_set
 
 if TYPE_CHECKING:
@@ -266,22 +267,27 @@ def unrun_row(target: Target, options: BenchOptions, status: RowStatus, reason: 
 ROUND_WARMUP = 5  # untimed calls after re-binding a row for its round (a LiteRT interpreter re-plans on a new batch size)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Prepared:
-    """One row being measured: its target, batch size, encoded input, first-call time and the rounds timed so far."""
+    """One row to measure: its target, batch size, encoded input, first-call time and where its nodes ran."""
 
     target: Target
     batch_size: int
     feed: np.ndarray
     first_run_us: float
     placement: str
-    rounds: list[np.ndarray]
+
+    def bound(self) -> Callable[[], Any]:
+        """Its call bound again for one round, warmed up (a LiteRT interpreter re-plans on a new batch size)."""
+        call = self.target.runner.bound_call(self.feed)
+        for _ in range(ROUND_WARMUP):
+            call()
+        return call
 
 
 def measure_interleaved(targets: list[Target], images: np.ndarray, options: BenchOptions) -> list[BenchResult]:
     """Every row's rounds interleaved (row A round 1, row B round 1, …, row A round 2, …), so a machine that slows down
     for a minute slows every row alike and widens their intervals instead of ranking them wrongly."""
-    timing = options.timing()
     prepared: list[Prepared] = []
     refused: list[BenchResult] = []
     try:
@@ -292,18 +298,12 @@ def measure_interleaved(targets: list[Target], images: np.ndarray, options: Benc
                 refused.append(unrun_row(target, options, RowStatus.UNSUPPORTED, f"{exc.one_line()}; --allow-fallback runs those nodes on the CPU"))
             except RuntimeRefused as exc:  # this artifact cannot run on this runtime or device: a row that says why; the others go on
                 refused.append(unrun_row(target, options, RowStatus.FAILED, exc.one_line()))
-        one_round = timing.per_round()
-        for _ in range(timing.rounds):
-            for row in prepared:  # bound again each round: a runtime holds one input shape at a time
-                call = row.target.runner.bound_call(row.feed)
-                for _ in range(ROUND_WARMUP):
-                    call()
-                row.rounds.append(measure_round(call, one_round))
+        stats = interleaved({index: row.bound for index, row in enumerate(prepared)}, options.timing())
     finally:
         for target in targets:
             target.runner.close()
         gc.collect()
-    return [measured_row(row, options) for row in prepared] + refused
+    return [measured_row(row, stats[index], options) for index, row in enumerate(prepared)] + refused
 
 
 def prepare(target: Target, images: np.ndarray, options: BenchOptions) -> list[Prepared]:
@@ -319,13 +319,12 @@ def prepare(target: Target, images: np.ndarray, options: BenchOptions) -> list[P
         first_run_us = (time.perf_counter_ns() - first) / 1000.0
         for _ in range(options.warmup):
             call()
-        rows.append(Prepared(target, batch_size, feed, first_run_us, placement.describe() if placement else "", []))
+        rows.append(Prepared(target, batch_size, feed, first_run_us, placement.describe() if placement else ""))
     return rows
 
 
-def measured_row(row: Prepared, options: BenchOptions) -> BenchResult:
+def measured_row(row: Prepared, stats: LatencyStats, options: BenchOptions) -> BenchResult:
     target, runner = row.target, row.target.runner
-    stats = LatencyStats.from_rounds(row.rounds)
     return BenchResult(
         artifact=target.name,
         path=str(target.path),

@@ -99,6 +99,18 @@ def measure(call: Callable[[], Any], settings: TimingSettings) -> LatencyStats:
     return LatencyStats.from_rounds([measure_round(call, one_round) for _ in range(settings.rounds)])
 
 
+def interleaved(binders: dict[Any, Callable[[], Callable[[], Any]]], settings: TimingSettings) -> dict[Any, LatencyStats]:
+    """Each key's calls timed in `settings.rounds` rounds, the keys taking turns within every round (A, B, …, then A
+    again), so that a machine slowing down for a minute slows all alike. `binders[key]()` gives the call to time in
+    one round (bench binds its input again each round: a runtime holds one input shape at a time)."""
+    one_round = settings.per_round()
+    samples: dict[Any, list[np.ndarray]] = {key: [] for key in binders}
+    for _ in range(settings.rounds):
+        for key, bind in binders.items():
+            samples[key].append(measure_round(bind(), one_round))
+    return {key: LatencyStats.from_rounds(rounds) for key, rounds in samples.items()}
+
+
 def measure_round(call: Callable[[], Any], settings: TimingSettings) -> np.ndarray:
     """Per-call wall times in nanoseconds (no warm-up): a fixed count, or as many as fit in `seconds` (at least MIN_ITERATIONS)."""
     samples: list[int] = []

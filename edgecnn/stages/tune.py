@@ -10,8 +10,9 @@ and its options are recorded in a form a user can paste into their app.
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.manifest import Manifest, Precision
 from edgecnn.runners import RunOptions, RuntimeName, infer_in_batches, open_runner, plugin
-from edgecnn.stages.timing import LatencyStats, Target, TimingSettings, measure_round
+from edgecnn.stages.timing import LatencyStats, Target, TimingSettings, interleaved
 from edgecnn.stages.verify import JudgedSet, ParityResult, Status, compare, thresholds_for
 
 PARITY_IMAGES = 1000  # test images each candidate must agree on with Keras (verify's thresholds)
@@ -141,12 +142,16 @@ def tune_one(target: Target, runtime: RuntimeName, images: np.ndarray, parity: P
     )
 
 
+def identity(call: Callable[[], Any]) -> Callable[[], Any]:
+    return call
+
+
 def time_interleaved(target: Target, runtime: RuntimeName, configs: list[Any], images: np.ndarray,
                      timing: TimingSettings) -> tuple[dict[Any, LatencyStats], list[tuple[Any, str]]]:
     """Each configuration's own runner, warmed up, then timed round by round in turn; those that fail to run are returned
     with the reason."""
     timing = replace(timing, seconds=timing.seconds or (None if timing.iterations else DEFAULT_TUNE_SECONDS))
-    calls: dict[Any, Any] = {}
+    binders: dict[Any, Callable[[], Callable[[], Any]]] = {}
     runners = []
     refused: list[tuple[Any, str]] = []
     try:
@@ -157,16 +162,12 @@ def time_interleaved(target: Target, runtime: RuntimeName, configs: list[Any], i
                 call = runner.bound_call(runner.encode(images))
                 for _ in range(timing.warmup):
                     call()
-                calls[config] = call
+                binders[config] = partial(identity, call)  # one session per configuration: bound once
             except Exception as exc:  # a knob this build or device refuses (e.g. graph capture): record it, try the next
                 refused.append((config, exc.what if isinstance(exc, EdgecnnError) else first_line(exc)))
-        rounds: dict[Any, list[np.ndarray]] = {config: [] for config in calls}
-        one_round = timing.per_round()
-        for _ in range(timing.rounds):
-            for config, call in calls.items():
-                rounds[config].append(measure_round(call, one_round))
+        timed = interleaved(binders, timing)
     finally:
         for runner in runners:
             runner.close()
         gc.collect()
-    return {config: LatencyStats.from_rounds(samples) for config, samples in rounds.items()}, refused
+    return timed, refused

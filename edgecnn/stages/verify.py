@@ -160,8 +160,11 @@ class JudgedSet:
     labels: np.ndarray
     probabilities: np.ndarray
     indices: np.ndarray
-    data: dict[str, Any]
-    source: str
+    data: dict[str, Any]  # as verify.json reports it; `spec` names the source
+
+    @property
+    def source(self) -> str:
+        return str(self.data["spec"])
 
 
 def uses_stored_reference(model: ModelEntry, data: str | None) -> bool:
@@ -181,11 +184,11 @@ def judged_set(manifest: Manifest, data: str | None, verify_hash: bool) -> Judge
             raise IntegrityError("Keras model changed since export (sha256 differs from the manifest)", model_path)
         stored = load_reference(manifest.resolve(record.path), record, verify_hash)
         judged_on = f"the Keras answers export stored in {record.path}: {record.images:,} of the {record.test_size:,} test images"
-        return JudgedSet(stored.images, stored.labels, stored.probabilities, stored.indices, record.data | {"judged_on": judged_on}, model.data.spec)
+        return JudgedSet(stored.images, stored.labels, stored.probabilities, stored.indices, record.data | {"judged_on": judged_on})
     dataset = load_dataset(model.data_request(data))
     check_model_fits(model.description, dataset, model.path)
     probabilities = model.description.probabilities(keras_reference(manifest, dataset, verify_hash))
-    return JudgedSet(dataset.x_test, dataset.y_test, probabilities, np.arange(len(dataset.y_test)), dataset.describe(), dataset.source.spec)
+    return JudgedSet(dataset.x_test, dataset.y_test, probabilities, np.arange(len(dataset.y_test)), dataset.describe())
 
 
 def verify(options: VerifyOptions) -> VerifyResult:
