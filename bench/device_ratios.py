@@ -1,6 +1,6 @@
 """Benchmark: edgecnn's start-up and folder prediction on a device install, as ratios to what a hand-written script costs.
 
-Usage: python bench/device_ratios.py --model exports/mnist_cnn.onnx [--venv bench/out/device-venv] [--images 2000] [--rounds 9]
+Usage: python bench/device_ratios.py --model exports/mnist_cnn.onnx [--venv bench/out/device-venv] [--images 2000] [--rounds 15]
 
 Both sides run as whole processes of one device-install venv (`pip install .`, no TensorFlow; built on first use),
 interleaved round by round so that the machine's drift hits both alike; the figures are medians over the rounds.
@@ -61,24 +61,24 @@ def device_venv(folder: Path) -> Path:
     return python
 
 
-def wall(command: list[str]) -> float:
+def wall(command: list[str], cwd: Path) -> float:
     started = time.perf_counter()
-    finished = subprocess.run(command, capture_output=True, text=True)
+    finished = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
     elapsed = time.perf_counter() - started
     if finished.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed: {finished.stderr.strip()}")
     return elapsed
 
 
-def interleaved(commands: dict[str, list[str]], rounds: int) -> dict[str, float]:
+def interleaved(commands: dict[str, list[str]], rounds: int, cwd: Path) -> dict[str, float]:
     """Median wall time of each command, the commands alternating within every round (after one untimed warm-up each)."""
     times: dict[str, list[float]] = {name: [] for name in commands}
     for command in commands.values():
-        wall(command)
+        wall(command, cwd)
     for round_index in range(rounds):
         order = list(commands.items())
         for name, command in order if round_index % 2 == 0 else reversed(order):
-            times[name].append(wall(command))
+            times[name].append(wall(command, cwd))
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -87,11 +87,12 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=Path("exports/mnist_cnn.onnx"))
     parser.add_argument("--venv", type=Path, default=REPOSITORY / "bench" / "out" / "device-venv")
     parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     python = device_venv(args.venv)
-    edgecnn = [str(python), "-m", "edgecnn"]
-    with np.load(args.model.parent / "verify_reference.npz", allow_pickle=False) as stored:
+    edgecnn = [str(python.parent / "edgecnn")]  # the command users type; run from a scratch folder, so no checkout shadows the install
+    model = args.model.resolve()
+    with np.load(model.parent / "verify_reference.npz", allow_pickle=False) as stored:
         images = stored["images"]
     images = np.resize(images, (args.images, *images.shape[1:]))
     with tempfile.TemporaryDirectory() as scratch:
@@ -99,14 +100,15 @@ def main() -> None:
         folder.mkdir()
         for index, image in enumerate(images):
             Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(folder / f"{index:05d}.png")
-        loop = Path(scratch) / "loop.py"
+        scratch_folder = Path(scratch)
+        loop = scratch_folder / "loop.py"
         loop.write_text(HAND_WRITTEN_LOOP)
         one = folder / "00000.png"
         start_up = interleaved({"floor": [str(python), "-c", "import onnxruntime, numpy, PIL.Image"],
-                                "predict": [*edgecnn, "predict", str(one), "--model", str(args.model), "--json"]}, args.rounds)
-        folder_run = interleaved({"loop": [str(python), str(loop), str(args.model), str(folder), str(Path(scratch) / "loop.jsonl")],
-                                  "predict": [*edgecnn, "predict", str(folder), "--model", str(args.model), "--output",
-                                              str(Path(scratch) / "x.jsonl")]}, args.rounds)
+                                "predict": [*edgecnn, "predict", str(one), "--model", str(model), "--json"]}, args.rounds, scratch_folder)
+        folder_run = interleaved({"loop": [str(python), str(loop), str(model), str(folder), str(Path(scratch) / "loop.jsonl")],
+                                  "predict": [*edgecnn, "predict", str(folder), "--model", str(model), "--output",
+                                              str(Path(scratch) / "x.jsonl")]}, args.rounds, scratch_folder)
     print(f"device venv: {args.venv} ({python}); model {args.model}; medians of {args.rounds} interleaved rounds")
     ratio = start_up["predict"] / start_up["floor"]
     print(f"start-up: predict one image {start_up['predict']:.3f} s, floor (import onnxruntime, numpy, PIL.Image) {start_up['floor']:.3f} s: "

@@ -339,3 +339,20 @@ def test_an_exception_holding_a_tensor_dump_stays_one_short_line(monkeypatch, ca
         main(["info", "whatever.onnx"])
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert len(line) < 300 and line.endswith("… (rerun with --debug for the traceback)")
+
+
+def test_atomic_writes_take_the_umask_and_step_over_a_temp_file_left_behind(tmp_path):
+    import os
+
+    from edgecnn.core import files
+
+    target = tmp_path / "predictions.jsonl"
+    left_behind = tmp_path / f".{target.name}.{os.getpid()}.{next(files.TEMP_NAMES) + 1}.tmp.jsonl"  # the next temp name
+    left_behind.write_text("from a run that died")
+    umask = os.umask(0o027)
+    try:
+        files.write_bytes_atomic(target, b"whole")
+    finally:
+        os.umask(umask)
+    assert target.read_bytes() == b"whole" and target.stat().st_mode & 0o777 == 0o640
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([left_behind.name, target.name])

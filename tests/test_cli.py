@@ -81,3 +81,46 @@ def test_shell_completion_is_offered_and_completes_commands():
     assert completed.returncode == 0 and completed.stdout.split() == ["verify"]
     options = run_cli(env={"_EDGECNN_COMPLETE": "complete_bash", "COMP_WORDS": "edgecnn bench --prov", "COMP_CWORD": "2"})
     assert options.stdout.split() == ["--provider"]
+
+
+PREDICT_INVOCATIONS = (
+    ("a.png",),
+    ("a.png", "b.png", "--model", "m.onnx", "--top-k", "5", "--json"),
+    ("--top-k=2", "a.png", "--model=m.tflite", "pictures", "--no-tf32", "--threads", "1", "--strict", "--debug"),
+    ("a.png", "--runtime", "onnxruntime", "--runtime", "litert", "--provider", "cuda", "--device", "1", "--allow-fallback",
+     "--batch-size", "8", "--output", "x.jsonl", "--no-verify-hash", "--tf32"),
+    ("--model", "m.onnx", "--", "-dash.png"),
+)
+
+
+@pytest.mark.parametrize("args", PREDICT_INVOCATIONS)
+def test_predict_without_typer_reads_what_typer_reads(monkeypatch, args):
+    """`edgecnn predict` is parsed without typer (start-up); both parsers are built from one declaration and agree."""
+    import edgecnn.cli.deploy
+    from edgecnn.cli import run_app
+    from edgecnn.cli.options import State, parse_quickly
+    from edgecnn.cli.quick import PREDICT_OPTIONS
+
+    through_typer: list[dict] = []
+    monkeypatch.setattr(edgecnn.cli.deploy, "predict_and_print", lambda values: through_typer.append(values) or 0)
+    assert run_app(["predict", *args]) == 0
+    typer_debug, State.debug = State.debug, False
+    assert parse_quickly(PREDICT_OPTIONS, args) == through_typer[0]
+    assert State.debug is typer_debug is ("--debug" in args)
+    State.debug = False
+
+
+@pytest.mark.parametrize("args", [(), ("-h",), ("--help",), ("a.png", "--mod", "m.onnx"), ("a.png", "--top-k", "many"),
+                                  ("a.png", "--json=yes"), ("a.png", "--provider", "gpu"), ("a.png", "--no-such-option")])
+def test_predict_leaves_anything_but_a_well_formed_invocation_to_typer(args):
+    from edgecnn.cli.options import parse_quickly
+    from edgecnn.cli.quick import PREDICT_OPTIONS
+
+    assert parse_quickly(PREDICT_OPTIONS, args) is None
+
+
+def test_predict_help_and_usage_errors_still_come_from_typer():
+    assert "Usage: edgecnn predict [OPTIONS] IMAGES..." in help_text("predict", "-h")
+    assert_one_line_error(run_cli("predict", "a.png", "--top-k", "many"), "Invalid value for '--top-k'", "edgecnn predict")
+    assert_one_line_error(run_cli("predict", "a.png", "--mod", "m.onnx"), "No such option: --mod", "edgecnn predict")
+    assert_one_line_error(run_cli("predict"), "Missing argument 'IMAGES...'")

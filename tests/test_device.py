@@ -84,6 +84,21 @@ def test_predict_info_and_selftest_never_import_the_training_side(exported, real
         assert loaded_modules(completed) == set(), args
 
 
+def test_predict_of_one_picture_loads_only_what_it_runs(exported, real_arrays, tmp_path):
+    """Start-up is counted (bench/device_ratios.py): one picture beside a manifest loads no typer, no manifest records
+    (its sha256 is read from the artifact list), no table renderer, no other runtime's runner and no thread pool."""
+    from PIL import Image
+
+    picture = tmp_path / "digit.png"
+    Image.fromarray(real_arrays["x_test"][0]).save(picture)
+    heavy = ("typer", "argparse", "tempfile", "concurrent.futures", "edgecnn.core.manifest", "edgecnn.core.data", "edgecnn.report.render",
+             "edgecnn.runners.litert", "edgecnn.runners.keras", "edgecnn.cli.app")
+    completed = run_as_device("predict", str(picture), "--model", str(exported.parent / "mnist_cnn.onnx"), "--json", watched=heavy)
+    assert completed.returncode == 0, completed.stderr
+    assert loaded_modules(completed) == set()
+    assert json.loads(completed.stdout[: completed.stdout.rindex("MODULES")])[0]["index"] == int(real_arrays["y_test"][0])
+
+
 @pytest.mark.parametrize("command", ["train", "export"])
 def test_training_commands_on_a_device_install_name_the_extra(command, tmp_path):
     import zipfile

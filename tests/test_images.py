@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from edgecnn.core.errors import EdgecnnError
-from edgecnn.core.images import MAX_PIXELS, array_to_pixels, load_digit, load_grayscale, to_mnist_digit
+from edgecnn.core.images import MAX_PIXELS, array_to_pixels, border_level, load_digit, load_grayscale, to_mnist_digit
 
 
 def huge_png_header(width: int, height: int) -> bytes:
@@ -127,3 +127,9 @@ def test_fuzz_any_bytes_as_image_give_a_digit_or_user_error(tmp_path, blob, suff
 
 def test_pixel_limit_is_generous_for_photos():
     assert MAX_PIXELS >= 12_000_000, "a 12 MP phone photo must be accepted"
+
+
+@given(arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40))))
+def test_border_level_is_numpys_median_of_the_border(gray):
+    border = np.concatenate((gray[0], gray[-1], gray[:, 0], gray[:, -1]))
+    assert border_level(gray) == float(np.median(border))

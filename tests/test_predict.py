@@ -49,6 +49,27 @@ def test_predict_refuses_a_tampered_model_unless_told(exported, digit_pngs, tmp_
     assert run_cli("predict", str(digit_pngs[0]), "--model", str(model_path), "--no-verify-hash").returncode == 0
 
 
+def test_the_model_is_checked_against_a_manifest_that_lists_it_and_a_broken_one_is_named(exported, digit_pngs, tmp_path):
+    """predict reads the recorded sha256 from the artifact list alone (start-up); a list it cannot read so is loaded
+    whole, and the manifest's own one-line error names what is wrong."""
+    manifest = copy_exports(exported, tmp_path / "exports")
+    model_path = manifest.parent / "mnist_cnn.onnx"
+    raw = json.loads(manifest.read_text())
+    listed = next(entry for entry in raw["artifacts"] if entry["path"] == model_path.name)
+    listed["path"] = "./" + listed["path"]  # another spelling of the same file still matches
+    manifest.write_text(json.dumps(raw))
+    assert run_cli("predict", str(digit_pngs[0]), "--model", str(model_path)).returncode == 0
+    listed["sha256"] = "0" * 64
+    manifest.write_text(json.dumps(raw))
+    assert_one_line_error(run_cli("predict", str(digit_pngs[0]), "--model", str(model_path)), "changed since export")
+    del listed["sha256"]
+    manifest.write_text(json.dumps(raw))
+    assert_one_line_error(run_cli("predict", str(digit_pngs[0]), "--model", str(model_path)), "malformed manifest")
+    raw["artifacts"] = [entry for entry in raw["artifacts"] if entry is not listed]
+    manifest.write_text(json.dumps(raw))
+    assert run_cli("predict", str(digit_pngs[0]), "--model", str(model_path)).returncode == 0  # not listed: nothing to check
+
+
 @pytest.fixture(scope="module")
 def scan_folder(real_arrays, tmp_path_factory):
     """120 test digits in nested folders, a corrupt PNG among them, and files predict must skip."""

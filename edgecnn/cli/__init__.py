@@ -2,22 +2,21 @@
 
 The app and the options several commands share live in `app.py`; the commands in `deploy.py` (what a device install
 runs: predict, info, selftest, verify, bench, doctor) and `build.py` (train, export, pipeline). `main` imports only
-the module the invocation needs, so `edgecnn predict` never imports the training side, and stages are imported inside
-each command, so `edgecnn --help` and `--version` never import TensorFlow.
+what the invocation needs: a well-formed `edgecnn predict` runs without typer (`quick.py`), a deploy command never
+imports the training side, and stages are imported inside each command, so `edgecnn --help` and `--version` never
+import TensorFlow.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Any
 
-import typer
-from typer._click import exceptions as click_exceptions  # typer >= 0.25 vendors its own copy of click
-
-from edgecnn.cli.app import State, app
+from edgecnn.cli.options import State
+from edgecnn.cli.quick import run_quickly
 from edgecnn.core.errors import EdgecnnError, IntegrityError, first_line
-from edgecnn.runners import ProviderError
 
 
 class CurrentStderrHandler(logging.StreamHandler):
@@ -50,6 +49,8 @@ def _configure_logging() -> None:
 
 def advice(error: EdgecnnError) -> str:
     """What the user can type next: CLI knowledge, so it lives here rather than in the stages that raise."""
+    from edgecnn.runners import ProviderError
+
     if isinstance(error, ProviderError):
         return "; run `edgecnn doctor` to see what is missing, or pass --allow-fallback to run on the CPU and record it"
     if isinstance(error, IntegrityError):
@@ -57,49 +58,62 @@ def advice(error: EdgecnnError) -> str:
     return ""
 
 
-def _usage_error_line(exc: click_exceptions.ClickException) -> str:
-    context = getattr(exc, "ctx", None)
-    where = context.command_path if context is not None else "edgecnn"
-    message = " ".join(exc.format_message().split())
-    return f"error: {message} ({where})"
-
-
 DEPLOY_COMMANDS = frozenset({"predict", "info", "selftest", "verify", "bench", "doctor"})
 
 
-def register_commands(argv: list[str]) -> None:
+def register_commands(args: Sequence[str]) -> None:
     """Import the command modules this invocation needs (importing one registers its commands on `app`): a deploy
     command never imports the training side, whose option types pull in the train and export stages."""
-    named = next((arg for arg in argv if not arg.startswith("-")), None)
+    named = next((arg for arg in args if not arg.startswith("-")), None)
     if named not in DEPLOY_COMMANDS:
         import edgecnn.cli.build  # noqa: F401
     import edgecnn.cli.deploy  # noqa: F401
 
 
+def run_app(args: Sequence[str]) -> int:
+    """Parse and run `args` with the typer app; a usage error becomes one line and exit code 2."""
+    import typer
+    from typer._click import exceptions as click_exceptions  # typer >= 0.25 vendors its own copy of click
+
+    from edgecnn.cli.app import app
+
+    register_commands(args)
+    try:
+        outcome = app(args=list(args), prog_name="edgecnn", standalone_mode=False)
+    except click_exceptions.ClickException as exc:
+        context = getattr(exc, "ctx", None)
+        where = context.command_path if context is not None else "edgecnn"
+        print(f"error: {' '.join(exc.format_message().split())} ({where})", file=sys.stderr)
+        return 2
+    except typer.Abort:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return outcome if isinstance(outcome, int) else 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line and exit code 2; anything else a short hint to use --debug."""
+    args = sys.argv[1:] if argv is None else argv
     _configure_logging()
-    register_commands(sys.argv[1:] if argv is None else argv)
-    State.debug = False  # set again by --debug's callback; a previous in-process run must not leave it on
+    State.debug = False  # set again by --debug; a previous in-process run must not leave it on
     try:
-        outcome = app(args=argv, prog_name="edgecnn", standalone_mode=False)
+        outcome = run_quickly(args)
+        if outcome is None:
+            outcome = run_app(args)
     except EdgecnnError as exc:
-        typer.echo(f"error: {exc.one_line()}{advice(exc)}", err=True)
+        print(f"error: {exc.one_line()}{advice(exc)}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click_exceptions.ClickException as exc:
-        typer.echo(_usage_error_line(exc), err=True)
-        sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("error: interrupted", err=True)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
         if State.debug:
             raise
         summary = first_line(exc)
         summary = summary if len(summary) <= 200 else summary[:199] + "…"  # exception texts can hold whole tensors
-        typer.echo(f"error: unexpected {type(exc).__name__}: {summary} (rerun with --debug for the traceback)", err=True)
+        print(f"error: unexpected {type(exc).__name__}: {summary} (rerun with --debug for the traceback)", file=sys.stderr)
         sys.exit(1)
-    sys.exit(outcome if isinstance(outcome, int) else 0)
+    sys.exit(outcome)
 
 
 if __name__ == "__main__":

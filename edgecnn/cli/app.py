@@ -1,21 +1,21 @@
-"""The typer app and what several commands share: the root options, the data and description options, and the runtime
-options declared once (`runtime_options`)."""
+"""The typer app and what several commands share: the root options, the data and description options, the runtime
+options (`runtime_options`), and commands built from typer-free declarations (`declared_command`, see `options.py`)."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial, wraps
 from pathlib import Path
+from types import GenericAlias
 from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperCommand
 
 from edgecnn import __version__
+from edgecnn.cli.options import DEBUG_FLAG, RUNTIME_OPTIONS, Declared, State, run_options
 from edgecnn.core.description import Color, InputScaling, OutputKind, Preprocess
-from edgecnn.core.errors import EdgecnnError
-from edgecnn.runners import RUNTIMES, Provider, RunOptions, RuntimeName, parse_runtimes
 
 
 class EdgecnnCommand(TyperCommand):
@@ -38,12 +38,6 @@ app = typer.Typer(
 command = partial(app.command, cls=EdgecnnCommand)
 
 
-class State:
-    """What the root callbacks record for `main`: --debug shows tracebacks."""
-
-    debug = False
-
-
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"edgecnn {__version__}")
@@ -57,7 +51,7 @@ def _enable_debug(value: bool) -> None:
 
 DebugOption = Annotated[
     bool,
-    typer.Option("--debug", help="Show full tracebacks for unexpected errors.", callback=_enable_debug, expose_value=False, is_eager=True),
+    typer.Option(DEBUG_FLAG, help="Show full tracebacks for unexpected errors.", callback=_enable_debug, expose_value=False, is_eager=True),
 ]
 
 
@@ -107,31 +101,38 @@ ReplaceOption = Annotated[bool, typer.Option("--replace", help="Replace the arti
 
 OutOption = Annotated[Path, typer.Option("--out", help="Output folder.")]
 
-RUNTIME_PARAMETERS = [
-    inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
-    for name, annotation, default in (
-        ("runtime", Annotated[Optional[list[str]], typer.Option(
-            "--runtime", metavar="<name>", show_default=False,
-            help=f"{' | '.join(name.value for name in RuntimeName)} (repeatable, or all, where several can be compared). Default: each "
-                 "format's own (ONNX Runtime for .onnx, LiteRT for .tflite).")], None),
-        ("provider", Annotated[Provider, typer.Option("--provider", help="ONNX Runtime execution provider (strict: see --allow-fallback).")],
-         Provider.CPU),
-        ("device", Annotated[Optional[str], typer.Option(
-            "--device", show_default=False,
-            help="The runtime's own device name. " + "; ".join(f"{info.label}: {info.devices}" for info in RUNTIMES.values()))], None),
-        ("tf32", Annotated[bool, typer.Option(
-            "--tf32/--no-tf32", help="CUDA: let fp32 convolutions and matmuls use TF32 (ONNX Runtime's default; verify's fp32 bound follows what ran).")],
-         True),
-        ("threads", Annotated[Optional[int], typer.Option(help="Threads for every runtime (default: the runtime's own; bench: all cores).",
-                                                          show_default=False)], None),
-        ("allow_fallback", Annotated[bool, typer.Option(
-            "--allow-fallback", help="Run what the provider cannot on the CPU, warn, and record where each node ran.")], False),
-    )
-]
+
+def typer_parameter(option: Declared) -> inspect.Parameter:
+    """A declared option as the parameter typer reads from a command's signature."""
+    value_type: Any = GenericAlias(list, (option.kind,)) if option.repeatable else option.kind  # list[kind]
+    if option.default is None:
+        value_type = Optional[value_type]
+    if option.flags:
+        info = typer.Option(option.flags, help=option.help, metavar=option.metavar, show_default=option.default is not None)
+    else:
+        info = typer.Argument(help=option.help, metavar=option.metavar, show_default=False)
+    return inspect.Parameter(option.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option.default,
+                             annotation=Annotated[value_type, info])
+
+
+RUNTIME_PARAMETERS = [typer_parameter(option) for option in RUNTIME_OPTIONS]
+
+
+def declared_command(declared: Sequence[Declared]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command (`def command(**values)`) the declared options, and --debug, as its parameters."""
+
+    def decorate(command_function: Callable[..., Any]) -> Callable[..., Any]:
+        debug = inspect.Parameter("debug", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=False, annotation=DebugOption)
+        parameters = [typer_parameter(option) for option in declared] + [debug]
+        command_function.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        command_function.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+        return command_function
+
+    return decorate
 
 
 def runtime_options(several: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command the runtime options, declared and parsed here once: the command receives one `run: RunOptions`.
+    """Give a command the runtime options (declared once, in `options.py`): the command receives one `run: RunOptions`.
     `several`: --runtime may name more than one runtime (or all), for commands that compare them."""
 
     def decorate(command_function: Callable[..., Any]) -> Callable[..., Any]:
@@ -140,13 +141,7 @@ def runtime_options(several: bool) -> Callable[[Callable[..., Any]], Callable[..
 
         @wraps(command_function)
         def with_run_options(**values: Any) -> Any:
-            given = {parameter.name: values.pop(parameter.name) for parameter in RUNTIME_PARAMETERS}
-            threads = given["threads"]
-            if threads is not None and threads < 1:
-                raise EdgecnnError(f"threads must be at least 1, got {threads}", "--threads")
-            run = RunOptions(runtimes=parse_runtimes(given["runtime"] or (), several), provider=given["provider"], device=given["device"],
-                             threads=threads or 0, tf32=given["tf32"], allow_fallback=given["allow_fallback"])
-            return command_function(run=run, **values)
+            return command_function(run=run_options(values, several), **values)
 
         debug = [parameter for parameter in own if parameter.name == "debug"]
         rest = [parameter for parameter in own if parameter.name != "debug"]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from edgecnn.cli.app import DataOption, DebugOption, command, runtime_options
+from edgecnn.cli.app import DataOption, DebugOption, command, declared_command, runtime_options
+from edgecnn.cli.quick import PREDICT_OPTIONS, predict_and_print
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.runners import Provider, RunOptions
 
@@ -117,38 +118,11 @@ def bench_command(
 
 
 @command("predict")
-@runtime_options(several=False)
-def predict_command(
-    images: Annotated[
-        list[str],
-        typer.Argument(help="PNG/JPEG/BMP or .npy files (any size, color or gray), folders (searched recursively) or quoted globs.",
-                       metavar="IMAGES...", show_default=False),
-    ],
-    model: Annotated[
-        Optional[Path],
-        typer.Option("--model", help="Exported .onnx or .tflite model. Default: the onnx-fp32 file in exports/manifest.json.", show_default=False),
-    ] = None,
-    top_k: Annotated[int, typer.Option("--top-k", help="How many classes to list per image.")] = 3,
-    output: Annotated[Optional[Path], typer.Option("--output", help="Write every prediction to FILE.jsonl or FILE.csv.", show_default=False)] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable image instead of reporting it as a row.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per inference call.")] = 256,
-    no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against a manifest beside the model.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
-    run: RunOptions = RunOptions(),
-    debug: DebugOption = False,
-) -> int:
+@declared_command(PREDICT_OPTIONS)
+def predict_command(**values: Any) -> int:
     """Classify images with an exported model, prepared as its metadata says (never imports TensorFlow); exit 1 if any was unreadable."""
-    from edgecnn.report.render import predict_progress, print_predictions
-    from edgecnn.stages.predict import PredictOptions, predict
-
-    options = PredictOptions(
-        images=tuple(images), model=model, top_k=top_k, verify_hash=not no_verify_hash,
-        run=run, output=output, strict=strict, batch_size=batch_size,
-    )
-    with predict_progress() as progress:
-        result = predict(options, progress)
-    print_predictions(result, top_k, json_output)
-    return 1 if result.failed else 0
+    values.pop("debug", None)  # its callback has recorded it
+    return predict_and_print(values)
 
 
 @command("info")

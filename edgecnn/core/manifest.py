@@ -16,29 +16,14 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from edgecnn.core.data import DataRecord, DataRequest
+from edgecnn.core.artifact import MANIFEST_FILENAME, ArtifactFormat, TensorSpec
+from edgecnn.core.data_record import DataRecord, DataRequest
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, IntegrityError
 from edgecnn.core.files import read_json, sha256_file, write_json_atomic
-from edgecnn.core.reference import ReferenceRecord
 
-MANIFEST_FILENAME = "manifest.json"
 SCHEMA_VERSION = 2
 LOCK_TIMEOUT_SECONDS = 120
-
-
-INPUT_NAME = "image"  # every artifact's input and output names: part of the contract apps code against
-OUTPUT_NAME = "probabilities"  # the name stays when a model gives logits: its description says which
-
-
-class ArtifactFormat(str, Enum):
-    ONNX = "onnx"
-    TFLITE = "tflite"
-    KERAS = "keras"  # the source model (bench's baseline); never an exported artifact
-
-    @property
-    def is_artifact(self) -> bool:
-        return self is not ArtifactFormat.KERAS
 
 
 class Precision(str, Enum):
@@ -49,23 +34,30 @@ class Precision(str, Enum):
 
 
 @dataclass(frozen=True)
-class TensorSpec:
-    """How to feed or read one tensor. `scale`/`zero_point` are set for quantized tensors: real = scale * (q - zero_point)."""
+class ReferenceRecord:
+    """The manifest's note of the stored reference: which file, which model and data it came from, and how much of the
+    test split it holds."""
 
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str
-    scale: float | None = None
-    zero_point: int | None = None
-    layout: str = ""
-    meaning: str = ""
+    path: str
+    sha256: str
+    images: int
+    model_sha256: str
+    data: dict[str, Any]  # the data it was cut from, as verify reports data (source, shape, classes, sizes, sha256)
+
+    @property
+    def test_size(self) -> int:
+        return int(self.data["test_size"])
+
+    @property
+    def complete(self) -> bool:
+        return self.images == self.test_size
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"shape": list(self.shape)}
+        return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> TensorSpec:
-        return cls(**(raw | {"shape": tuple(raw["shape"])}))
+    def from_dict(cls, raw: dict[str, Any]) -> ReferenceRecord:
+        return cls(**raw)
 
 
 @dataclass(frozen=True)

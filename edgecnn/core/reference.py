@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from edgecnn.core.errors import EdgecnnError, IntegrityError
 from edgecnn.core.files import atomic_path, sha256_file
+from edgecnn.core.manifest import ReferenceRecord
 
 REFERENCE_FILENAME = "verify_reference.npz"
 REFERENCE_MAX_BYTES = 64 * 2**20  # image bytes stored; a larger test split is stored as a seeded sample, and verify says so
@@ -27,33 +28,6 @@ SELFTEST_KEY = "edgecnn_selftest"  # the goldens in every artifact's metadata (O
 GOLDEN_BYTES = 64 * 2**10  # image bytes embedded per artifact: up to 8 goldens of a small model, one of a large one
 GOLDEN_MAX = 8
 GOLDEN_MARGIN = 0.5  # a golden's top-1 probability leads the runner-up by this much in Keras: int8 must not flip it
-
-
-@dataclass(frozen=True)
-class ReferenceRecord:
-    """The manifest's note of the stored reference: which file, which model and data it came from, and how much of the
-    test split it holds."""
-
-    path: str
-    sha256: str
-    images: int
-    model_sha256: str
-    data: dict[str, Any]  # the data it was cut from, as verify reports data (source, shape, classes, sizes, sha256)
-
-    @property
-    def test_size(self) -> int:
-        return int(self.data["test_size"])
-
-    @property
-    def complete(self) -> bool:
-        return self.images == self.test_size
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ReferenceRecord:
-        return cls(**raw)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Terminal output for the CLI: rich tables and progress, kept apart from the stages that compute the values.
 
-rich is imported where a table or a bar is drawn, not with this module: `predict --json` and short predictions print
-plain text, and rich's import (~40 ms) would be most of their start-up beyond the runtime's own.
+rich is imported where a table or a bar is drawn, not with this module: `info --json` and the short commands print
+plain text, and rich's import (~40 ms) would be most of their start-up beyond the runtime's own. predict's output
+lives in `predictions.py`, without these tables.
 """
 
 from __future__ import annotations
@@ -9,10 +10,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edgecnn.core.manifest import ArtifactEntry
 from edgecnn.report.tables import (
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from edgecnn.stages.explain import ExplainResult
     from edgecnn.stages.export.search import SearchResult
     from edgecnn.stages.info import ModelInfo
-    from edgecnn.stages.predict import PredictResult
     from edgecnn.stages.selftest import SelftestResult
     from edgecnn.stages.tune import TuneResult
     from edgecnn.stages.verify import VerifyResult
@@ -143,50 +142,6 @@ def ship_table(choices: Sequence[Recommendation]) -> None:
 
 def tuning_table(results: Sequence[TuneResult]) -> None:
     print_table("bench --tune: fastest configuration that passes verify (session options in bench.json)", tuning_rows(results))
-
-
-def print_predictions(result: PredictResult, top_k: int, as_json: bool) -> None:
-    """Per image on stdout (JSON or text); with --output only a summary, since the file holds every row."""
-    predictions = result.predictions
-    if result.output is not None:
-        print(f"classified {len(predictions) - result.failed:,} of {len(predictions):,} images ({result.failed} unreadable); wrote {result.output}")
-        return
-    if as_json:
-        print(json.dumps([item.to_dict(top_k, result.class_names) for item in predictions], indent=2))
-        return
-    for item in predictions:
-        if item.error:
-            print(f"{item.path}: error: {item.error}")
-            continue
-        names = result.class_names
-        ranked = item.top(top_k)
-        print(f"{item.path}: {names[ranked[0][0]]}   ({'  '.join(f'{names[index]}: {probability:.3f}' for index, probability in ranked)})")
-
-
-@contextlib.contextmanager
-def predict_progress(minimum: int = 1000) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr, when it is a terminal, once a run has at least `minimum` images (short runs, logs and
-    pipes stay quiet and never import rich)."""
-    bar: list[Any] = []  # (progress, task) once started
-    terminal = sys.stderr.isatty()
-
-    def advance(done: int, total: int) -> None:
-        if total < minimum or not terminal:
-            return
-        if not bar:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            progress = Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=Console(stderr=True))
-            progress.start()
-            bar.extend((progress, progress.add_task("classifying", total=total)))
-        bar[0].update(bar[1], completed=done)
-
-    try:
-        yield advance
-    finally:
-        if bar:
-            bar[0].stop()
 
 
 def print_model_info(info: ModelInfo, as_json: bool) -> None:

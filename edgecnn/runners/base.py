@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from edgecnn.core.artifact import TensorSpec
 from edgecnn.core.description import InputScaling, ModelDescription, OutputKind, Preprocess
 from edgecnn.core.errors import EdgecnnError
-from edgecnn.core.manifest import TensorSpec
 
 if TYPE_CHECKING:
     from edgecnn.runners.registry import RunOptions

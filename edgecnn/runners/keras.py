@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.core.artifact import INPUT_NAME, OUTPUT_NAME, TensorSpec
 from edgecnn.core.description import ModelDescription
-from edgecnn.core.manifest import INPUT_NAME, OUTPUT_NAME, TensorSpec
 from edgecnn.runners.base import Backend, Runner
 
 KERAS = Backend("Keras (TensorFlow, CPU)", "Keras")

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.core.artifact import TensorSpec
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, first_line
-from edgecnn.core.manifest import TensorSpec
 from edgecnn.core.native_output import quiet_native_output
 from edgecnn.runners.base import Backend, Runner, thread_counts
 from edgecnn.runners.registry import RunOptions

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.core.artifact import TensorSpec
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, first_line
-from edgecnn.core.manifest import TensorSpec
 from edgecnn.core.native_output import quiet_native_output
 from edgecnn.runners.base import Arithmetic, Backend, Runner, RuntimeRefused, thread_counts
 from edgecnn.runners.registry import Provider, RunOptions

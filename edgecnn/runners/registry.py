@@ -17,9 +17,9 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgecnn.core.artifact import ArtifactFormat
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError
-from edgecnn.core.manifest import ArtifactFormat
 
 if TYPE_CHECKING:
     from edgecnn.runners.base import Runner, RuntimePlugin

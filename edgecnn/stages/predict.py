@@ -10,24 +10,23 @@ manifest that lists it, its sha256 is checked first.
 
 from __future__ import annotations
 
-import csv
 import glob
 import io
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecnn.core.artifact import MANIFEST_FILENAME
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, IntegrityError
-from edgecnn.core.files import write_bytes_atomic
+from edgecnn.core.files import read_json, sha256_file, write_bytes_atomic
 from edgecnn.core.images import IMAGE_SUFFIXES, load_image
-from edgecnn.core.manifest import MANIFEST_FILENAME, load_manifest
 from edgecnn.runners import Runner, RunOptions, artifact_format_of, check_usable, open_runner
 
 INPUT_SUFFIXES = IMAGE_SUFFIXES | {".npy"}
@@ -64,11 +63,7 @@ class Prediction:
     path: str
     probabilities: tuple[float, ...] = ()
     error: str = ""
-
-    @property
-    def index(self) -> int | None:
-        """The predicted class's index (None for an unreadable image); the first of equal maxima, as numpy's argmax."""
-        return max(range(len(self.probabilities)), key=self.probabilities.__getitem__) if self.probabilities else None
+    index: int | None = None  # the predicted class (numpy's argmax: the first of equal maxima); None for an unreadable image
 
     def top(self, k: int) -> tuple[tuple[int, float], ...]:
         if not self.probabilities:
@@ -101,7 +96,8 @@ class PredictResult:
 
 
 def predict(options: PredictOptions, progress: Callable[[int, int], None] = lambda done, total: None) -> PredictResult:
-    """Decode batch k+1 on this thread while ONNX Runtime / LiteRT classify batch k on another (both release the GIL)."""
+    """Classify every picture with the model, prepared as its description says; an unreadable one becomes a row with
+    its error unless strict."""
     options.check()
     # the model first: a bad --model is reported before the images. No spinning: ORT's idle threads would busy-wait
     # on the cores decoding the next batch
@@ -109,20 +105,32 @@ def predict(options: PredictOptions, progress: Callable[[int, int], None] = lamb
     description = runner.description
     paths = collect_images(options.images)
     predictions: list[Prediction] = []
-    pending: Future[list[Prediction]] | None = None
-    with ThreadPoolExecutor(max_workers=1) as inference:
-        for chunk in chunks(paths, options.batch_size):
-            decoded = [decode(path, description, options.strict) for path in chunk]
-            if pending is not None:
-                predictions += pending.result()
-                progress(len(predictions), len(paths))
-            pending = inference.submit(classify, runner, chunk, decoded)
-        if pending is not None:
-            predictions += pending.result()
-            progress(len(predictions), len(paths))
+    for batch in classified(runner, list(chunks(paths, options.batch_size)), partial(decode, description=description, strict=options.strict)):
+        predictions += batch
+        progress(len(predictions), len(paths))
     if options.output is not None:
         write_predictions(predictions, Path(options.output), description.class_names)
     return PredictResult(tuple(predictions), options.output, description)
+
+
+def classified(runner: Runner, batches: list[list[str]], decode_one: Callable[[str], np.ndarray | str]) -> Iterator[list[Prediction]]:
+    """Each batch's predictions, in order. With several batches, batch k+1 is decoded on this thread while ONNX Runtime
+    or LiteRT classify batch k on another (both release the GIL); a single batch has nothing to overlap and starts no
+    thread."""
+    if len(batches) == 1:
+        yield classify(runner, batches[0], [decode_one(path) for path in batches[0]])
+        return
+    from concurrent.futures import Future, ThreadPoolExecutor  # here: one picture is predict's most common call
+
+    pending: Future[list[Prediction]] | None = None
+    with ThreadPoolExecutor(max_workers=1) as inference:
+        for batch in batches:
+            decoded = [decode_one(path) for path in batch]
+            if pending is not None:
+                yield pending.result()
+            pending = inference.submit(classify, runner, batch, decoded)
+        if pending is not None:
+            yield pending.result()
 
 
 DEFAULT_MANIFEST = Path("exports") / MANIFEST_FILENAME
@@ -130,26 +138,29 @@ DEFAULT_MANIFEST = Path("exports") / MANIFEST_FILENAME
 
 def default_model() -> Path:
     """The fp32 ONNX file that the last export into ./exports wrote."""
+    from edgecnn.core.manifest import load_manifest
+
     if not DEFAULT_MANIFEST.is_file():
         raise EdgecnnError(f"no --model given and no {DEFAULT_MANIFEST} to take one from: pass --model FILE.onnx|.tflite", "--model")
     manifest = load_manifest(DEFAULT_MANIFEST)
     return manifest.resolve(manifest.artifact("onnx-fp32").path)
 
 
-def collect_images(specs: Sequence[Path | str]) -> list[Path]:
-    """Files as named; folders searched recursively for image files; glob patterns expanded. Each group sorted."""
-    paths: list[Path] = []
+def collect_images(specs: Sequence[Path | str]) -> list[str]:
+    """Files as named; folders searched recursively for image files; glob patterns expanded. Each group sorted. Paths
+    stay strings: a Path per picture costs a parse, and predict reads thousands."""
+    paths: list[str] = []
     for spec in map(str, specs):
-        if Path(spec).is_dir():
-            found = [Path(name) for name in sorted(images_under(spec))]
+        if os.path.isdir(spec):
+            found = sorted(images_under(spec))
             if not found:
                 raise EdgecnnError("folder holds no .png/.jpg/.jpeg/.bmp/.npy images", spec)
-        elif GLOB_CHARACTERS & set(spec) and not Path(spec).exists():
-            found = sorted(Path(match) for match in glob.glob(spec, recursive=True) if Path(match).is_file())
+        elif GLOB_CHARACTERS & set(spec) and not os.path.exists(spec):
+            found = sorted(match for match in glob.glob(spec, recursive=True) if os.path.isfile(match))
             if not found:
                 raise EdgecnnError("no files match this pattern", spec)
         else:
-            found = [Path(spec)]
+            found = [spec]
         paths += found
     return paths
 
@@ -162,20 +173,24 @@ def images_under(folder: str) -> Iterator[str]:
                 yield os.path.join(root, name)
 
 
-def chunks(paths: list[Path], size: int) -> Iterator[list[Path]]:
+def chunks(paths: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(paths), size):
         yield paths[start : start + size]
 
 
-def classify(runner: Runner, paths: list[Path], decoded: list[np.ndarray | str]) -> list[Prediction]:
+def classify(runner: Runner, paths: list[str], decoded: list[np.ndarray | str]) -> list[Prediction]:
     """Classify the images that decoded in one call; the others stay rows with their error."""
     good = [index for index, item in enumerate(decoded) if isinstance(item, np.ndarray)]
-    probabilities = runner.probabilities(np.stack([decoded[index] for index in good])) if good else np.empty((0, 0), np.float32)
-    rows = {index: Prediction(str(paths[index]), tuple(float(p) for p in row)) for index, row in zip(good, probabilities, strict=True)}
-    return [rows.get(index) or Prediction(str(path), error=str(decoded[index])) for index, path in enumerate(paths)]
+    rows: dict[int, Prediction] = {}
+    if good:
+        probabilities = runner.probabilities(np.stack([decoded[index] for index in good]))
+        best = probabilities.argmax(axis=1).tolist()
+        rows = {index: Prediction(paths[index], tuple(row), index=label)
+                for index, row, label in zip(good, probabilities.tolist(), best, strict=True)}
+    return [rows.get(index) or Prediction(path, error=str(decoded[index])) for index, path in enumerate(paths)]
 
 
-def decode(path: Path, description: ModelDescription, strict: bool) -> np.ndarray | str:
+def decode(path: str, description: ModelDescription, strict: bool) -> np.ndarray | str:
     """The model's pixels for this picture, or (unless strict) the one-line reason it could not be read."""
     try:
         return load_image(path, description)
@@ -196,6 +211,8 @@ def write_predictions(predictions: Sequence[Prediction], path: Path, class_names
     if path.suffix.lower() == ".jsonl":
         text = "".join(json.dumps(record(item)) + "\n" for item in predictions)
     else:
+        import csv  # only for .csv output: predict's start-up is counted
+
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["path", "label", *(f"p{index}" for index in range(len(class_names))), "error"])
@@ -219,11 +236,21 @@ def check_against_manifest(path: Path) -> None:
     manifest_path = path.parent / MANIFEST_FILENAME
     if not manifest_path.is_file():
         return
-    from edgecnn.core.files import sha256_file
+    recorded = listed_sha256(manifest_path, path)
+    if recorded is not None and sha256_file(path) != recorded:
+        raise IntegrityError(f"model changed since export (sha256 differs from {manifest_path})", path)
 
-    manifest = load_manifest(manifest_path)
-    for entry in manifest.artifacts:
-        if manifest.resolve(entry.path) == path.resolve():
-            if sha256_file(path) != entry.sha256:
-                raise IntegrityError(f"model changed since export (sha256 differs from {manifest_path})", path)
-            return
+
+def listed_sha256(manifest_path: Path, model: Path) -> str | None:
+    """The sha256 the manifest records for `model` (None: it does not list it), read from its artifact list alone:
+    building the whole manifest (model, data and reference records) would cost predict's start-up more than the hash.
+    A manifest whose list cannot be read so is loaded whole, which says what is wrong with it."""
+    raw = read_json(manifest_path, "manifest")
+    target = model.resolve()
+    try:
+        return next((str(entry["sha256"]) for entry in raw["artifacts"] if (manifest_path.parent / entry["path"]).resolve() == target), None)
+    except (KeyError, TypeError, AttributeError):
+        from edgecnn.core.manifest import load_manifest
+
+        manifest = load_manifest(manifest_path)
+        return next((entry.sha256 for entry in manifest.artifacts if manifest.resolve(entry.path) == target), None)

@@ -10,7 +10,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from edgecnn.core.data import DataRecord, DataRequest, SourceKind
+from edgecnn.core.data_record import DataRecord, DataRequest, SourceKind
 from edgecnn.core.description import Color, ModelDescription
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.files import read_json

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 
 from edgecnn import __version__
+from edgecnn.core.artifact import INPUT_NAME, OUTPUT_NAME
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, training_side
 from edgecnn.core.layers import keras_layer_names, onnx_node_layers, with_orphans
-from edgecnn.core.manifest import INPUT_NAME, OUTPUT_NAME, Precision
+from edgecnn.core.manifest import Precision
 from edgecnn.stages.export.artifacts import ArtifactSpec
 from edgecnn.stages.export.inputs import Converted, ExportInputs
 
