@@ -1,3 +1,3 @@
-from edgecnn.cli import main
+from edgecnn.cli import console
 
-main()
+console()

@@ -139,3 +139,37 @@ def test_a_bad_model_is_reported_before_bad_images(tmp_path):
     model.write_bytes(b"\x08\x07 not onnx")
     run = run_cli("predict", str(tmp_path / "no-such-folder" / "*.png"), "--model", str(model))
     assert_one_line_error(run, "cannot load the model", str(model))
+
+
+def test_a_reader_that_stops_early_gets_no_error(exported, digit_pngs):
+    """`edgecnn predict DIR --json | head`: the closed pipe ends the run quietly, as any Unix tool's."""
+    import subprocess
+    import sys
+
+    pictures = [str(path) for path in digit_pngs] * 10  # ~250 KB of JSON: more than a pipe holds
+    command = [sys.executable, "-m", "edgecnn", "predict", *pictures, "--model", str(exported.parent / "mnist_cnn.onnx"), "--json"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(1) == b"["
+    process.stdout.close()
+    assert process.wait(timeout=120) == 1
+    assert process.stderr.read() == b""
+
+
+def test_forked_decoders_give_the_rows_of_one_batch_and_raise_strict_errors(exported, scan_folder):
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    from edgecnn.core.errors import EdgecnnError
+    from edgecnn.stages.predict import PredictOptions, decoding_pool, predict
+
+    pool, workers = decoding_pool(batches=3)
+    with pool:
+        assert isinstance(pool, ProcessPoolExecutor) is sys.platform.startswith("linux") and 1 <= workers <= 3
+    model = exported.parent / "mnist_cnn.onnx"
+    many = predict(PredictOptions(images=(str(scan_folder),), model=model, batch_size=7)).predictions  # 18 batches, forked decoders
+    one = predict(PredictOptions(images=(str(scan_folder),), model=model, batch_size=1000)).predictions  # one batch, decoded here
+    assert [(row.path, row.index, row.error) for row in many] == [(row.path, row.index, row.error) for row in one]
+    assert np.allclose([row.probabilities for row in many if not row.error], [row.probabilities for row in one if not row.error], atol=1e-6)
+    with pytest.raises(EdgecnnError, match="cannot decode image"):
+        predict(PredictOptions(images=(str(scan_folder),), model=model, batch_size=7, strict=True))

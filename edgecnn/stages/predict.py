@@ -2,8 +2,9 @@
 TensorFlow. Each picture gets the preprocessing the model's description records (read from the file's own metadata):
 the digit recipe for digit models, color conversion and resize otherwise; logits become probabilities.
 
-This is what an app does, so it stays light: numpy, Pillow and one runtime (ONNX Runtime or LiteRT). Images are
-decoded while the previous batch is classified, so decoding and inference overlap. An unreadable image becomes
+This is what an app does, so it stays light: numpy, Pillow and one runtime (ONNX Runtime or LiteRT). Pictures are
+decoded in forked processes while this one classifies the batch before, so decoding uses the cores and overlaps
+inference. An unreadable image becomes
 a row with its error and the run goes on (exit 1 at the end), unless --strict. When the model sits beside a
 manifest that lists it, its sha256 is checked first.
 """
@@ -14,11 +15,14 @@ import glob
 import io
 import json
 import os
+import sys
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +32,9 @@ from edgecnn.core.errors import EdgecnnError, IntegrityError
 from edgecnn.core.files import read_json, sha256_file, write_bytes_atomic
 from edgecnn.core.images import IMAGE_SUFFIXES, load_image
 from edgecnn.runners import Runner, RunOptions, artifact_format_of, check_usable, open_runner
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
 INPUT_SUFFIXES = IMAGE_SUFFIXES | {".npy"}
 OUTPUT_SUFFIXES = (".jsonl", ".csv")
@@ -105,7 +112,7 @@ def predict(options: PredictOptions, progress: Callable[[int, int], None] = lamb
     description = runner.description
     paths = collect_images(options.images)
     predictions: list[Prediction] = []
-    for batch in classified(runner, list(chunks(paths, options.batch_size)), partial(decode, description=description, strict=options.strict)):
+    for batch in classified(runner, list(chunks(paths, options.batch_size)), partial(decode_all, description=description, strict=options.strict)):
         predictions += batch
         progress(len(predictions), len(paths))
     if options.output is not None:
@@ -113,24 +120,48 @@ def predict(options: PredictOptions, progress: Callable[[int, int], None] = lamb
     return PredictResult(tuple(predictions), options.output, description)
 
 
-def classified(runner: Runner, batches: list[list[str]], decode_one: Callable[[str], np.ndarray | str]) -> Iterator[list[Prediction]]:
-    """Each batch's predictions, in order. With several batches, batch k+1 is decoded on this thread while ONNX Runtime
-    or LiteRT classify batch k on another (both release the GIL); a single batch has nothing to overlap and starts no
-    thread."""
-    if len(batches) == 1:
-        yield classify(runner, batches[0], [decode_one(path) for path in batches[0]])
-        return
-    from concurrent.futures import Future, ThreadPoolExecutor  # here: one picture is predict's most common call
+MAX_DECODERS = 8  # beyond this, decoding outruns what one runtime classifies
 
-    pending: Future[list[Prediction]] | None = None
-    with ThreadPoolExecutor(max_workers=1) as inference:
-        for batch in batches:
-            decoded = [decode_one(path) for path in batch]
-            if pending is not None:
-                yield pending.result()
-            pending = inference.submit(classify, runner, batch, decoded)
-        if pending is not None:
-            yield pending.result()
+
+def classified(runner: Runner, batches: list[list[str]], decode_batch: Callable[[list[str]], list[np.ndarray | str]]) -> Iterator[list[Prediction]]:
+    """Each batch's predictions, in order. The runtime classifies batch k here while other processes decode the batches
+    after it: decoding is Python (Pillow's file parsing, the digit recipe), which in a thread would hold the GIL this
+    thread needs between runtime calls. A single batch has nothing to overlap and starts nothing."""
+    if len(batches) == 1:
+        yield classify(runner, batches[0], decode_batch(batches[0]))
+        return
+    decoders, workers = decoding_pool(len(batches))
+    upcoming = iter(batches)
+    with decoders:
+        ahead = deque((batch, decoders.submit(decode_batch, batch)) for batch in islice(upcoming, 2 * workers))
+        while ahead:
+            batch, decoding = ahead.popleft()
+            following = next(upcoming, None)
+            if following is not None:  # a bounded read-ahead: a million pictures are never all in memory
+                ahead.append((following, decoders.submit(decode_batch, following)))
+            yield classify(runner, batch, decoding.result())
+
+
+def decoding_pool(batches: int) -> tuple[Executor, int]:
+    """Processes forked from this one (they inherit its imports, so they start in milliseconds; Ctrl-C is left to this
+    one), one per core up to MAX_DECODERS. Forked decoders beat one decoding thread on 2 cores as on 16 (2,000 PNGs:
+    bench/RESULTS.md). Off Linux, where forking a process that has loaded system frameworks is unsafe (macOS) or
+    impossible (Windows), one thread decodes ahead."""
+    import multiprocessing
+    import signal
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    if not sys.platform.startswith("linux"):
+        return ThreadPoolExecutor(max_workers=1), 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(cores, batches, MAX_DECODERS)
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=signal.signal,
+                               initargs=(signal.SIGINT, signal.SIG_IGN)), workers
+
+
+def decode_all(paths: list[str], description: ModelDescription, strict: bool) -> list[np.ndarray | str]:
+    """The model's pixels for each picture, or (unless strict) the one-line reason it could not be read."""
+    return [decode(path, description, strict) for path in paths]
 
 
 DEFAULT_MANIFEST = Path("exports") / MANIFEST_FILENAME
