@@ -4,9 +4,8 @@ the digit recipe for digit models, color conversion and resize otherwise; logits
 
 This is what an app does, so it stays light: numpy, Pillow and one runtime (ONNX Runtime or LiteRT). Pictures are
 decoded in forked processes while this one classifies the batch before, so decoding uses the cores and overlaps
-inference. An unreadable image becomes
-a row with its error and the run goes on (exit 1 at the end), unless --strict. When the model sits beside a
-manifest that lists it, its sha256 is checked first.
+inference. An unreadable image becomes a row with its error and the run goes on (exit 1 at the end), unless
+--strict. When the model sits beside a manifest that lists it, its sha256 is checked first.
 """
 
 from __future__ import annotations
