@@ -143,9 +143,9 @@ def classified(runner: Runner, batches: list[list[str]], decode_batch: Callable[
 
 def decoding_pool(batches: int) -> tuple[Executor, int]:
     """Processes forked from this one (they inherit its imports, so they start in milliseconds; Ctrl-C is left to this
-    one), one per core up to MAX_DECODERS. Forked decoders beat one decoding thread on 2 cores as on 16 (2,000 PNGs:
-    bench/RESULTS.md). Off Linux, where forking a process that has loaded system frameworks is unsafe (macOS) or
-    impossible (Windows), one thread decodes ahead."""
+    one), one per core up to MAX_DECODERS. Forked decoders measured no slower than one decoding thread on 2 cores and
+    faster on 16 (2,000 PNGs: bench/RESULTS.md). Off Linux, where forking a process that has loaded system frameworks
+    is unsafe (macOS) or impossible (Windows), one thread decodes ahead."""
     import multiprocessing
     import signal
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
