@@ -1,6 +1,7 @@
 """Benchmark: edgecnn's start-up and folder prediction on a device install, as ratios to what a hand-written script costs.
 
-Usage: python bench/device_ratios.py --model exports/mnist_cnn.onnx [--venv bench/out/device-venv] [--images 2000] [--rounds 15]
+Usage: python bench/device_ratios.py [--manifest exports/manifest.json] [--model FILE.onnx] [--venv bench/out/device-venv]
+       [--images 2000] [--rounds 15]
 
 Both sides run as whole processes of one device-install venv (`pip install .`, no TensorFlow; built on first use),
 interleaved round by round so that the machine's drift hits both alike; the figures are medians over the rounds.
@@ -10,13 +11,14 @@ interleaved round by round so that the machine's drift hits both alike; the figu
 - folder: `edgecnn predict DIR --output x.jsonl` on --images PNGs against a 12-line loop (PIL decode in one thread, one
   ORT session, batches of 256, JSONL out). Target: at most 1.0x (moonshot 0.7x: edgecnn decodes in parallel).
 
-The pictures are the test images export stored beside the model (verify_reference.npz), in the model's own size and
-colour, so any exported model can be measured.
+The model is the manifest's onnx-fp32 file unless --model names another; the pictures are the test images export stored
+beside it (the manifest's stored reference), in the model's own size and colour, so any exported model can be measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -82,17 +84,26 @@ def interleaved(commands: dict[str, list[str]], rounds: int, cwd: Path) -> dict[
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def recorded(model: Path | None, manifest: Path | None) -> tuple[Path, Path]:
+    """The model to measure and the stored test images, as the export's manifest records them."""
+    manifest = manifest or (model.parent if model else Path("exports")) / "manifest.json"
+    raw = json.loads(manifest.read_text())
+    model = model or manifest.parent / next(entry["path"] for entry in raw["artifacts"] if entry["name"] == "onnx-fp32")
+    return model.resolve(), manifest.parent / raw["model"]["reference"]["path"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=Path("exports/mnist_cnn.onnx"))
+    parser.add_argument("--manifest", type=Path, help="Default: the one beside --model, else exports/manifest.json.")
+    parser.add_argument("--model", type=Path, help="Default: the manifest's onnx-fp32 file.")
     parser.add_argument("--venv", type=Path, default=REPOSITORY / "bench" / "out" / "device-venv")
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     python = device_venv(args.venv)
     edgecnn = [str(python.parent / "edgecnn")]  # the command users type; run from a scratch folder, so no checkout shadows the install
-    model = args.model.resolve()
-    with np.load(model.parent / "verify_reference.npz", allow_pickle=False) as stored:
+    model, reference = recorded(args.model, args.manifest)
+    with np.load(reference, allow_pickle=False) as stored:
         images = stored["images"]
     images = np.resize(images, (args.images, *images.shape[1:]))
     with tempfile.TemporaryDirectory() as scratch:
@@ -109,7 +120,7 @@ def main() -> None:
         folder_run = interleaved({"loop": [str(python), str(loop), str(model), str(folder), str(Path(scratch) / "loop.jsonl")],
                                   "predict": [*edgecnn, "predict", str(folder), "--model", str(model), "--output",
                                               str(Path(scratch) / "x.jsonl")]}, args.rounds, scratch_folder)
-    print(f"device venv: {args.venv} ({python}); model {args.model}; medians of {args.rounds} interleaved rounds")
+    print(f"device venv: {args.venv} ({python}); model {model}; medians of {args.rounds} interleaved rounds")
     ratio = start_up["predict"] / start_up["floor"]
     print(f"start-up: predict one image {start_up['predict']:.3f} s, floor (import onnxruntime, numpy, PIL.Image) {start_up['floor']:.3f} s: "
           f"{ratio:.2f}x (target <= {START_UP_TARGET}x) {'PASS' if ratio <= START_UP_TARGET else 'MISS'}")

@@ -1,5 +1,6 @@
 """The typer app and what several commands share: the root options, the data and description options, the runtime
-options (`runtime_options`), and commands built from typer-free declarations (`declared_command`, see `options.py`)."""
+options (`runtime_options`) and the description options (`description_options`), each group declared once, and
+commands built from typer-free declarations (`declared_command`, see `options.py`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typer.core import TyperCommand
 
 from edgecnn import __version__
 from edgecnn.cli.options import DEBUG_FLAG, RUNTIME_OPTIONS, Declared, State, run_options
-from edgecnn.core.description import Color, InputScaling, OutputKind, Preprocess
+from edgecnn.core.description import Color, DescriptionOverrides, InputScaling, OutputKind, Preprocess, parse_numbers
 
 
 class EdgecnnCommand(TyperCommand):
@@ -131,23 +132,48 @@ def declared_command(declared: Sequence[Declared]) -> Callable[[Callable[..., An
     return decorate
 
 
-def runtime_options(several: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command the runtime options (declared once, in `options.py`): the command receives one `run: RunOptions`.
-    `several`: --runtime may name more than one runtime (or all), for commands that compare them."""
+def option_group(name: str, parameters: Sequence[inspect.Parameter],
+                 build: Callable[[dict[str, Any]], Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command a group of options declared once: typer sees `parameters` where the command declares `name`, and
+    the command receives `name=build(values)`, `build` taking the group's values out of the parsed ones."""
 
     def decorate(command_function: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(command_function, eval_str=True)  # real annotations: typer reads them from __signature__
-        own = [parameter for name, parameter in signature.parameters.items() if name != "run"]
+        spliced = [member for parameter in signature.parameters.values() for member in (parameters if parameter.name == name else [parameter])]
 
         @wraps(command_function)
-        def with_run_options(**values: Any) -> Any:
-            return command_function(run=run_options(values, several), **values)
+        def with_group(**values: Any) -> Any:
+            return command_function(**{name: build(values)}, **values)
 
-        debug = [parameter for parameter in own if parameter.name == "debug"]
-        rest = [parameter for parameter in own if parameter.name != "debug"]
-        with_run_options.__signature__ = signature.replace(parameters=rest + RUNTIME_PARAMETERS + debug)  # type: ignore[attr-defined]
-        with_run_options.__annotations__ = {parameter.name: parameter.annotation for parameter in rest + RUNTIME_PARAMETERS + debug}
-        del with_run_options.__wrapped__  # typer must read the signature above, not the wrapped function's
-        return with_run_options
+        with_group.__signature__ = signature.replace(parameters=spliced)  # type: ignore[attr-defined]
+        with_group.__annotations__ = {parameter.name: parameter.annotation for parameter in spliced}
+        del with_group.__wrapped__  # typer must read the signature above, not the wrapped function's
+        return with_group
 
     return decorate
+
+
+def runtime_options(several: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The runtime options (declared in `options.py`) where a command declares `run: RunOptions`. `several`: --runtime
+    may name more than one runtime (or all), for commands that compare them."""
+    return option_group("run", RUNTIME_PARAMETERS, partial(run_options, several=several))
+
+
+DESCRIPTION_PARAMETERS = [
+    inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=annotation)
+    for name, annotation in (("input_scaling", InputScalingOption), ("mean", MeanOption), ("std", StdOption),
+                             ("output_kind", OutputKindOption), ("preprocess", PreprocessOption))
+]
+
+
+def description_overrides(values: dict[str, Any]) -> DescriptionOverrides:
+    """Take the description options out of a command's parsed `values` into what the user set of the model's description."""
+    given = {parameter.name: values.pop(parameter.name) for parameter in DESCRIPTION_PARAMETERS}
+    return DescriptionOverrides(scaling=given["input_scaling"], mean=parse_numbers(given["mean"], "--mean"),
+                                std=parse_numbers(given["std"], "--std"), output=given["output_kind"], preprocess=given["preprocess"])
+
+
+def description_options(command_function: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that describe a user's model (scaling, mean/std, output kind, preprocessing) where a command declares
+    `describe: DescriptionOverrides`."""
+    return option_group("describe", DESCRIPTION_PARAMETERS, description_overrides)(command_function)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,27 +13,19 @@ from edgecnn.cli.app import (
     DataOption,
     DebugOption,
     ImageSizeOption,
-    InputScalingOption,
-    MeanOption,
     OutOption,
-    OutputKindOption,
     PreprocessOption,
     ReplaceOption,
-    StdOption,
     command,
+    description_options,
     runtime_options,
 )
-from edgecnn.core.description import DescriptionOverrides, InputScaling, OutputKind, Preprocess, parse_image_size, parse_numbers
+from edgecnn.core.description import DescriptionOverrides, parse_image_size
 from edgecnn.runners import RunOptions
 from edgecnn.stages.export import CalibrationMethod, ExportOptions, FormatChoice, IoType, Quantize
 from edgecnn.stages.train import TrainOptions
 from edgecnn.stages.train_report import Distribution, LearningRateSchedule
 
-
-def _overrides(scaling: InputScaling | None, mean: str | None, std: str | None, output: OutputKind | None,
-               preprocess: Preprocess | None) -> DescriptionOverrides:
-    return DescriptionOverrides(scaling=scaling, mean=parse_numbers(mean, "--mean"), std=parse_numbers(std, "--std"), output=output,
-                                preprocess=preprocess)
 FormatOption = Annotated[
     Optional[FormatChoice],
     typer.Option(
@@ -96,6 +89,7 @@ def train(
 
 
 @command("export")
+@description_options
 def export_command(
     format: FormatOption = None,
     quantize: Annotated[Quantize, typer.Option(help="none | fp16 | dynamic | int8 (ONNX: none, int8).")] = Quantize.NONE,
@@ -108,11 +102,7 @@ def export_command(
     data: DataOption = None,
     image_size: ImageSizeOption = None,
     color: ColorOption = None,
-    input_scaling: InputScalingOption = None,
-    mean: MeanOption = None,
-    std: StdOption = None,
-    output_kind: OutputKindOption = None,
-    preprocess: PreprocessOption = None,
+    describe: DescriptionOverrides = DescriptionOverrides(),
     calibration_images: Annotated[int, typer.Option(help="Training images used to calibrate int8.")] = 500,
     calibration_method: Annotated[CalibrationMethod, typer.Option(
         "--calibration-method", help="ONNX int8 only (ORT's calibrators; the TFLite converter has no choice).")] = CalibrationMethod.MINMAX,
@@ -136,7 +126,7 @@ def export_command(
     options = ExportOptions(
         model=model, format=format, quantize=quantize, uint8_input=uint8_input, io_type=io_type, opset=opset,
         out=out, data=data, image_size=parse_image_size(image_size), color=color,
-        describe=_overrides(input_scaling, mean, std, output_kind, preprocess), calibration_images=calibration_images, replace=replace,
+        describe=describe, calibration_images=calibration_images, replace=replace,
         calibration_method=calibration_method, per_channel=not per_tensor, keep_float=tuple(keep_float) if keep_float is not None else None,
         max_drop=max_drop,
     )
@@ -156,6 +146,7 @@ def export_command(
 
 @command("pipeline")
 @runtime_options(several=True)
+@description_options
 def pipeline_command(
     data: DataOption = None,
     model: Annotated[
@@ -163,11 +154,7 @@ def pipeline_command(
     ] = None,
     image_size: ImageSizeOption = None,
     color: ColorOption = None,
-    input_scaling: InputScalingOption = None,
-    mean: MeanOption = None,
-    std: StdOption = None,
-    output_kind: OutputKindOption = None,
-    preprocess: PreprocessOption = None,
+    describe: DescriptionOverrides = DescriptionOverrides(),
     replace: ReplaceOption = False,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     augment: Annotated[bool, typer.Option("--augment", help="Train with random shifts, rotations and zoom.")] = False,
@@ -175,9 +162,9 @@ def pipeline_command(
     max_drop: Annotated[Optional[float], typer.Option(
         "--max-drop", metavar="<points>", show_default=False,
         help="Export searches int8 files within this accuracy drop (see export --max-drop); verify holds them to it.")] = None,
-    run: RunOptions = RunOptions(),
     skip_train: Annotated[bool, typer.Option("--skip-train", help="Reuse the model train wrote into --out.")] = False,
     out: OutOption = Path("exports"),
+    run: RunOptions = RunOptions(),
     debug: DebugOption = False,
 ) -> int:
     """Train → export → verify → bench (on the runtimes and provider asked for), then write <out>/report.md and report.html."""
@@ -187,8 +174,8 @@ def pipeline_command(
     is_user_model = model is not None
     options = PipelineOptions(
         data=data, model=model, image_size=parse_image_size(image_size), color=color, replace=replace,
-        describe=_overrides(input_scaling, mean, std, output_kind, preprocess if is_user_model else None),
-        preprocess=None if is_user_model else preprocess, epochs=epochs, augment=augment, format=format, run=run,
+        describe=describe if is_user_model else dataclasses.replace(describe, preprocess=None),
+        preprocess=None if is_user_model else describe.preprocess, epochs=epochs, augment=augment, format=format, run=run,
         out=out, skip_train=skip_train, max_drop=max_drop,
     )
     with pipeline_progress(STAGES) as stage_started:

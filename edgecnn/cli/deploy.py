@@ -23,13 +23,13 @@ def verify_command(
     max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Max accuracy drop vs Keras, in points.", show_default=False)] = None,
     min_agreement: Annotated[Optional[float], typer.Option("--min-agreement", help="Min top-1 agreement with Keras (0-1).", show_default=False)] = None,
     atol: Annotated[Optional[float], typer.Option("--atol", help="Max |Δ probability| vs Keras.", show_default=False)] = None,
-    run: RunOptions = RunOptions(),
     no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against the manifest.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
     explain: Annotated[Optional[str], typer.Option(
         "--explain", metavar="<artifact>", show_default=False,
         help="Instead of the table: compare this artifact with the Keras model layer by layer (SQNR, max |Δ|) and plot it.")] = None,
     explain_images: Annotated[int, typer.Option("--explain-images", help="Test images --explain runs.")] = 300,
+    run: RunOptions = RunOptions(),
     debug: DebugOption = False,
 ) -> int:
     """Compare every artifact with the Keras model on the whole test split, on the provider you deploy to; exit 1 if any fails."""
@@ -81,7 +81,6 @@ def bench_command(
     manifest: Annotated[Path, typer.Option("--manifest", help="Manifest written by edgecnn export.")] = Path("exports/manifest.json"),
     model: Annotated[Optional[list[Path]], typer.Option("--model", help="Bench this .onnx/.tflite file instead (repeatable).", metavar="<path>")] = None,
     artifact: Annotated[Optional[list[str]], typer.Option("--artifact", help="Only this manifest artifact (repeatable).", metavar="<name>")] = None,
-    run: RunOptions = RunOptions(),
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")] = "1,8,64,256",
     warmup: Annotated[int, typer.Option(help="Untimed calls before measuring.")] = 50,
     iterations: Annotated[Optional[int], typer.Option(help="Timed calls per measurement.", show_default=False)] = None,
@@ -95,6 +94,7 @@ def bench_command(
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: the manifest's).", show_default=False)] = None,
     no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against the manifest.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
+    run: RunOptions = RunOptions(),
     debug: DebugOption = False,
 ) -> int:
     """Latency (p50/p90/p99) and throughput per artifact, provider and batch size; exit 1 if any row could not run."""

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.core.artifact import ArtifactFormat
 from edgecnn.core.description import ModelDescription
-from edgecnn.core.manifest import ArtifactFormat
 from edgecnn.runners import Provider, RunOptions, RuntimeName, open_runner, plugin
 
 CHILD_TIMEOUT_SECONDS = 300

@@ -3,8 +3,8 @@
 
 Each candidate configuration is checked against the Keras model with verify's thresholds for what ran, so a faster but
 wrong setting (TF32 beyond the fp32 bound, say) is never chosen, and timed the way bench times (bound call after
-warm-up, p50 of per-call times), all candidates in interleaved rounds. The fastest passing one is kept, its speed-up is stated against the runtime's defaults,
-and its options are recorded in a form a user can paste into their app.
+warm-up, p50 of per-call times), all candidates in interleaved rounds. The fastest passing one is kept, its speed-up
+is stated against the runtime's defaults, and its options are recorded in a form a user can paste into their app.
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ def tune_one(target: Target, runtime: RuntimeName, images: np.ndarray, parity: P
 
 
 def identity(call: Callable[[], Any]) -> Callable[[], Any]:
+    """A binder for `timing.interleaved` that gives the same call every round (one session per configuration)."""
     return call
 
 
