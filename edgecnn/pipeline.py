@@ -61,7 +61,7 @@ class PipelineResult:
 
     @property
     def passed(self) -> bool:
-        return self.verify.passed
+        return self.verify.passed and not self.export.failed
 
 
 def run_pipeline(options: PipelineOptions, stage_started: Callable[[str], None] = lambda stage: None) -> PipelineResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -21,6 +22,7 @@ from edgecnn.cli.app import (
     runtime_options,
 )
 from edgecnn.core.description import DescriptionOverrides, parse_image_size
+from edgecnn.core.manifest import FailedArtifact
 from edgecnn.runners import RunOptions
 from edgecnn.stages.export import CalibrationMethod, ExportOptions, FormatChoice, IoType, Quantize
 from edgecnn.stages.train import TrainOptions
@@ -138,10 +140,17 @@ def export_command(
     for name, searched in result.searches.items():
         search_table(name, searched)
     typer.echo(f"wrote {result.manifest_path} ({len(result.artifacts)} artifacts in {result.seconds:.1f} s)")
+    failed_rows(result.failed)
     missed = [name for name, searched in result.searches.items() if not searched.met]
     if missed:
         typer.echo(f"error: no int8 candidate met --max-drop for {', '.join(missed)}; the last one tried was written (see its trail)", err=True)
-    return 1 if missed else 0
+    return 1 if missed or result.failed else 0
+
+
+def failed_rows(failed: Sequence[FailedArtifact]) -> None:
+    """One line per file a converter refused (recorded in the manifest's `failed` rows; the other files were written)."""
+    for row in failed:
+        typer.echo(f"error: {row.name} not written: {row.reason}", err=True)
 
 
 @command("pipeline")
@@ -181,6 +190,7 @@ def pipeline_command(
     with pipeline_progress(STAGES) as stage_started:
         result = run_pipeline(options, stage_started)
     export_table(result.export.artifacts)
+    failed_rows(result.export.failed)
     verify_table(result.verify)
     if result.bench is not None:
         bench_table(result.bench.results)

@@ -32,13 +32,21 @@ def import_keras() -> ModuleType:
     return keras
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
 def load_model(path: Path) -> Any:
-    """Load a `.keras` file in Keras safe mode: a file that would run arbitrary code (Lambda layers) is refused."""
+    """Load a `.keras` file, or an `.h5` file saved by tf.keras 2.x (through Keras 3's legacy loader), in Keras safe
+    mode: a file that would run arbitrary code (Lambda layers) is refused in either format."""
     path = Path(path)
     if not path.is_file():
         raise EdgecnnError("Keras model file not found", path)
-    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
-        raise EdgecnnError("not a valid .keras model file (expected the zip-based Keras 3 format)", path)
+    if path.suffix in (".h5", ".hdf5"):
+        with open(path, "rb") as handle:
+            if handle.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+                raise EdgecnnError("not a valid .h5 model file (no HDF5 signature)", path)
+    elif path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        raise EdgecnnError("not a valid Keras model file (expected the zip-based Keras 3 .keras format, or a tf.keras 2.x .h5 file)", path)
     keras = import_keras()
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)

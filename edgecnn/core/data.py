@@ -315,6 +315,14 @@ def validated(arrays: dict[str, np.ndarray], source: DataSource, where: Path | s
         raise EdgecnnError(f"labels go up to {largest} but there are {len(names)} class names", where)
     if len(names) < 2:
         raise EdgecnnError("a classifier needs at least 2 classes; the labels hold 1", where)
+    trained = np.unique(arrays["y_train"])
+    if len(trained) < 2:
+        raise EdgecnnError(f"y_train holds only class {names[int(trained[0])]!r}: a classifier needs at least 2 classes to train on", where)
+    unseen = np.setdiff1d(np.unique(arrays["y_test"]), trained)
+    if len(unseen):
+        shown = ", ".join(repr(names[int(label)]) for label in unseen[:5]) + (", …" if len(unseen) > 5 else "")
+        raise EdgecnnError(f"y_test has {len(unseen)} {'class that never occurs' if len(unseen) == 1 else 'classes that never occur'} in y_train ({shown}): "
+                           "the model could never predict them", where)
     label_type = np.uint8 if len(names) <= 256 else np.int64  # uint8 as MNIST ships them: the data's sha256 stays the same
     return Dataset(
         named_classes=class_names is not None,

@@ -7,6 +7,7 @@ Anything a user can fix (a bad file, a bad option) is raised as `EdgecnnError` w
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 
@@ -46,3 +47,34 @@ def training_side(needed_for: str) -> Iterator[None]:
     except ImportError as exc:
         missing = (exc.name or "a training-side package").split(".")[0]
         raise EdgecnnError(f"{needed_for} needs {missing}, which the device install leaves out. Fix: {TRAINING_SIDE_FIX}") from None
+
+
+class ConversionRefused(EdgecnnError):
+    """A converter could not make one file. Export records that file as a failed row with this line and publishes the
+    files the other converters made (exit 1)."""
+
+    exit_code = 1
+
+
+@contextlib.contextmanager
+def converter_refusal(converter: str) -> Iterator[None]:
+    """Around a converter's call: whatever it raises becomes one line naming the converter and, where its message
+    names them, the op and the layer it refused."""
+    try:
+        yield
+    except EdgecnnError:
+        raise
+    except Exception as exc:
+        raise ConversionRefused(f"{converter} refused the model: {converter_reason(exc)}") from None
+
+
+def converter_reason(exc: BaseException) -> str:
+    """The line of a converter's message that says what it refused. MLIR-based converters (TFLite) report
+    `loc(fused["Op:", "model/layer/Op@__inference_…"]): error: 'tf.Op' op is neither …` among many lines: the error and
+    the layer path it names are kept."""
+    for line in str(exc).splitlines():
+        if "error:" in line:
+            reason = re.sub(r"^loc\(.*?\)\):?\s*", "", line.split("error:", 1)[1].strip())
+            paths = [name.split("@", 1)[0] for name in re.findall(r'"([^"]+)"', line.split("error:", 1)[0]) if "/" in name]
+            return f"{reason} (at {paths[0]})" if paths else reason
+    return f"{type(exc).__name__}: {first_line(exc)}"

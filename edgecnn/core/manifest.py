@@ -127,10 +127,30 @@ class ArtifactEntry:
 
 
 @dataclass(frozen=True)
+class FailedArtifact:
+    """A file the last export could not make: its row in the format table and the converter's one-line reason. The
+    files the other converters made are published beside it."""
+
+    name: str
+    format: ArtifactFormat
+    precision: Precision
+    reason: str
+    created: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"format": self.format.value, "precision": self.precision.value}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> FailedArtifact:
+        return cls(**raw | {"format": ArtifactFormat(raw["format"]), "precision": Precision(raw["precision"])})
+
+
+@dataclass(frozen=True)
 class Manifest:
     folder: Path
     model: ModelEntry | None
     artifacts: tuple[ArtifactEntry, ...]
+    failed: tuple[FailedArtifact, ...] = ()
 
     @property
     def path(self) -> Path:
@@ -167,6 +187,7 @@ class Manifest:
             "schema_version": SCHEMA_VERSION,
             "model": self.model.to_dict() if self.model else None,
             "artifacts": [entry.to_dict() for entry in self.artifacts],
+            "failed": [entry.to_dict() for entry in self.failed],
         }
 
 
@@ -190,11 +211,12 @@ def load_manifest(path: Path) -> Manifest:
             raise EdgecnnError(older_schema(raw.get("schema_version")), path)
         model = ModelEntry.from_dict(raw["model"]) if raw.get("model") else None
         artifacts = tuple(ArtifactEntry.from_dict(entry) for entry in raw["artifacts"])
+        failed = tuple(FailedArtifact.from_dict(entry) for entry in raw.get("failed", []))
     except EdgecnnError:
         raise
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise EdgecnnError(f"malformed manifest: {type(exc).__name__}: {exc}", path) from None
-    manifest = Manifest(folder=path.parent, model=model, artifacts=artifacts)
+    manifest = Manifest(folder=path.parent, model=model, artifacts=artifacts, failed=failed)
     for entry in artifacts:
         manifest.resolve(entry.path)
     if model is not None:
@@ -227,40 +249,43 @@ def check_one_model(folder: Path, model_path: str, replace_other: bool) -> None:
         )
 
 
-def update_manifest(folder: Path, model: ModelEntry, entries: list[ArtifactEntry]) -> Manifest:
+def update_manifest(folder: Path, model: ModelEntry, entries: list[ArtifactEntry], failed: Sequence[FailedArtifact] = ()) -> Manifest:
     """Merge new entries into the manifest under a file lock, so concurrent exports never lose each other's work.
 
     Entries of another model (or of an earlier version of this one) are dropped and their files removed: a folder
-    never mixes models."""
+    never mixes models. A row this export failed to make replaces the file of that name, which is removed."""
     from filelock import FileLock, Timeout  # imported here: predict and info never write a manifest
 
     path = Path(folder) / MANIFEST_FILENAME
     try:
         with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_SECONDS):
-            existing = current_artifacts(path)
-            replaced = {entry.name for entry in entries}
+            existing, existing_failed = current_artifacts(path)
+            replaced = {entry.name for entry in entries} | {row.name for row in failed}
             written = {entry.path for entry in entries}
-            stale = [entry for entry in existing if entry.source_model_sha256 != model.sha256]
+            stale = [entry for entry in existing if entry.source_model_sha256 != model.sha256 or entry.name in {row.name for row in failed}]
             for entry in stale:
                 if entry.path not in written:
                     inside_folder(Path(folder), entry.path, path).unlink(missing_ok=True)
             kept = [entry for entry in existing if entry not in stale and entry.name not in replaced]
-            merged = tuple(kept) + tuple(entries)
-            manifest = Manifest(folder=Path(folder), model=model, artifacts=merged)
+            same_model = all(entry.source_model_sha256 == model.sha256 for entry in existing)
+            kept_failed = [row for row in existing_failed if same_model and row.name not in replaced]
+            manifest = Manifest(folder=Path(folder), model=model, artifacts=tuple(kept) + tuple(entries), failed=tuple(kept_failed) + tuple(failed))
             write_json_atomic(path, manifest.to_dict())
     except Timeout:
         raise EdgecnnError(f"manifest is locked by another edgecnn process for over {LOCK_TIMEOUT_SECONDS} s", path) from None
     return manifest
 
 
-def current_artifacts(path: Path) -> tuple[ArtifactEntry, ...]:
-    """The entries an export merges with; a manifest of an older schema is replaced whole (its files are overwritten)."""
+def current_artifacts(path: Path) -> tuple[tuple[ArtifactEntry, ...], tuple[FailedArtifact, ...]]:
+    """The entries and failed rows an export merges with; a manifest of an older schema is replaced whole (its files
+    are overwritten)."""
     if not path.exists():
-        return ()
+        return (), ()
     raw = read_json(path, "manifest")
     if raw.get("schema_version") != SCHEMA_VERSION:
-        return ()
-    return load_manifest(path).artifacts
+        return (), ()
+    manifest = load_manifest(path)
+    return manifest.artifacts, manifest.failed
 
 
 def check_integrity(manifest: Manifest, entry: ArtifactEntry) -> Path:

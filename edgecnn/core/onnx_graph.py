@@ -6,6 +6,12 @@ Profiling the tf2onnx graph under ONNX Runtime (see bench/RESULTS.md) showed two
   kernels per call; onnxslim folds it to one constant Reshape. Kept only if outputs stay bit-identical.
 * MatMul + Add pairs: ONNX Runtime fuses a Gemm into one QGemm when quantized, but a MatMul/Add pair becomes two
   quantized kernels, so the int8 path rewrites them to Gemm before quantization.
+
+One rewrite keeps a correct graph correct in the runtime users open it with: Keras' ZeroPadding2D before
+MaxPooling2D (ResNetV2's stem) converts to a zero `Pad` feeding a `MaxPool`, and ONNX Runtime's basic optimizer
+(`Pad_Fusion`, 1.31 at every opset) folds that Pad into the pool's own padding, which pads with -inf: border maxima of
+signed activations change (max |Δp| 0.5 on a fitted ResNet50V2). The same pool with `auto_pad="VALID"` means exactly
+"no padding of its own", and the pass leaves it alone.
 """
 
 from __future__ import annotations
@@ -41,14 +47,22 @@ def run_model(model: Any, feed: np.ndarray) -> np.ndarray:
 
 
 def slim_if_identical(model: Any, probe: np.ndarray) -> tuple[Any, CleanupReport]:
-    """onnxslim's constant folding and dead-node removal, kept only if outputs on `probe` are bit-identical."""
+    """onnxslim's constant folding and dead-node removal, kept only if outputs on `probe` are bit-identical. A clean-up
+    is an optimisation, never a requirement: when onnxslim raises (its importer fails on ConvNeXt's binary attributes,
+    say), the converted graph is kept and the report says why."""
+    from edgecnn.core.errors import first_line
     from edgecnn.core.provenance import package_version
 
     with training_side("ONNX export's graph clean-up"):
         import onnxslim
 
-    slimmed = onnxslim.slim(model)
-    identical = np.array_equal(run_model(model, probe), run_model(slimmed, probe))
+    try:
+        slimmed = onnxslim.slim(model)
+        identical = np.array_equal(run_model(model, probe), run_model(slimmed, probe))
+        reason = "outputs bit-identical on the probe images" if identical else "outputs changed; original graph kept"
+    except Exception as exc:  # any failure of an optional clean-up keeps the converted graph
+        slimmed, identical = model, False
+        reason = f"onnxslim raised {type(exc).__name__}: {first_line(exc)}; original graph kept"
     kept = slimmed if identical else model
     report = CleanupReport(
         tool=f"onnxslim {package_version('onnxslim')}",
@@ -57,9 +71,56 @@ def slim_if_identical(model: Any, probe: np.ndarray) -> tuple[Any, CleanupReport
         nodes_after=len(kept.graph.node),
         bytes_before=model.ByteSize(),
         bytes_after=kept.ByteSize(),
-        reason="outputs bit-identical on the probe images" if identical else "outputs changed; original graph kept",
+        reason=reason,
     )
     return kept, report
+
+
+def valid_pools_after_zero_pads(model: Any) -> list[str]:
+    """Every MaxPool fed only by a constant-zero Pad, and padding nothing itself, gets `auto_pad="VALID"` in place of
+    its all-zero `pads` (the same computation), so ONNX Runtime's Pad_Fusion cannot fold the zeros into -inf padding.
+    Returns the pools rewritten."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    producers = {output: node for node in graph.node for output in node.output}
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    rewritten = []
+    for pool in graph.node:
+        pad = producers.get(pool.input[0]) if pool.op_type == "MaxPool" else None
+        if pad is None or pad.op_type != "Pad" or readers.get(pad.output[0]) != 1 or not zero_constant_pad(pad, constants):
+            continue
+        attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in pool.attribute}
+        if attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or any(attributes.get("pads", [])):
+            continue
+        kept = [attribute for attribute in pool.attribute if attribute.name not in ("pads", "auto_pad")]
+        del pool.attribute[:]
+        pool.attribute.extend([*kept, helper.make_attribute("auto_pad", "VALID")])
+        rewritten.append(pool.name)
+    return rewritten
+
+
+def zero_constant_pad(pad: Any, constants: dict[str, np.ndarray]) -> bool:
+    """A Pad in constant mode whose fill value is 0 (the default when the input is absent)."""
+    from onnx import helper
+
+    mode = next((helper.get_attribute_value(attribute) for attribute in pad.attribute if attribute.name == "mode"), b"constant")
+    if mode not in (b"constant", "constant"):
+        return False
+    if len(pad.input) < 3 or not pad.input[2]:
+        return True
+    value = constants.get(pad.input[2])
+    return value is not None and not np.any(value)
+
+
+def graph_inputs(model: Any) -> list[str]:
+    """The inputs an app must feed: graph inputs that are not initializers."""
+    initialized = {tensor.name for tensor in model.graph.initializer}
+    return [value.name for value in model.graph.input if value.name not in initialized]
 
 
 def fuse_matmul_add_into_gemm(model: Any) -> Any:

@@ -85,6 +85,11 @@ class RuntimePlugin(Protocol):
     def describe(self, config: Any) -> dict[str, Any]:
         """What a report records: enough for a user to build the same session in their app."""
 
+    def diagnose_optimizer(self, path: Path, images: np.ndarray, expected: np.ndarray, description: ModelDescription, bound: float,
+                           report_folder: Path | None) -> Any:
+        """For a file outside its fp32 bound: the same images with the runtime's graph optimizations off and, when that
+        is right, the pass responsible (an `OptimizerFinding`). None for a runtime without switchable optimizations."""
+
 
 def feed_shape(images: np.ndarray, spec: TensorSpec) -> tuple[int, ...]:
     """The input's shape for this batch: the spec's fixed dimensions (e.g. [batch, H, W] for raw gray pixels)."""

@@ -25,7 +25,7 @@ from edgecnn.core.artifact import TensorSpec
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.native_output import quiet_native_output
-from edgecnn.runners.base import Arithmetic, Backend, Runner, RuntimeRefused, thread_counts
+from edgecnn.runners.base import Arithmetic, Backend, Runner, RuntimeRefused, encode_images, thread_counts
 from edgecnn.runners.registry import Provider, RunOptions
 
 log = logging.getLogger("edgecnn")
@@ -419,5 +419,20 @@ class OnnxRuntimePlugin:
     def describe(self, config: SessionConfig) -> dict[str, Any]:
         return config.describe()
 
+
+    def diagnose_optimizer(self, path: Path, images: np.ndarray, expected: np.ndarray, description: ModelDescription, bound: float,
+                           report_folder: Path | None) -> Any:
+        """ORT optimizes every session by default; the file is rerun on the CPU with ORT_DISABLE_ALL and, when that is
+        right, the pass is bisected over `disabled_optimizers` (runners/onnxrt_passes.py)."""
+        from edgecnn.runners.onnxrt_passes import diagnose
+
+        runner = OnnxRunner(path, SessionConfig(), description)
+        spec = runner.input_spec()
+        runner.close()
+
+        def max_abs_diff(output: np.ndarray) -> float:
+            return float(np.abs(description.probabilities(output).astype(np.float64) - expected).max())
+
+        return diagnose(path, {spec.name: encode_images(images, spec, description)}, max_abs_diff, bound, report_folder)
 
 PLUGIN = OnnxRuntimePlugin()

@@ -106,6 +106,7 @@ class ParityResult:
     runtime: RuntimeName | None = None
     provider_used: Backend | None = None
     arithmetic: Arithmetic | None = None
+    optimizer: dict[str, Any] | None = None  # an fp32 FAIL rerun with graph optimizations off (runners/onnxrt_passes.py)
     confusion: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -283,7 +284,25 @@ def verify_artifact(manifest: Manifest, entry: ArtifactEntry, judged: JudgedSet,
     except EdgecnnError as exc:
         return replace(base, status=Status.ERROR, failures=(CheckFailure("run", exc.what, "runs"),))
     compared = compare(ran, probabilities, judged.probabilities, judged.labels)
+    if compared.status is Status.FAIL and entry.precision is Precision.FP32 and compared.thresholds.atol is not None:
+        compared = with_optimizer_finding(compared, path, probabilities, judged, manifest, runtime)
     return replace(compared, flipped=tuple(int(index) for index in judged.indices[list(compared.flipped)]))
+
+
+OPTIMIZER_PROBE_IMAGES = 64  # the images where the file differs most: enough to show a wrong pass, quick to bisect over
+
+
+def with_optimizer_finding(result: ParityResult, path: Path, probabilities: np.ndarray, judged: JudgedSet, manifest: Manifest,
+                           runtime: RuntimeName) -> ParityResult:
+    """An fp32 file outside its bound, rerun with the runtime's graph optimizations off: when that run is right, the
+    reason says so and names the pass (a correct file broken by the runtime, not a wrong file)."""
+    worst = np.argsort(-np.abs(probabilities.astype(np.float64) - judged.probabilities).max(axis=1))[:OPTIMIZER_PROBE_IMAGES]
+    finding = plugin(runtime).diagnose_optimizer(path, judged.images[worst], judged.probabilities[worst].astype(np.float64),
+                                                 manifest.source_model().description, result.thresholds.atol or 0.0, manifest.folder)
+    if finding is None:
+        return result
+    failure = CheckFailure("runtime_optimizer", finding.describe(), "the same answers with the runtime's optimizations on and off")
+    return replace(result, failures=(*result.failures, failure), optimizer=finding.to_dict())
 
 
 def compare(base: ParityResult, probabilities: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> ParityResult:

@@ -59,3 +59,4 @@ class Converted:
     path: Path
     details: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    extras: tuple[Path, ...] = ()  # staged files published beside it (a minimal graph for an upstream report)

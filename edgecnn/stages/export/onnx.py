@@ -7,7 +7,8 @@ staged file with the details the manifest records about how it was made.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 from edgecnn import __version__
 from edgecnn.core.artifact import INPUT_NAME, OUTPUT_NAME
 from edgecnn.core.description import ModelDescription
-from edgecnn.core.errors import EdgecnnError, training_side
+from edgecnn.core.errors import ConversionRefused, EdgecnnError, converter_refusal, training_side
 from edgecnn.core.layers import keras_layer_names, onnx_node_layers, with_orphans
 from edgecnn.core.manifest import Precision
 from edgecnn.stages.export.artifacts import ArtifactSpec
@@ -38,18 +39,113 @@ def convert_fp32(spec: ArtifactSpec, inputs: ExportInputs) -> Converted:
     with training_side("ONNX export"):
         import tf2onnx
 
-    from edgecnn.core.onnx_graph import slim_if_identical
+    from edgecnn.core.onnx_graph import slim_if_identical, valid_pools_after_zero_pads
 
     description = inputs.description
     tf_function, signature = serving_function(inputs.keras_model, description, uint8_input=spec.uint8_input)
-    model_proto, _ = tf2onnx.convert.from_function(tf_function, input_signature=signature, opset=inputs.options.opset)
+    graph_def, input_name, output_name = frozen_graph(tf_function, signature)
+    with converter_refusal("tf2onnx"):
+        model_proto, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=[input_name], output_names=[output_name], opset=inputs.options.opset,
+                                                        tensors_to_rename={input_name: INPUT_NAME, output_name: OUTPUT_NAME},
+                                                        custom_op_handlers=OP_HANDLERS)
+    check_converted(model_proto)
     probe = raw_pixels(inputs.calibration[:64], description) if spec.uint8_input else description.model_input(inputs.calibration[:64])
     model_proto, cleanup = slim_if_identical(model_proto, probe)
+    rewritten = valid_pools_after_zero_pads(model_proto)
     metadata = inputs.metadata | (
         {"input_layout": f"[{', '.join(map(str, ('batch', *raw_pixel_shape(description))))}]",
          "input_scaling": f"uint8 raw pixels 0-255; the graph computes {description.scaling_text()}"} if spec.uint8_input else {}
     )
-    return save_checked(model_proto, spec, inputs, metadata, {"graph_cleanup": cleanup.to_dict()})
+    details = {"graph_cleanup": cleanup.to_dict(), "valid_pools_after_zero_pads": rewritten}
+    converted = save_checked(model_proto, spec, inputs, metadata, details)
+    return default_session_check(converted, probe, inputs)
+
+
+def default_session_check(converted: Converted, probe: np.ndarray, inputs: ExportInputs) -> Converted:
+    """The fp32 file must agree with Keras as apps open it: under ONNX Runtime's default session options. On the probe
+    images its max |Δp| must meet verify's fp32 bound; when it does not, the responsible optimizer pass is bisected and
+    the smallest graph that shows it is written beside the file for an upstream report (verify then FAILs the file
+    with that reason)."""
+    from edgecnn.runners.onnxrt_passes import diagnose, run_cpu
+    from edgecnn.stages.verify import DEFAULT_THRESHOLDS
+
+    bound = DEFAULT_THRESHOLDS[Precision.FP32].atol or 0.0
+    expected = inputs.keras_probabilities(inputs.calibration[: len(probe)])
+    description = inputs.description
+
+    def max_abs_diff(output: np.ndarray) -> float:
+        return float(np.abs(description.probabilities(output).astype(np.float64) - expected).max())
+
+    feeds = {INPUT_NAME: probe}
+    measured = max_abs_diff(run_cpu(str(converted.path), feeds)[0])
+    check: dict[str, Any] = {"max_abs_diff": measured, "bound": bound, "images": len(probe), "passed": measured <= bound}
+    extras = converted.extras
+    if measured > bound:
+        finding = diagnose(converted.path, feeds, max_abs_diff, bound, converted.path.parent)
+        check["finding"] = finding.to_dict()
+        if finding.reproduction:
+            reproduction = converted.path.parent / finding.reproduction
+            extras = (*extras, reproduction, reproduction.with_suffix(".npz"))
+    return replace(converted, details=converted.details | {"default_session_check": check}, extras=extras)
+
+
+def frozen_graph(tf_function: Any, signature: list[Any]) -> tuple[Any, str, str]:
+    """The serving function's graph with every captured value frozen into a constant, and its input and output tensor
+    names. tf2onnx's `from_function` takes each captured non-variable tensor for an input (a Keras 3 `Normalization`
+    built with a mean and variance, as EfficientNet's, gave files that asked apps for the mean and variance); frozen,
+    the only placeholder left is the image."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    with converter_refusal("TensorFlow's graph freezing"):
+        frozen = convert_variables_to_constants_v2(tf_function.get_concrete_function(*signature), aggressive_inlining=True)
+    inputs, outputs = [tensor.name for tensor in frozen.inputs], [tensor.name for tensor in frozen.outputs]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ConversionRefused(f"the frozen serving graph has inputs {inputs} and outputs {outputs}; edgecnn writes files with one image input and one output")
+    return inlinable(frozen.graph.as_graph_def()), inputs[0], outputs[0]
+
+
+def inlinable(graph_def: Any) -> Any:
+    """Keras 3 runs grouped convolutions (ConvNeXt's depthwise 7x7) through a `jit_compile=True` function, which
+    TensorFlow never inlines: tf2onnx then leaves a StatefulPartitionedCall no runtime knows. Without the XLA marks
+    the function inliner tf2onnx runs (grappler's `function` pass) puts the plain Conv2D in its place."""
+    marks = ("_XlaMustCompile", "_noinline")
+    for holder in [*graph_def.node, *graph_def.library.function]:
+        for mark in marks:
+            if mark in holder.attr:
+                del holder.attr[mark]
+    return graph_def
+
+
+def complementary_error_function(ctx: Any, node: Any, name: str, args: Any) -> None:
+    """tf2onnx handler for TensorFlow's Erfc, which it lacks (Keras' exact GELU, as in ConvNeXt): erfc(x) = 1 - erf(x)."""
+    from onnx import helper
+
+    dtype = helper.tensor_dtype_to_np_dtype(ctx.get_dtype(node.input[0]))
+    erf = ctx.make_node("Erf", [node.input[0]])
+    one = ctx.make_const(f"{node.name}/one", np.ones((), dtype=dtype))
+    node.type = "Sub"
+    ctx.replace_inputs(node, [one.output[0], erf.output[0]])
+
+
+OP_HANDLERS: dict[str, tuple[Callable[..., None], list[Any]]] = {"Erfc": (complementary_error_function, [])}
+
+
+def check_converted(model_proto: Any) -> None:
+    """What tf2onnx gives must be a file an app can run with the image alone: every op an ONNX operator (an op it could
+    not convert is named, with the layer it came from), and no input but the image (a captured constant never
+    becomes an input)."""
+    import onnx
+
+    from edgecnn.core.onnx_graph import graph_inputs
+
+    opset = next(entry.version for entry in model_proto.opset_import if entry.domain in ("", "ai.onnx"))
+    for node in model_proto.graph.node:
+        if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type, max_inclusive_version=opset):
+            raise ConversionRefused(f"tf2onnx cannot convert TensorFlow's {node.op_type} op (at {node.name.rsplit('/', 1)[0]})")
+    names = graph_inputs(model_proto)
+    if names != [INPUT_NAME]:
+        extra = [name for name in names if name != INPUT_NAME]
+        raise ConversionRefused(f"tf2onnx gave a graph with inputs {names}: {', '.join(extra)} should have been constants")
 
 
 def convert_fp16(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Converted:
@@ -142,7 +238,8 @@ def save_checked(model_proto: Any, spec: ArtifactSpec, inputs: ExportInputs, met
     model_proto.doc_string = f"edgecnn {spec.name}"
     path = inputs.staging / spec.filename(inputs.model_entry.stem)
     onnx.save(model_proto, path)
-    onnx.checker.check_model(str(path), full_check=True)
+    with converter_refusal("the ONNX checker"):
+        onnx.checker.check_model(str(path), full_check=True)
     return Converted(path, details | {"opset": inputs.options.opset})
 
 

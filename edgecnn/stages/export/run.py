@@ -2,7 +2,9 @@
 
 A run that fails midway leaves the previous artifacts and manifest untouched. A derived precision (fp16, int8 ONNX)
 is converted from its base row; when the base was not requested it is converted for it, recorded in the derived
-artifact's details and in the result, and not published.
+artifact's details and in the result, and not published. A converter that refuses the model costs only its own rows
+(and the rows derived from them): they are recorded as failed with the converter's one-line reason, the others are
+published, and the command exits 1.
 """
 
 from __future__ import annotations
@@ -20,9 +22,19 @@ import numpy as np
 
 from edgecnn import __version__
 from edgecnn.core.data import Dataset
+from edgecnn.core.errors import ConversionRefused, converter_refusal
 from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file
 from edgecnn.core.layers import check_layer_names, keras_layer_names
-from edgecnn.core.manifest import ArtifactEntry, ArtifactFormat, ModelEntry, Precision, TensorSpec, check_one_model, update_manifest
+from edgecnn.core.manifest import (
+    ArtifactEntry,
+    ArtifactFormat,
+    FailedArtifact,
+    ModelEntry,
+    Precision,
+    TensorSpec,
+    check_one_model,
+    update_manifest,
+)
 from edgecnn.core.provenance import library_versions, utc_now
 from edgecnn.core.reference import Reference, golden_indices, stored_sample, write_reference
 from edgecnn.stages.export import onnx as onnx_converter
@@ -52,6 +64,7 @@ class ExportResult:
     seconds: float
     unpublished_bases: tuple[str, ...] = ()  # rows converted only as the base of a requested one
     searches: dict[str, SearchResult] = field(default_factory=dict)  # --max-drop: the trail per int8 artifact
+    failed: tuple[FailedArtifact, ...] = ()  # rows a converter refused, with its reason (the command exits 1)
 
 
 def export(options: ExportOptions, progress: Callable[[str], None] | None = None) -> ExportResult:
@@ -76,15 +89,16 @@ def export(options: ExportOptions, progress: Callable[[str], None] | None = None
         reference = keras_reference(inputs, source.dataset, options.seed)
         goldens = golden_indices(reference, int(np.prod(reference.images.shape[1:])))
         inputs = replace(inputs, goldens=(reference.images[goldens], reference.probabilities[goldens]))
-        staged, searches = convert_all(specs, inputs, progress or (lambda name: None), validation)
+        staged, searches, refused = convert_all(specs, inputs, progress or (lambda name: None), validation)
         bundle_model(model_path, out)
-        entries = [publish(spec, staged[spec.name], out, model_entry) for spec in specs]
+        entries = [publish(spec, staged[spec.name], out, model_entry) for spec in specs if spec.name in staged]
+        failed = [FailedArtifact(spec.name, spec.format, spec.precision, refused[spec.name], utc_now()) for spec in specs if spec.name in refused]
         model_entry = replace(model_entry, reference=write_reference(out, reference, source.dataset.describe(), model_entry.sha256))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    manifest = update_manifest(out, model_entry, entries)
+    manifest = update_manifest(out, model_entry, entries, failed)
     bases = tuple(name for name in staged if name not in {spec.name for spec in specs})
-    return ExportResult(manifest.path, model_entry, tuple(entries), time.perf_counter() - started, bases, searches)
+    return ExportResult(manifest.path, model_entry, tuple(entries), time.perf_counter() - started, bases, searches, tuple(failed))
 
 
 def keras_reference(inputs: ExportInputs, dataset: Dataset, seed: int) -> Reference:
@@ -116,20 +130,27 @@ def process_alive(pid: int) -> bool:
 
 def convert_all(
     specs: list[ArtifactSpec], inputs: ExportInputs, progress: Callable[[str], None], validation: Validation | None = None
-) -> tuple[dict[str, Converted], dict[str, SearchResult]]:
+) -> tuple[dict[str, Converted], dict[str, SearchResult], dict[str, str]]:
     """Each requested row, bases first; a base not requested is converted once for its derived rows. With --max-drop
-    an int8 row is searched for (stages/export/search.py), starting from its first conversion."""
+    an int8 row is searched for (stages/export/search.py), starting from its first conversion. Returns the staged
+    files, the searches, and the rows a converter refused with its reason (a row whose base was refused is refused too)."""
     staged: dict[str, Converted] = {}
     searches: dict[str, SearchResult] = {}
+    refused: dict[str, str] = {}
     requested = {spec.name for spec in specs}
     for spec in sorted(specs, key=lambda item: item.base is not None):
         base = None
         if spec.base is not None:
-            if spec.base not in staged:
-                staged[spec.base] = convert_one(spec_named(spec.base), inputs, None)
+            if spec.base not in staged and spec.base not in refused:
+                attempt(spec_named(spec.base), inputs, None, staged, refused)
+            if spec.base in refused:
+                refused[spec.name] = f"not converted: its base {spec.base} was refused ({refused[spec.base]})"
+                continue
             base = staged[spec.base].path
         progress(spec.name)
-        converted = convert_one(spec, inputs, base)
+        if not attempt(spec, inputs, base, staged, refused):
+            continue
+        converted = staged[spec.name]
         if validation is not None and inputs.options.max_drop is not None and spec.precision is Precision.INT8:
             converted, searches[spec.name] = search(spec, inputs, base, converted, validation, convert_one, inputs.options.max_drop,
                                                     QUANTIZED.min_agreement or 0.0)
@@ -137,12 +158,23 @@ def convert_all(
             derived = {"artifact": spec.base, "published": spec.base in requested}
             converted = replace(converted, details=converted.details | {"derived_from": derived})
         staged[spec.name] = converted
-    return staged, searches
+    return staged, searches, refused
+
+
+def attempt(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, staged: dict[str, Converted], refused: dict[str, str]) -> bool:
+    """Convert one row into `staged`, or record the converter's refusal in `refused`; a user error still stops the run."""
+    try:
+        staged[spec.name] = convert_one(spec, inputs, base)
+    except ConversionRefused as exc:
+        refused[spec.name] = exc.what
+        return False
+    return True
 
 
 def convert_one(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Converted:
     started = time.perf_counter()
-    converted = CONVERTERS[spec.format](spec, inputs, base)
+    with converter_refusal(f"{spec.format.value} export of {spec.name}"):
+        converted = CONVERTERS[spec.format](spec, inputs, base)
     return replace(converted, seconds=time.perf_counter() - started)
 
 
@@ -150,6 +182,8 @@ def publish(spec: ArtifactSpec, staged: Converted, out: Path, model_entry: Model
     """Move a staged file into place (atomic rename within the folder) and describe it for the manifest."""
     destination = out / spec.filename(model_entry.stem)
     staged.path.replace(destination)
+    for extra in staged.extras:
+        extra.replace(out / extra.name)
     inputs, outputs, details = describe_artifact(spec, destination, model_entry)
     return ArtifactEntry(
         name=spec.name,

@@ -10,6 +10,7 @@ logits; class names from the data; the digit recipe only for MNIST's digits. `--
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from edgecnn.stages.export.artifacts import ExportOptions
 from edgecnn.stages.train_report import REPORT_FILENAME, TrainReport
 
 OUTPUT_PROBE_IMAGES = 64
+log = logging.getLogger("edgecnn")
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def load_source_model(options: ExportOptions, path: Path) -> SourceModel:
         accuracy = report.test_accuracy if same_data else None  # measured on other data: not this data's
     else:
         dataset = load_dataset(DataRequest(options.data, options.image_size, options.color))
-        description = options.describe.applied(detect_description(keras_model, dataset, path))
+        description = options.describe.applied(detect_description(keras_model, dataset, path, options.image_size))
         data, accuracy = dataset.record(), None
     check_model_fits(description, dataset, path.name)
     entry = ModelEntry(path=path.name, sha256=sha, test_accuracy=accuracy, data=data, description=description)
@@ -83,8 +85,12 @@ def trained_here(path: Path, sha: str) -> TrainReport | None:
     return TrainReport.from_raw(raw, report_path)
 
 
-def detect_description(keras_model: Any, dataset: Dataset, path: Path) -> ModelDescription:
+def detect_description(keras_model: Any, dataset: Dataset, path: Path, image_size: tuple[int, int] | None = None) -> ModelDescription:
     height, width, channels, classes = model_io(keras_model, path)
+    if height is None or width is None:
+        height, width = image_size or dataset.image_shape[:2]
+        log.warning("%s takes any image size; exporting it for %dx%d, %s", path.name, height, width,
+                    "from --image-size" if image_size else "the data's size (--image-size chooses another)")
     class_names = dataset.class_names if dataset.num_classes == classes else tuple(str(index) for index in range(classes))
     description = ModelDescription(
         height=height, width=width, channels=channels, scaling=detect_scaling(keras_model), class_names=class_names,
@@ -95,19 +101,20 @@ def detect_description(keras_model: Any, dataset: Dataset, path: Path) -> ModelD
     return replace(description, output=detect_output(keras_model, description, dataset.x_train[:OUTPUT_PROBE_IMAGES]))
 
 
-def model_io(keras_model: Any, path: Path) -> tuple[int, int, int, int]:
-    """(height, width, channels, classes) of a model with one NHWC image input and one (N, K) output."""
+def model_io(keras_model: Any, path: Path) -> tuple[int | None, int | None, int, int]:
+    """(height, width, channels, classes) of a model with one NHWC image input and one (N, K) output; height and width
+    are None for a model built for any size (`input_shape=(None, None, 3)`)."""
     inputs, outputs = list(keras_model.inputs), list(keras_model.outputs)
     if len(inputs) != 1 or len(outputs) != 1:
         raise EdgecnnError(f"edgecnn takes a model with one image input and one (N, K) output; this one has {len(inputs)} inputs and "
                            f"{len(outputs)} outputs", path)
     shape, out_shape = tuple(inputs[0].shape), tuple(outputs[0].shape)
-    if len(shape) != 4 or any(dim is None for dim in shape[1:]) or shape[3] not in (1, 3):
-        raise EdgecnnError(f"the model's input has shape {shape}; edgecnn needs a fixed NHWC image input (None, H, W, 1|3) "
-                           "(build it with input_shape=(H, W, C))", path)
+    if len(shape) != 4 or shape[3] not in (1, 3) or (shape[1] is None) != (shape[2] is None):
+        raise EdgecnnError(f"the model's input has shape {shape}; edgecnn needs an NHWC image input (None, H, W, 1|3), H and W both "
+                           "fixed or both None (build it with input_shape=(H, W, C))", path)
     if len(out_shape) != 2 or out_shape[1] is None or out_shape[1] < 2:
         raise EdgecnnError(f"the model's output has shape {out_shape}; edgecnn needs (None, K) class scores with K >= 2", path)
-    return int(shape[1]), int(shape[2]), int(shape[3]), int(out_shape[1])
+    return (None if shape[1] is None else int(shape[1])), (None if shape[2] is None else int(shape[2])), int(shape[3]), int(out_shape[1])
 
 
 def first_layer(keras_model: Any) -> Any:

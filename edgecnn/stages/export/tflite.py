@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError, converter_refusal
 from edgecnn.core.layers import LayerMap, keras_layer_names, with_orphans
 from edgecnn.core.manifest import Precision
 from edgecnn.core.native_output import quiet_native_output
@@ -19,7 +19,7 @@ def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Conv
     from edgecnn.core.backend import import_tensorflow
 
     tf = import_tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(inputs.keras_model)
+    converter = keras_converter(tf, inputs)
     details: dict[str, Any] = {}
     if spec.precision is not Precision.FP32:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -40,7 +40,7 @@ def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Conv
         if kept_layers and spec.io_type is IoType.UINT8:
             raise EdgecnnError("int8 files with layers kept in float take and give int8 (the converter's debugger has no uint8 I/O)",
                                "--keep-float")
-    with quiet_native_output((1, 2)):
+    with quiet_native_output((1, 2)), converter_refusal("the TFLite converter"):
         if quantization and quantization["kept_float_layers"]:
             flatbuffer = convert_keeping_float(tf, converter, inputs, quantization)
         else:
@@ -54,13 +54,26 @@ def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Conv
     return Converted(path, details | {"metadata": "edgecnn entry in the model's metadata table"})
 
 
+def keras_converter(tf: Any, inputs: ExportInputs) -> Any:
+    """The TFLite converter for the model; a model built for any image size is converted at the size its description
+    records (from a concrete function), as the ONNX files are, so every file takes the same fixed-size images."""
+    model = inputs.keras_model
+    if all(dim is not None for dim in tuple(model.inputs[0].shape)[1:]):
+        return tf.lite.TFLiteConverter.from_keras_model(model)
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    serve = tf.function(lambda image: model(image, training=False))
+    concrete = serve.get_concrete_function(tf.TensorSpec([None, *inputs.description.image_shape], tf.float32))
+    return tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(concrete)])
+
+
 def convert_keeping_float(tf: Any, converter: Any, inputs: ExportInputs, quantization: dict[str, Any]) -> bytes:
     """Selective int8 through the converter's quantization debugger (`denylisted_nodes`): the kept layers' operators
     stay float builtins, everything else int8, and the file's input and output stay integer.
 
     The debugger names nodes by their output tensors, which are read from a float conversion of the same model."""
     kept_layers = quantization["kept_float_layers"]
-    operators = operator_tensors(tf.lite.TFLiteConverter.from_keras_model(inputs.keras_model).convert())
+    operators = operator_tensors(keras_converter(tf, inputs).convert())
     names = [name for _, _, outputs in operators for name in outputs]
     layer_map = LayerMap.build(names, keras_layer_names(inputs.keras_model))
     owners = {name: layer_map.layer_of(name) for name, _, _ in operators}
