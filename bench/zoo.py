@@ -108,9 +108,28 @@ def fitted_model(family: Family, data: Path, folder: Path, epochs: int, seed: in
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     scale = 1.0 if scales_itself(model) else 1 / 255
     model.fit(dataset.x_train.astype(np.float32) * scale, dataset.y_train.astype(np.int64), epochs=epochs, batch_size=32, verbose=0)
+    recalibrate_batch_norm(model, dataset.x_train.astype(np.float32) * scale)
     path = folder / f"{re.sub(r'[^A-Za-z0-9]+', '_', family.name).lower()}.keras"
     model.save(path)
     return path, int(model.count_params())
+
+
+def recalibrate_batch_norm(model: Any, images: np.ndarray, passes: int = 30, batch: int = 64) -> None:
+    """Moving statistics of the data, for a model fitted briefly: keras.applications' BatchNormalization keeps 99-99.9% of
+    its running mean and variance per step, so a few hundred steps leave them near their initial values and the model
+    in inference mode gives nearly constant outputs (every parity check then passes trivially). Forward passes in
+    training mode with momentum 0.5 set them from the data; no weight changes."""
+    import keras
+
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.5
+    rng = np.random.default_rng(0)
+    for _ in range(passes):
+        model(images[rng.choice(len(images), size=min(batch, len(images)), replace=False)], training=True)
+    for layer, momentum in zip(layers, momenta, strict=True):
+        layer.momentum = momentum
 
 
 def scales_itself(model: Any) -> bool:

@@ -63,6 +63,11 @@ class PipelineResult:
     def passed(self) -> bool:
         return self.verify.passed and not self.export.failed
 
+    @property
+    def exit_code(self) -> int:
+        """verify's exit code (0 all PASS, 1 any FAIL, 3 INCONCLUSIVE only), and 1 when a format could not be made."""
+        return 1 if self.export.failed else self.verify.exit_code
+
 
 def run_pipeline(options: PipelineOptions, stage_started: Callable[[str], None] = lambda stage: None) -> PipelineResult:
     out = Path(options.out)
@@ -80,7 +85,7 @@ def run_pipeline(options: PipelineOptions, stage_started: Callable[[str], None] 
     verified = verify(VerifyOptions(manifest=exported.manifest_path, data=options.data, run=options.run,
                                     overrides=Thresholds(max_drop_points=options.max_drop)))
     benched = None
-    if verified.passed:
+    if verified.exit_code != 1:  # every file PASSed, or only the test split was too small to decide some
         stage_started("bench")
         benched = bench(bench_options(options, exported.manifest_path))
     rows = benched.results if benched else ()

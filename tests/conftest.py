@@ -12,6 +12,17 @@ import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench_script(name: str):
+    """A script of bench/ as a module (its functions are what the test runs, not a copy of them)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)  # dataclasses look their module up while it runs
+    spec.loader.exec_module(module)
+    return module
 SHARED_NPZ = REPO_ROOT.parent / "shared" / "data" / "mnist-offline.npz"
 
 

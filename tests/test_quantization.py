@@ -145,14 +145,6 @@ def test_the_bisection_finds_the_shortest_float_tail_that_meets_the_budget():
     assert len(steps) <= 7  # log2(19) tries, and the best written again when the last missed
 
 
-def test_the_agreement_bound_asks_for_more_than_the_point_estimate():
-    from edgecnn.stages.export.search import wilson_lower_bound
-
-    assert wilson_lower_bound(0.99, 6000) < 0.99 < wilson_lower_bound(0.995, 6000)
-    assert wilson_lower_bound(1.0, 200) < 0.99 <= wilson_lower_bound(1.0, 300)  # 200 images cannot certify 99 %: the point estimate decides
-    assert wilson_lower_bound(0.5, 0) == 0.0
-
-
 def test_renamed_convolutions_are_found_by_their_weights_and_orphans_follow_their_input():
     """tf2onnx renames the convolutions it rewrites (`Conv__7`) but keeps the layer's scope in their weights; an op Keras
     recorded without a layer (MobileNetV3's hard-sigmoid multiply) goes with the layer whose output it reads."""

@@ -4,17 +4,12 @@ default options, verify, predict on pictures of another size, selftest, bench). 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import bench_script
 
-spec = importlib.util.spec_from_file_location("zoo", REPO_ROOT / "bench" / "zoo.py")
-assert spec is not None and spec.loader is not None
-zoo = sys.modules["zoo"] = importlib.util.module_from_spec(spec)  # dataclasses look their module up while it runs
-spec.loader.exec_module(zoo)
+zoo = bench_script("zoo")
 
 SUBSET = ("EfficientNetB0", "ResNet50V2", "ConvNeXtTiny")
 

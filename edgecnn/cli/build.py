@@ -196,4 +196,4 @@ def pipeline_command(
         bench_table(result.bench.results)
     ship_table(result.ship)
     typer.echo(f"wrote {result.report_markdown} and {result.report_html}")
-    return 0 if result.passed else 1
+    return result.exit_code

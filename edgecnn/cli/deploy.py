@@ -61,7 +61,7 @@ def verify_command(
     else:
         verify_table(result)
         typer.echo(f"wrote {written(result.report_path, result.confusion_path)}")
-    return 0 if result.passed else 1
+    return result.exit_code
 
 
 class Baseline(str, Enum):

@@ -34,6 +34,33 @@ class Precision(str, Enum):
 
 
 @dataclass(frozen=True)
+class DerivedBound:
+    """A |Δp| bound derived from this model at export: `max_abs_diff` allowed, from what a faithful execution in that
+    precision `measured` on `images` reference images, and how (`basis`)."""
+
+    max_abs_diff: float
+    measured: float
+    images: int
+    basis: str
+
+
+@dataclass(frozen=True)
+class ParityBounds:
+    """What verify and selftest judge this model's files by, stored beside the reference so a device judges the same
+    way without TensorFlow: the fp16 |Δp| bound, and the Keras margin above which a top-1 flip counts as damage."""
+
+    fp16: DerivedBound
+    decided_margin: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ParityBounds:
+        return cls(DerivedBound(**raw["fp16"]), float(raw["decided_margin"]))
+
+
+@dataclass(frozen=True)
 class ReferenceRecord:
     """The manifest's note of the stored reference: which file, which model and data it came from, and how much of the
     test split it holds."""
@@ -43,6 +70,7 @@ class ReferenceRecord:
     images: int
     model_sha256: str
     data: dict[str, Any]  # the data it was cut from, as verify reports data (source, shape, classes, sizes, sha256)
+    bounds: ParityBounds | None = None  # derived from this model at export (None: written before bounds were derived)
 
     @property
     def test_size(self) -> int:
@@ -57,7 +85,7 @@ class ReferenceRecord:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ReferenceRecord:
-        return cls(**raw)
+        return cls(**raw | {"bounds": ParityBounds.from_dict(raw["bounds"]) if raw.get("bounds") else None})
 
 
 @dataclass(frozen=True)

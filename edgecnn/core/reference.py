@@ -20,7 +20,7 @@ import numpy as np
 
 from edgecnn.core.errors import EdgecnnError, IntegrityError
 from edgecnn.core.files import atomic_path, sha256_file
-from edgecnn.core.manifest import ReferenceRecord
+from edgecnn.core.manifest import ParityBounds, ReferenceRecord
 
 REFERENCE_FILENAME = "verify_reference.npz"
 REFERENCE_MAX_BYTES = 64 * 2**20  # image bytes stored; a larger test split is stored as a seeded sample, and verify says so
@@ -48,12 +48,12 @@ def stored_sample(test_size: int, image_bytes: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(test_size, size=count, replace=False))
 
 
-def write_reference(folder: Path, reference: Reference, data: dict[str, Any], model_sha256: str) -> ReferenceRecord:
+def write_reference(folder: Path, reference: Reference, data: dict[str, Any], model_sha256: str, bounds: ParityBounds) -> ReferenceRecord:
     path = Path(folder) / REFERENCE_FILENAME
     with atomic_path(path) as temp, open(temp, "wb") as handle:
         np.savez_compressed(handle, images=reference.images, labels=reference.labels, probabilities=reference.probabilities,
                             indices=reference.indices)
-    return ReferenceRecord(REFERENCE_FILENAME, sha256_file(path), int(len(reference.labels)), model_sha256, data)
+    return ReferenceRecord(REFERENCE_FILENAME, sha256_file(path), int(len(reference.labels)), model_sha256, data, bounds)
 
 
 def load_reference(path: Path, record: ReferenceRecord, verify_hash: bool) -> Reference:

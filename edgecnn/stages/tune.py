@@ -103,11 +103,11 @@ class ParityCache:
         runner = open_runner(target.format, target.path, description=target.runner.description, runtime=runtime, config=config)
         try:
             probabilities = runner.description.probabilities(infer_in_batches(runner, self.judged.images[:PARITY_IMAGES]))
-            thresholds = thresholds_for(precision, runner.arithmetic)
+            thresholds = thresholds_for(precision, runner.arithmetic, self.judged.bounds)
         finally:
             runner.close()
         base = ParityResult(target.name, str(target.path), precision, "", Status.PASS, thresholds)
-        result = compare(base, probabilities, self.judged.probabilities[:PARITY_IMAGES], self.judged.labels[:PARITY_IMAGES])
+        result = compare(base, probabilities, self.judged.probabilities[:PARITY_IMAGES], self.judged.labels[:PARITY_IMAGES], self.judged.decided_margin)
         return "; ".join(failure.describe() for failure in result.failures)
 
 

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from edgecnn.core.description import ModelDescription
-from edgecnn.core.manifest import ModelEntry, Precision
+from edgecnn.core.manifest import ModelEntry, ParityBounds, Precision
 from edgecnn.core.reference import Goldens
+from edgecnn.runners.base import Arithmetic
 from edgecnn.stages.export.artifacts import ExportOptions
 
 
@@ -23,6 +24,7 @@ class ExportInputs:
     calibration: np.ndarray  # uint8 (N, H, W, C) training images in the model's size and color
     metadata: dict[str, str]  # the facts every file carries: description, labels, input layout and scaling, source model
     goldens: tuple[np.ndarray, np.ndarray] | None = None  # golden test images and their Keras probabilities (core/reference.py)
+    bounds: ParityBounds | None = None  # the fp16 bound derived from this model (stages/export/bounds.py)
 
     @property
     def description(self) -> ModelDescription:
@@ -43,9 +45,9 @@ class ExportInputs:
         """What a file of this precision carries: the shared facts, and the goldens with its precision's selftest bound."""
         if self.goldens is None:
             return self.metadata
-        from edgecnn.stages.verify import DEFAULT_THRESHOLDS
+        from edgecnn.stages.verify import thresholds_for
 
-        thresholds = DEFAULT_THRESHOLDS[precision]
+        thresholds = thresholds_for(precision, Arithmetic.FP32, self.bounds)
         return self.metadata | Goldens(*self.goldens, thresholds.atol, thresholds.basis).to_metadata()
 
     def calibration_details(self) -> dict[str, object]:

@@ -40,6 +40,7 @@ from edgecnn.core.reference import Reference, golden_indices, stored_sample, wri
 from edgecnn.stages.export import onnx as onnx_converter
 from edgecnn.stages.export import tflite as tflite_converter
 from edgecnn.stages.export.artifacts import ArtifactSpec, ExportOptions, select_artifacts, spec_named
+from edgecnn.stages.export.bounds import parity_bounds
 from edgecnn.stages.export.inputs import Converted, ExportInputs
 from edgecnn.stages.export.search import SearchResult, Validation, search, validation_split
 from edgecnn.stages.export.source import SourceModel, load_source_model, resolve_model_path
@@ -87,13 +88,14 @@ def export(options: ExportOptions, progress: Callable[[str], None] | None = None
         calibration = calibration_images(options, source, validation.indices if validation is not None else None)
         inputs = ExportInputs(source.keras_model, model_entry, options, staging, calibration, model_metadata(model_entry))
         reference = keras_reference(inputs, source.dataset, options.seed)
+        bounds = parity_bounds(source.keras_model, reference.images, reference.probabilities, model_entry.description)
         goldens = golden_indices(reference, int(np.prod(reference.images.shape[1:])))
-        inputs = replace(inputs, goldens=(reference.images[goldens], reference.probabilities[goldens]))
+        inputs = replace(inputs, goldens=(reference.images[goldens], reference.probabilities[goldens]), bounds=bounds)
         staged, searches, refused = convert_all(specs, inputs, progress or (lambda name: None), validation)
         bundle_model(model_path, out)
         entries = [publish(spec, staged[spec.name], out, model_entry) for spec in specs if spec.name in staged]
         failed = [FailedArtifact(spec.name, spec.format, spec.precision, refused[spec.name], utc_now()) for spec in specs if spec.name in refused]
-        model_entry = replace(model_entry, reference=write_reference(out, reference, source.dataset.describe(), model_entry.sha256))
+        model_entry = replace(model_entry, reference=write_reference(out, reference, source.dataset.describe(), model_entry.sha256, bounds))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     manifest = update_manifest(out, model_entry, entries, failed)

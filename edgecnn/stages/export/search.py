@@ -17,7 +17,6 @@ miss it, and the search says so). Every step is recorded: layers kept, accuracy,
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 from edgecnn.core.data import holdout_indices
 from edgecnn.core.layers import keras_layer_names
+from edgecnn.core.verdict import DECIDED_MARGIN, Decision, accuracy_criterion, agreement_criterion, overall
 from edgecnn.runners import infer_in_batches, open_runner
 from edgecnn.stages.export.artifacts import ArtifactSpec
 from edgecnn.stages.export.inputs import Converted, ExportInputs
@@ -55,7 +55,7 @@ class SearchStep:
     accuracy: float
     drop_points: float
     agreement: float
-    agreement_low: float  # its one-sided 95 % lower bound (Wilson) on the validation images: what must reach the minimum
+    agreement_low: float  # its one-sided 95 % lower bound (Clopper-Pearson, decided images): what must reach the minimum
     bytes: int
     p50_batch1_us: float
     within_budget: bool
@@ -159,23 +159,17 @@ def evaluate(spec: ArtifactSpec, converted: Converted, inputs: ExportInputs, val
     finally:
         runner.close()
     accuracy = float(np.mean(probabilities.argmax(axis=1) == validation.labels))
-    agreement = float(np.mean(probabilities.argmax(axis=1) == keras_probabilities.argmax(axis=1)))
-    low = wilson_lower_bound(agreement, len(validation.labels))
-    # on a split too small for any agreement to certify the minimum (under ~270 images for 99 %), the point estimate decides
-    judged = low if wilson_lower_bound(1.0, len(validation.labels)) >= min_agreement else agreement
+    predicted, expected = probabilities.argmax(axis=1), keras_probabilities.argmax(axis=1)
+    agreement = float(np.mean(predicted == expected))
+    ranked = np.sort(keras_probabilities, axis=1)
+    decided = ranked[:, -1] - ranked[:, -2] > DECIDED_MARGIN
+    keras_right, artifact_right = expected == validation.labels, predicted == validation.labels
+    # verify's criteria, on the validation images: a candidate is within budget only when both PASS at 95%
+    criteria = [agreement_criterion(int(np.sum((predicted == expected) & decided)), int(decided.sum()), min_agreement),
+                accuracy_criterion(int(np.sum(keras_right & ~artifact_right)), int(np.sum(~keras_right & artifact_right)), len(validation.labels), max_drop)]
     drop = round(100.0 * (keras_accuracy - accuracy), 4)
-    return SearchStep(tuple(kept), accuracy, drop, agreement, round(low, 6), converted.path.stat().st_size, round(p50, 2),
-                      drop <= max_drop and judged >= min_agreement)
-
-
-def wilson_lower_bound(fraction: float, count: int, z: float = 1.645) -> float:
-    """One-sided 95 % Wilson lower bound of a proportion: a candidate at exactly 99.0 % agreement on the validation images
-    is as likely as not to fall under 99 % on the test split, so the search asks for the bound to reach the minimum."""
-    if count == 0:
-        return 0.0
-    centre = fraction + z * z / (2 * count)
-    spread = z * math.sqrt(fraction * (1 - fraction) / count + z * z / (4 * count * count))
-    return (centre - spread) / (1 + z * z / count)
+    return SearchStep(tuple(kept), accuracy, drop, agreement, round(criteria[0].low, 6), converted.path.stat().st_size, round(p50, 2),
+                      overall(criteria) is Decision.PASS)
 
 
 @dataclass(frozen=True)
