@@ -73,6 +73,8 @@ class ZooRow:
     parameters: int = 0
     exported: dict[str, str] = field(default_factory=dict)  # artifact → "ok" or the converter's one line
     ort_default_max_abs_diff: float | None = None  # fp32 ONNX under ORT's default session, against Keras
+    fp16_bound: float | None = None  # the fp16 |Δp| bound export derived from this model
+    fp16_keras_measured: float | None = None  # what Keras itself in float16 measured (the bound's basis)
     verdicts: dict[str, str] = field(default_factory=dict)
     sizes_kb: dict[str, float] = field(default_factory=dict)
     latency_us: dict[str, float] = field(default_factory=dict)  # batch-1 p50
@@ -209,6 +211,7 @@ def run_family(family: Family, data: Path, folder: Path, epochs: int, quantize: 
             result = export(options)
             row.exported |= {entry.name: "ok" for entry in result.artifacts} | {failed.name: failed.reason for failed in result.failed}
         manifest = load_manifest(folder / "manifest.json")
+        fill_bounds(row, manifest)
         row.sizes_kb = {entry.name: entry.bytes / 1024 for entry in manifest.artifacts}
         if "onnx-fp32" in row.sizes_kb:
             test_images = load_dataset(DataRequest(str(data), family.size, color)).x_test
@@ -227,12 +230,18 @@ def run_family(family: Family, data: Path, folder: Path, epochs: int, quantize: 
     return row
 
 
+def fill_bounds(row: ZooRow, manifest: Any) -> None:
+    reference = manifest.source_model().reference
+    if reference is not None and reference.bounds is not None:
+        row.fp16_bound, row.fp16_keras_measured = reference.bounds.fp16.max_abs_diff, reference.bounds.fp16.measured
+
+
 def markdown(rows: list[ZooRow], data: str, epochs: int) -> str:
     names = sorted({name for row in rows for name in row.exported}, key=lambda name: (not name.startswith("onnx"), name))
     lines = [f"Data: digits 0-{CLASSES - 1} of `{data}` in each model's size and color, {epochs} epoch(s); 2-core VM. "
              "Cells: verify verdict, size (KB), batch-1 p50 (µs); a file that could not be made shows its converter's line.", "",
-             "| family | input | params | fp32 ORT default max \\|Δp\\| | predict agreement | " + " | ".join(names) + " |",
-             "|---|---|---:|---:|---:|" + "---|" * len(names)]
+             "| family | input | params | fp32 ORT default max \\|Δp\\| | fp16 bound (Keras float16) | predict agreement | " + " | ".join(names) + " |",
+             "|---|---|---:|---:|---:|---:|" + "---|" * len(names)]
     for row in rows:
         cells = []
         for name in names:
@@ -247,7 +256,8 @@ def markdown(rows: list[ZooRow], data: str, epochs: int) -> str:
                 cells.append(f"{verdict}{selftest}, {row.sizes_kb.get(name, 0):,.0f}, {row.latency_us.get(name, float('nan')):,.0f}")
         diff = f"{row.ort_default_max_abs_diff:.1e}" if row.ort_default_max_abs_diff is not None else "–"
         agreement = f"{row.predict_agreement:.0%}" if row.predict_agreement is not None else "–"
-        lead = f"| {row.family} | {row.input} | {row.parameters:,} | {diff} | {agreement} | "
+        bound = f"{row.fp16_bound:.1e} ({row.fp16_keras_measured:.1e})" if row.fp16_bound is not None and row.fp16_keras_measured is not None else "–"
+        lead = f"| {row.family} | {row.input} | {row.parameters:,} | {diff} | {bound} | {agreement} | "
         lines.append(lead + (" | ".join(cells) if not row.error else f"error: {row.error}" + " |" * (len(names) - 1)) + " |")
     return "\n".join(lines)
 
@@ -259,12 +269,21 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("bench/out/zoo"))
     parser.add_argument("--results", type=Path, default=None, help="write the table into this markdown file's zoo section")
+    parser.add_argument("--table-only", action="store_true", help="rebuild the table from the zoo.json and manifests in --out")
     args = parser.parse_args()
     wanted = [name for name in args.families.split(",") if name]
     families = [family for family in FAMILIES if not wanted or family.name in wanted]
     args.out.mkdir(parents=True, exist_ok=True)
-    data = digits_npz(args.data, args.out)
-    rows = [run_family(family, data, args.out / family.name, args.epochs) for family in families]
+    if args.table_only:
+        rows = [ZooRow(**raw) for raw in json.loads((args.out / "zoo.json").read_text())]
+        for row in rows:
+            if (args.out / row.family / "manifest.json").is_file():
+                from edgecnn.core.manifest import load_manifest
+
+                fill_bounds(row, load_manifest(args.out / row.family / "manifest.json"))
+    else:
+        data = digits_npz(args.data, args.out)
+        rows = [run_family(family, data, args.out / family.name, args.epochs) for family in families]
     table = markdown(rows, args.data, args.epochs)
     print(table)
     (args.out / "zoo.json").write_text(json.dumps([dataclasses.asdict(row) for row in rows], indent=1, default=str))

@@ -132,7 +132,11 @@ def test_an_image_folder_through_train_and_pipeline(real_arrays, tmp_path):
     assert report["description"]["preprocess"] == "resize" and report["data"]["image_size"] == [24, 20]
 
     run = run_cli("pipeline", "--skip-train", "--out", str(out))
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    rows = json.loads((out / "verify.json").read_text())["artifacts"]
+    # 18 test images: the files judged on |Δp| PASS; an int8 or dynamic file cannot be decided at 95% on so few (exit 3)
+    assert run.returncode in (0, 3), run.stdout[-2000:] + run.stderr
+    assert all(row["status"] == "PASS" for row in rows if row["precision"] in ("fp32", "fp16"))
+    assert {row["status"] for row in rows} <= {"PASS", "INCONCLUSIVE"} and (run.returncode == 3) == any(row["status"] == "INCONCLUSIVE" for row in rows)
     markdown = (out / "report.md").read_text()
     ship = markdown.split("## What to ship", 1)[1].split("## ", 1)[0]
     assert "Model garden_pets_cnn: 24x20x3 input" in ship and "3 classes (cat, dog, eel)" in ship

@@ -149,12 +149,12 @@ def test_failed_export_leaves_previous_files_byte_identical(exported, tmp_path, 
     folder = manifest_path.parent
     before = {child.name: child.read_bytes() for child in folder.iterdir() if child.is_file()}
 
-    def broken_converter(spec, inputs, base):
-        raise RuntimeError("simulated converter crash")
+    def killed_converter(spec, inputs, base):
+        raise KeyboardInterrupt("simulated kill mid-conversion")  # a refusal is a failed row; a kill stops the export
 
-    monkeypatch.setitem(CONVERTERS, ArtifactFormat.TFLITE, broken_converter)
+    monkeypatch.setitem(CONVERTERS, ArtifactFormat.TFLITE, killed_converter)
     model = folder / Path(load_manifest(manifest_path).model.path).name
-    with pytest.raises(RuntimeError, match="simulated"):
+    with pytest.raises(KeyboardInterrupt, match="simulated"):
         export(ExportOptions(model=model, format=FormatChoice.ALL, out=folder))
     after = {child.name: child.read_bytes() for child in folder.iterdir() if child.is_file()}
     assert after == before

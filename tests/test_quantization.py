@@ -116,12 +116,14 @@ def test_the_search_judges_on_training_images_only_never_test_or_calibration(tra
     calibration = {image[..., 0].tobytes() for image in seen["calibration"]}
     assert validation and validation <= train_hashes and not validation & test_hashes and not validation & calibration
     for name, searched in result.searches.items():
-        assert len(searched.steps) == 2 and searched.met, name
-        first, second = searched.steps
+        first, second = searched.steps[:2]
         assert len(second.kept_float_layers) > len(first.kept_float_layers)
         assert "held out for validation" in searched.validation
+        # 200 held-out images cannot certify 99% agreement at 95% (that takes 299): the search, judged by verify's
+        # criteria, never counts such a candidate as meeting the budget
+        assert not searched.met and all(step.agreement_low < 0.99 for step in searched.steps), name
         entry = next(entry for entry in result.artifacts if entry.name == name)
-        assert entry.details["quantization"]["kept_float_layers"] == list(second.kept_float_layers)
+        assert entry.details["quantization"]["kept_float_layers"] in [list(step.kept_float_layers) for step in searched.steps]
         assert list(entry.details["accuracy_search"]["steps"][1]["kept_float_layers"]) == list(second.kept_float_layers)
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from conftest import assert_one_line_error, run_cli
 
@@ -20,13 +21,13 @@ def first_run(small_npz, tmp_path_factory):
     return small_run(small_npz, tmp_path_factory.mktemp("train-a"))
 
 
-def test_training_writes_model_report_and_curves(first_run):
+def test_training_writes_model_report_and_curves(first_run, small_npz):
     assert first_run.model_path.is_file() and first_run.curves_path.is_file()
     assert first_run.curves_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads(first_run.report_path.read_text())
     assert 0.8 < report["test_accuracy"] <= 1.0, "2 epochs on 1,800 real digits should already classify most of them"
     assert report["images_per_second"] > 0
-    assert report["data"]["train_size"] == 2000 and report["data"]["fit_size"] == 1800 and report["data"]["test_size"] == 500
+    assert report["data"]["train_size"] == 2000 and report["data"]["fit_size"] == 1800 and report["data"]["test_size"] == len(np.load(small_npz)["y_test"])
     assert len(report["history"]) == 2 and {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(report["history"][0])
     assert report["seed"] == 0 and report["hyperparameters"]["batch_size"] == 128
     assert len(report["model"]["sha256"]) == 64 and report["versions"]["tensorflow"]

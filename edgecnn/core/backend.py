@@ -46,7 +46,7 @@ def load_model(path: Path) -> Any:
             if handle.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
                 raise EdgecnnError("not a valid .h5 model file (no HDF5 signature)", path)
     elif path.suffix != ".keras" or not zipfile.is_zipfile(path):
-        raise EdgecnnError("not a valid Keras model file (expected the zip-based Keras 3 .keras format, or a tf.keras 2.x .h5 file)", path)
+        raise EdgecnnError("not a valid .keras model file (expected the zip-based Keras 3 format; tf.keras 2.x files load as .h5)", path)
     keras = import_keras()
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)

@@ -48,7 +48,8 @@ class Criterion:
     images_needed: int | None = None
 
     def describe(self) -> str:
-        text = f"{self.name} {self.estimate:.4g} (95% bounds {self.low:.4g}..{self.high:.4g} on {self.images:,} images; budget {self.budget:g})"
+        """The estimate and its bounds, and what would decide it (the name and budget are the caller's to print)."""
+        text = f"{self.estimate:.4g} (95% bounds {self.low:.4g}..{self.high:.4g} on {self.images:,} images)"
         if self.decision is Decision.INCONCLUSIVE:
             needed = f"about {self.images_needed:,} test images would decide it" if self.images_needed else "the measured rate sits on the budget"
             text += f": too few images to decide, {needed}"
@@ -139,7 +140,7 @@ def accuracy_criterion(keras_only: int, artifact_only: int, images: int, max_dro
             return decided(*accuracy_change_bounds(round(keras_only * scale), round(artifact_only * scale), count), -max_drop_points)
 
         needed = images_to_decide(at, images)
-    return Criterion("accuracy change (points)", estimate, low, high, -max_drop_points, images, decision, needed)
+    return Criterion("accuracy_change_points", estimate, low, high, -max_drop_points, images, decision, needed)
 
 
 def images_to_decide(decision_at: Callable[[int], Decision], start: int) -> int | None:

@@ -360,7 +360,7 @@ def compare(base: ParityResult, probabilities: np.ndarray, reference: np.ndarray
     if thresholds.atol is not None:
         largest = float(difference.max())
         within = largest <= thresholds.atol
-        criteria.append(Criterion("max |Δp|", largest, largest, largest, thresholds.atol, len(labels), Decision.PASS if within else Decision.FAIL))
+        criteria.append(Criterion("max_abs_diff", largest, largest, largest, thresholds.atol, len(labels), Decision.PASS if within else Decision.FAIL))
         if not within:
             failures.append(CheckFailure("max_abs_diff", largest, thresholds.atol))
     statistical = []
