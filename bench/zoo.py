@@ -148,10 +148,14 @@ def ort_default_max_abs_diff(onnx_path: Path, keras_path: Path, images: np.ndarr
     from edgecnn.core.backend import load_model
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    feed = description.model_input(images)
-    artifact = description.probabilities(session.run(None, {session.get_inputs()[0].name: feed})[0])
-    keras_probabilities = description.probabilities(np.asarray(load_model(keras_path)(feed, training=False)))
-    return float(np.abs(artifact.astype(np.float64) - keras_probabilities).max())
+    model = load_model(keras_path)
+    largest = 0.0
+    for start in range(0, len(images), 50):  # in batches: Xception's activations for a whole split do not fit in memory
+        feed = description.model_input(images[start : start + 50])
+        artifact = description.probabilities(session.run(None, {session.get_inputs()[0].name: feed})[0])
+        keras_probabilities = description.probabilities(np.asarray(model(feed, training=False)))
+        largest = max(largest, float(np.abs(artifact.astype(np.float64) - keras_probabilities).max()))
+    return largest
 
 
 def predict_agreement(manifest_path: Path, keras_path: Path, folder: Path, count: int = 40) -> float:
@@ -225,6 +229,8 @@ def run_family(family: Family, data: Path, folder: Path, epochs: int, quantize: 
         row.latency_us = {item.artifact: item.p50_us for item in benched.results if item.p50_us is not None}
     except EdgecnnError as exc:
         row.error = exc.one_line()
+    finally:
+        release_tensorflow_state()
     row.seconds = time.perf_counter() - started
     log(f"{row.family}: {row.seconds:.0f} s; {json.dumps(dataclasses.asdict(row), default=str)}")
     return row
@@ -234,6 +240,17 @@ def fill_bounds(row: ZooRow, manifest: Any) -> None:
     reference = manifest.source_model().reference
     if reference is not None and reference.bounds is not None:
         row.fp16_bound, row.fp16_keras_measured = reference.bounds.fp16.max_abs_diff, reference.bounds.fp16.measured
+
+
+def release_tensorflow_state() -> None:
+    """Each family leaves graphs, functions and models behind in TensorFlow: without this a run of all of them grew
+    past 22 GB and was killed for memory on a 24 GB machine."""
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
 
 
 def markdown(rows: list[ZooRow], data: str, epochs: int) -> str:

@@ -47,17 +47,18 @@ class DerivedBound:
 @dataclass(frozen=True)
 class ParityBounds:
     """What verify and selftest judge this model's files by, stored beside the reference so a device judges the same
-    way without TensorFlow: the fp16 |Δp| bound, and the Keras margin above which a top-1 flip counts as damage."""
+    way without TensorFlow: the fp16 and fp32 |Δp| bounds, and the Keras margin above which a top-1 flip counts as damage."""
 
     fp16: DerivedBound
     decided_margin: float
+    fp32: DerivedBound | None = None  # None: stored before the fp32 bound was derived (the fixed 1e-4 applies)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ParityBounds:
-        return cls(DerivedBound(**raw["fp16"]), float(raw["decided_margin"]))
+        return cls(DerivedBound(**raw["fp16"]), float(raw["decided_margin"]), DerivedBound(**raw["fp32"]) if raw.get("fp32") else None)
 
 
 @dataclass(frozen=True)

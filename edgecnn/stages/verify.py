@@ -65,7 +65,7 @@ TF32_FP32 = Thresholds(atol=2e-3, basis="fp32 with TF32 on the GPU: max |Δp| 7.
 def thresholds_for(precision: Precision, arithmetic: Arithmetic, bounds: ParityBounds | None = None) -> Thresholds:
     """Thresholds by the file's precision and by the arithmetic that actually ran it (the runner says, not what was asked):
     fp32 computed in TF32 gets the TF32 bound, in bf16/fp16 the half-precision bound, visibly (the basis says so). The
-    half-precision bound is the one derived from this model at export (`bounds`), where the manifest has it.
+    fp32 and half-precision bounds are the ones derived from this model at export (`bounds`), where the manifest has them.
 
     Files judged on |Δp| (fp32, fp16) need no agreement criterion: a top-1 flip needs |Δp| of at least half the Keras
     margin, so the bound already rules out flips of every image whose margin exceeds twice it."""
@@ -74,6 +74,8 @@ def thresholds_for(precision: Precision, arithmetic: Arithmetic, bounds: ParityB
         return TF32_FP32
     if precision in (Precision.FP32, Precision.FP16) and arithmetic in (Arithmetic.BF16, Arithmetic.FP16):
         return replace(half, basis=f"{precision.value} computed in {arithmetic.value} by the runtime: {half.basis}")
+    if precision is Precision.FP32 and bounds is not None and bounds.fp32 is not None:
+        return Thresholds(atol=bounds.fp32.max_abs_diff, basis=bounds.fp32.basis)
     return half if precision is Precision.FP16 else DEFAULT_THRESHOLDS[precision]
 
 
