@@ -43,8 +43,11 @@ def convert_fp32(spec: ArtifactSpec, inputs: ExportInputs) -> Converted:
 
     description = inputs.description
     tf_function, signature = serving_function(inputs.keras_model, description, uint8_input=spec.uint8_input)
-    graph_def, input_name, output_name = frozen_graph(tf_function, signature)
-    with converter_refusal("tf2onnx"):
+    from tensorflow.python.util import deprecation
+
+    with deprecation.silence():  # TF1 freezing helpers tf2onnx calls on this path warn on every export; nothing to act on
+        graph_def, input_name, output_name = frozen_graph(tf_function, signature)
+    with converter_refusal("tf2onnx"), deprecation.silence():
         model_proto, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=[input_name], output_names=[output_name], opset=inputs.options.opset,
                                                         tensors_to_rename={input_name: INPUT_NAME, output_name: OUTPUT_NAME},
                                                         custom_op_handlers=OP_HANDLERS)
