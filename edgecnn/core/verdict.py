@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+import numpy as np
+
 CONFIDENCE = 0.95  # one-sided
 DECIDED_MARGIN = 0.05  # Keras' top-1 leads the runner-up by more than this: a flip there is damage, not a near tie
 MOST_IMAGES = 10_000_000  # beyond this many test images "would decide it" is reported as never
@@ -167,3 +169,28 @@ def overall(criteria: list[Criterion]) -> Decision:
         return Decision.FAIL
     return Decision.INCONCLUSIVE if Decision.INCONCLUSIVE in decisions else Decision.PASS
 
+
+
+def paired_criteria(probabilities: np.ndarray, reference: np.ndarray, labels: np.ndarray, min_agreement: float | None,
+                    max_drop_points: float | None, decided_margin: float = DECIDED_MARGIN) -> list[Criterion]:
+    """The statistical criteria of a file's probabilities against Keras' on the same labelled images: agreement on the
+    decided images (Keras' top-1 leads by more than `decided_margin`) and the paired accuracy change, each only when
+    it has a budget. verify and export's --max-drop search judge with this one function."""
+    predicted, expected = probabilities.argmax(axis=1), reference.argmax(axis=1)
+    criteria = []
+    if min_agreement is not None:
+        decided = decided_images(reference, decided_margin)
+        criteria.append(agreement_criterion(int(np.sum((predicted == expected) & decided)), int(decided.sum()), min_agreement))
+    if max_drop_points is not None:
+        keras_right, artifact_right = expected == labels, predicted == labels
+        criteria.append(accuracy_criterion(int(np.sum(keras_right & ~artifact_right)), int(np.sum(~keras_right & artifact_right)), len(labels),
+                                           max_drop_points))
+    return criteria
+
+
+def decided_images(reference: np.ndarray, decided_margin: float = DECIDED_MARGIN) -> np.ndarray:
+    """Which images' Keras top-1 leads the runner-up by more than the margin: a flip there is damage, not a near tie."""
+    if reference.shape[1] < 2:
+        return np.ones(len(reference), dtype=bool)
+    ranked = np.sort(reference, axis=1)
+    return np.asarray(ranked[:, -1] - ranked[:, -2] > decided_margin)

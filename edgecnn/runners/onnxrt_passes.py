@@ -114,22 +114,22 @@ def write_reproduction(path: Path, feeds: dict[str, np.ndarray], passes: tuple[s
     nodes = list(model.graph.node)
     values = all_values(model, feeds)
 
-    def shows_it(start: int, end: int) -> bytes | None:
+    def shows_it(start: int, end: int) -> tuple[bytes, dict[str, np.ndarray]] | None:
         piece, piece_feeds = cut(model, nodes, start, end, values)
         if piece is None:
             return None
         default = run_cpu(piece, piece_feeds)[0]
         fixed = run_cpu(piece, piece_feeds, disabled=passes)[0]
         scale = max(float(np.abs(fixed).max()), 1e-6)
-        return piece if float(np.abs(default.astype(np.float64) - fixed).max()) > RELATIVE_TOLERANCE * scale else None
+        return (piece, piece_feeds) if float(np.abs(default.astype(np.float64) - fixed).max()) > RELATIVE_TOLERANCE * scale else None
 
     end = first_end(len(nodes), lambda index: shows_it(0, index) is not None)
     if end is None:
         return None
     for start in range(end, -1, -1):
-        piece = shows_it(start, end)
-        if piece is not None:
-            piece_feeds = cut(model, nodes, start, end, values)[1]
+        shown = shows_it(start, end)
+        if shown is not None:
+            piece, piece_feeds = shown
             with atomic_path(destination) as temp:
                 temp.write_bytes(piece)
             with atomic_path(destination.with_suffix(".npz")) as temp, open(temp, "wb") as handle:

@@ -25,7 +25,7 @@ from edgecnn.core.manifest import ArtifactEntry, Manifest, ModelEntry, ParityBou
 from edgecnn.core.plots import drawn
 from edgecnn.core.provenance import library_versions, utc_now
 from edgecnn.core.reference import load_reference
-from edgecnn.core.verdict import DECIDED_MARGIN, Criterion, Decision, accuracy_criterion, agreement_criterion, overall
+from edgecnn.core.verdict import DECIDED_MARGIN, Criterion, Decision, decided_images, overall, paired_criteria
 from edgecnn.runners import Arithmetic, Backend, KerasRunner, RunOptions, RuntimeName, check_usable, infer_in_batches, open_runner, plugin, runtime_packages, runtimes_for
 
 REPORT_FILENAME = "verify.json"
@@ -51,7 +51,7 @@ QUANTIZED = Thresholds(max_drop_points=0.5, min_agreement=0.99,
                        basis="int8/dynamic: accuracy change and top-1 agreement on decided images, each at one-sided 95% against the budget")
 HALF = Thresholds(atol=1e-2, basis="fp16: the fixed bound measured on CUDA (H200), for files exported before bounds were derived")
 DEFAULT_THRESHOLDS = {
-    Precision.FP32: Thresholds(atol=1e-4, basis="fp32: max |Δp| 9.5e-7 measured on CPU, 1.1e-6 on CUDA without TF32; at most 1.3e-6 on every zoo family"),
+    Precision.FP32: Thresholds(atol=1e-4, basis="fp32: max |Δp| 9.5e-7 measured on CPU, 1.1e-6 on CUDA without TF32 (files exported before bounds were derived)"),
     Precision.FP16: HALF,
     Precision.DYNAMIC: QUANTIZED,
     Precision.INT8: QUANTIZED,
@@ -354,8 +354,7 @@ def compare(base: ParityResult, probabilities: np.ndarray, reference: np.ndarray
     difference = np.abs(probabilities.astype(np.float64) - reference.astype(np.float64))
     only_keras = int(np.sum(keras_right & ~artifact_right))
     only_artifact = int(np.sum(~keras_right & artifact_right))
-    ranked = np.sort(reference, axis=1)
-    decided = (ranked[:, -1] - ranked[:, -2]) > decided_margin if reference.shape[1] > 1 else np.ones(len(reference), dtype=bool)
+    decided = decided_images(reference, decided_margin)
     thresholds = base.thresholds
     criteria: list[Criterion] = []
     failures: list[CheckFailure] = []
@@ -365,11 +364,7 @@ def compare(base: ParityResult, probabilities: np.ndarray, reference: np.ndarray
         criteria.append(Criterion("max_abs_diff", largest, largest, largest, thresholds.atol, len(labels), Decision.PASS if within else Decision.FAIL))
         if not within:
             failures.append(CheckFailure("max_abs_diff", largest, thresholds.atol))
-    statistical = []
-    if thresholds.min_agreement is not None:
-        statistical.append(agreement_criterion(int(np.sum(agreeing & decided)), int(decided.sum()), thresholds.min_agreement))
-    if thresholds.max_drop_points is not None:
-        statistical.append(accuracy_criterion(only_keras, only_artifact, len(labels), thresholds.max_drop_points))
+    statistical = paired_criteria(probabilities, reference, labels, thresholds.min_agreement, thresholds.max_drop_points, decided_margin)
     failures += [CheckFailure(criterion.name, criterion.describe(), criterion.budget) for criterion in statistical if criterion.decision is not Decision.PASS]
     criteria += statistical
     return replace(

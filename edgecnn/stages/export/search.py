@@ -26,7 +26,7 @@ import numpy as np
 
 from edgecnn.core.data import holdout_indices
 from edgecnn.core.layers import keras_layer_names
-from edgecnn.core.verdict import DECIDED_MARGIN, Decision, accuracy_criterion, agreement_criterion, overall
+from edgecnn.core.verdict import DECIDED_MARGIN, Decision, overall, paired_criteria
 from edgecnn.runners import infer_in_batches, open_runner
 from edgecnn.stages.export.artifacts import ArtifactSpec
 from edgecnn.stages.export.inputs import Converted, ExportInputs
@@ -159,14 +159,10 @@ def evaluate(spec: ArtifactSpec, converted: Converted, inputs: ExportInputs, val
     finally:
         runner.close()
     accuracy = float(np.mean(probabilities.argmax(axis=1) == validation.labels))
-    predicted, expected = probabilities.argmax(axis=1), keras_probabilities.argmax(axis=1)
-    agreement = float(np.mean(predicted == expected))
-    ranked = np.sort(keras_probabilities, axis=1)
-    decided = ranked[:, -1] - ranked[:, -2] > DECIDED_MARGIN
-    keras_right, artifact_right = expected == validation.labels, predicted == validation.labels
+    agreement = float(np.mean(probabilities.argmax(axis=1) == keras_probabilities.argmax(axis=1)))
     # verify's criteria, on the validation images: a candidate is within budget only when both PASS at 95%
-    criteria = [agreement_criterion(int(np.sum((predicted == expected) & decided)), int(decided.sum()), min_agreement),
-                accuracy_criterion(int(np.sum(keras_right & ~artifact_right)), int(np.sum(~keras_right & artifact_right)), len(validation.labels), max_drop)]
+    margin = inputs.bounds.decided_margin if inputs.bounds is not None else DECIDED_MARGIN
+    criteria = paired_criteria(probabilities, keras_probabilities, validation.labels, min_agreement, max_drop, margin)
     drop = round(100.0 * (keras_accuracy - accuracy), 4)
     return SearchStep(tuple(kept), accuracy, drop, agreement, round(criteria[0].low, 6), converted.path.stat().st_size, round(p50, 2),
                       overall(criteria) is Decision.PASS)
