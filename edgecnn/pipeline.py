@@ -12,18 +12,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgecnn.core.corruptions import Corruption
 from edgecnn.core.description import Color, DescriptionOverrides, ModelDescription, Preprocess
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.provenance import library_versions, this_machine, utc_now
 from edgecnn.report.document import Bold, Code, Section, write_report
 from edgecnn.report.ship import Recommendation, pareto, recommend, summarize
-from edgecnn.report.tables import export_rows, latency_rows, pareto_rows, parity_rows, ship_rows, summary_rows
+from edgecnn.report.tables import corruption_rows, export_rows, latency_rows, pareto_rows, parity_rows, ship_rows, summary_rows
 from edgecnn.runners import RunOptions, runtime_packages
 from edgecnn.stages.bench import DEFAULT_SECONDS, BenchOptions, BenchReport, bench
 from edgecnn.stages.export import ExportOptions, ExportResult, FormatChoice, export
 from edgecnn.stages.train import TrainOptions, train
 from edgecnn.stages.train_report import REPORT_FILENAME, TrainReport
-from edgecnn.stages.verify import Thresholds, VerifyOptions, VerifyResult, verify
+from edgecnn.stages.verify import Thresholds, VerifyOptions, VerifyResult, verdict_exit_code, verify
 
 STAGES = ("train", "export", "verify", "bench")
 
@@ -47,6 +48,7 @@ class PipelineOptions:
     batch_sizes: tuple[int, ...] = (1, 64)  # fewer and shorter than bench's defaults: the report states the difference
     bench_seconds: float = 0.3
     seed: int = 0
+    corruptions: tuple[Corruption, ...] = ()  # verify also judges every file on these corrupted copies (the report shows them)
 
 
 @dataclass(frozen=True)
@@ -83,9 +85,9 @@ def run_pipeline(options: PipelineOptions, stage_started: Callable[[str], None] 
         train_report = None  # the train.json in --out describes another model
     stage_started("verify")
     verified = verify(VerifyOptions(manifest=exported.manifest_path, data=options.data, run=options.run,
-                                    overrides=Thresholds(max_drop_points=options.max_drop)))
+                                    overrides=Thresholds(max_drop_points=options.max_drop), corruptions=options.corruptions, seed=options.seed))
     benched = None
-    if verified.exit_code != 1:  # every file PASSed, or only the test split was too small to decide some
+    if verdict_exit_code(verified.results) != 1:  # every file PASSed the plain split, or only too few images decided some
         stage_started("bench")
         benched = bench(bench_options(options, exported.manifest_path))
     rows = benched.results if benched else ()
@@ -154,9 +156,24 @@ def report_sections(
             table=parity_rows(verified.results),
             image=verified.confusion_path,
         ),
+        *corruptions_section(verified),
         latency_section(benched),
         provenance_section(exported, train_report),
     ]
+
+
+def corruptions_section(verified: VerifyResult) -> tuple[Section, ...]:
+    if not verified.corrupted:
+        return ()
+    severity = verified.corrupted[0].corruption.severity
+    return (Section(
+        "Robustness on corrupted pictures",
+        text=(f"Every file on corrupted copies of the same test images (severity {severity} of 5, seeded; verify.json records each "
+              "corruption's parameter), against the Keras model's answers on the same corrupted images, with the plain split's "
+              "criteria. Each cell: accuracy % / top-1 agreement % with Keras, and the verdict.",),
+        table=corruption_rows(verified.corrupted),
+        image=verified.corruptions_chart,
+    ),)
 
 
 def ship_section(ship: tuple[Recommendation, ...], model_name: str, description: ModelDescription) -> Section:

@@ -126,7 +126,9 @@ def files(tmp_path_factory, real_arrays, real_npz, trained_model, exported) -> d
     found["object_npy"] = root / "object.npy"
     np.save(found["object_npy"], np.array([{"a": 1}], dtype=object), allow_pickle=True)
     found["gif"] = root / "digit.gif"
-    found["gif"].write_bytes(b"GIF89a")
+    found["gif"].write_bytes(b"GIF89a")  # a GIF's signature and nothing else
+    found["psd"] = root / "digit.psd"
+    found["psd"].write_bytes(b"8BPS" + bytes(40))
     found["tampered_folder"] = copy_exports(exported, root / "tampered").parent
     tamper_onnx(found["tampered_folder"] / "mnist_cnn.onnx")
     found["tampered_onnx"] = found["tampered_folder"] / "mnist_cnn.onnx"
@@ -167,7 +169,7 @@ CASES = [
     Case(T, ("--data", "{dtype_npz}"), "x_train has dtype float64"),
     Case(T, ("--data", "{nan_npz}"), "x_test has dtype float32"),
     Case(T, ("--data", "{names_npz}"), "labels go up to 11 but there are 10 class names"),
-    Case(T, ("--data", "{empty_class_folder}", "--image-size", "16x16"), "class folder 'dog' holds no .png/.jpg/.jpeg/.bmp images"),
+    Case(T, ("--data", "{empty_class_folder}", "--image-size", "16x16"), "class folder 'dog' holds no pictures (.avif, .bmp, .gif"),
     Case(T, ("--data", "{one_class_folder}", "--image-size", "16x16"), "only one class folder ('cat')"),
     Case(T, ("--data", "{real_npz}", "--image-size", "32xq"), "--image-size"),
     Case(T, ("--data", "{real_npz}", "--image-size", "4x4"), "at least 6x6"),
@@ -255,7 +257,8 @@ CASES = [
     Case("predict", ("{nan_npy}", "--model", "{onnx}", "--strict"), "NaN or infinite"),
     Case("predict", ("{inf_npy}", "--model", "{onnx}", "--strict"), "NaN or infinite"),
     Case("predict", ("{object_npy}", "--model", "{onnx}", "--strict"), "never unpickled"),
-    Case("predict", ("{gif}", "--model", "{onnx}", "--strict"), "unsupported image type .gif"),
+    Case("predict", ("{gif}", "--model", "{onnx}", "--strict"), "cannot decode image: not a picture edgecnn decodes"),
+    Case("predict", ("{psd}", "--model", "{onnx}", "--strict"), "unsupported image type .psd"),
     Case("predict", ("{png}", "--model", "{missing}.onnx"), "model file not found"),
     Case("predict", ("{png}", "--model", "{keras_as_model}"), "expected .onnx or .tflite"),
     Case("predict", ("{png}", "--model", "{truncated_onnx}"), "cannot load the model"),

@@ -27,6 +27,21 @@ def test_pipeline_with_skip_train_writes_the_report(trained_model, small_npz, tm
     assert {row["batch_size"] for row in bench["results"]} == {1, 64}
 
 
+def test_pipeline_with_corruptions_shows_them_in_the_report(trained_model, small_npz, tmp_path):
+    out = tmp_path / "exports"
+    shutil.copytree(trained_model.parent, out)
+    run = run_cli("pipeline", "--skip-train", "--out", str(out), "--data", str(small_npz), "--format", "onnx", "--corruptions")
+    assert run.returncode in (0, 3), run.stderr
+    markdown = (out / "report.md").read_text()
+    section = markdown.split("## Robustness on corrupted pictures")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| corruption")]
+    assert [row.split(" | ")[0].strip("| ") for row in rows] == ["rotation", "gaussian-noise", "blur", "brightness", "contrast", "jpeg", "resize", "crop"]
+    assert all(row.count("PASS") + row.count("FAIL") + row.count("INCONCLUSIVE") == 1 for row in rows), "one cell per file exported (onnx-fp32)"
+    assert "![Robustness on corrupted pictures](verify_corruptions.png)" in section
+    assert "Robustness on corrupted pictures</h2>" in (out / "report.html").read_text()
+    assert len(json.loads((out / "verify.json").read_text())["corruptions"]["splits"]) == 8
+
+
 @pytest.mark.slow
 def test_main_job_end_to_end_on_offline_data(tmp_path):
     """Acceptance, as the README's main command runs it (EDGECNN_DATA points at the offline npz in CI):

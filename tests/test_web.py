@@ -132,3 +132,18 @@ def test_the_page_classifies_pictures_for_a_32x32_rgb_model_like_predict(page, s
     assert [result["index"] for result in results] == expected.argmax(axis=1).tolist()
     assert np.abs(got - expected).max() <= 0.01
     assert shown == description["class_names"][int(expected[1].argmax())]
+
+
+def test_the_page_shows_a_phone_photo_upright_once_like_predict(page, exported, picture_files, real_arrays, tmp_path):
+    """The browser applies the EXIF orientation when it decodes the picture; the page must not turn it again."""
+    from test_pictures import predictions, sideways_digit
+
+    model = exported.parent / "mnist_cnn_uint8_input.onnx"
+    rotated, _, sideways = sideways_digit(model, real_arrays, tmp_path)
+    served = picture_files[0].parent
+    shutil.copy(rotated, served / "exif-rotated.jpg")
+    shutil.copy(sideways, served / "exif-sideways.png")
+    expected, ignored = predictions(model, [rotated, sideways], tmp_path)
+    result, stored = (page.evaluate("(url) => window.edgecnn.classifyImage(url)", url) for url in ("/pictures/exif-rotated.jpg", "/pictures/exif-sideways.png"))
+    assert result["index"] == expected["index"] != ignored["index"] == stored["index"]
+    assert np.abs(np.array(result["probabilities"]) - np.array(expected["probabilities"])).max() <= 0.01

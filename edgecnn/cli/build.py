@@ -172,11 +172,15 @@ def pipeline_command(
         "--max-drop", metavar="<points>", show_default=False,
         help="Export searches int8 files within this accuracy drop (see export --max-drop); verify holds them to it.")] = None,
     skip_train: Annotated[bool, typer.Option("--skip-train", help="Reuse the model train wrote into --out.")] = False,
+    corruptions: Annotated[bool, typer.Option(
+        "--corruptions", help="verify also judges every file on corrupted copies of the test images (see verify --corruptions); "
+                              "the report shows a table and a chart.")] = False,
     out: OutOption = Path("exports"),
     run: RunOptions = RunOptions(),
     debug: DebugOption = False,
 ) -> int:
     """Train → export → verify → bench (on the runtimes and provider asked for), then write <out>/report.md and report.html."""
+    from edgecnn.core.corruptions import every_corruption
     from edgecnn.pipeline import STAGES, PipelineOptions, run_pipeline
     from edgecnn.report.render import bench_table, export_table, pipeline_progress, ship_table, verify_table
 
@@ -185,7 +189,7 @@ def pipeline_command(
         data=data, model=model, image_size=parse_image_size(image_size), color=color, replace=replace,
         describe=describe if is_user_model else dataclasses.replace(describe, preprocess=None),
         preprocess=None if is_user_model else describe.preprocess, epochs=epochs, augment=augment, format=format, run=run,
-        out=out, skip_train=skip_train, max_drop=max_drop,
+        out=out, skip_train=skip_train, max_drop=max_drop, corruptions=every_corruption() if corruptions else (),
     )
     with pipeline_progress(STAGES) as stage_started:
         result = run_pipeline(options, stage_started)

@@ -29,10 +29,16 @@ def verify_command(
         "--explain", metavar="<artifact>", show_default=False,
         help="Instead of the table: compare this artifact with the Keras model layer by layer (SQNR, max |Δ|) and plot it.")] = None,
     explain_images: Annotated[int, typer.Option("--explain-images", help="Test images --explain runs.")] = 300,
+    corruptions: Annotated[bool, typer.Option(
+        "--corruptions", help="Also judge every file against Keras on corrupted copies of the test images (rotation, noise, blur, "
+                              "brightness, contrast, JPEG, resize, crop); needs TensorFlow.")] = False,
+    severity: Annotated[int, typer.Option("--severity", min=1, max=5, help="How strong the corruptions are, 1-5 (ImageNet-C's scale).")] = 3,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the corruptions' noise and turning directions.")] = 0,
     run: RunOptions = RunOptions(),
     debug: DebugOption = False,
 ) -> int:
     """Compare every artifact with the Keras model on the whole test split, on the provider you deploy to; exit 1 if any fails."""
+    from edgecnn.core.corruptions import every_corruption
     from edgecnn.report.render import explain_table, print_json_file, verify_table, written
     from edgecnn.stages.verify import Thresholds, VerifyOptions, verify
 
@@ -54,13 +60,15 @@ def verify_command(
         overrides=Thresholds(max_drop_points=max_drop, min_agreement=min_agreement, atol=atol),
         verify_hash=not no_verify_hash,
         run=run,
+        corruptions=every_corruption(severity) if corruptions else (),
+        seed=seed,
     )
     result = verify(options)
     if json_output:
         print_json_file(result.report_path)
     else:
         verify_table(result)
-        typer.echo(f"wrote {written(result.report_path, result.confusion_path)}")
+        typer.echo(f"wrote {written(result.report_path, result.confusion_path, result.corruptions_chart)}")
     return result.exit_code
 
 

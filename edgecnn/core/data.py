@@ -37,7 +37,7 @@ import numpy as np
 from edgecnn.core.data_record import DataRecord, DataRequest, SourceKind
 from edgecnn.core.description import Color, ModelDescription, Preprocess
 from edgecnn.core.errors import TRAINING_SIDE_FIX, EdgecnnError, first_line, training_side
-from edgecnn.core.images import IMAGE_SUFFIXES, conform, load_pixels
+from edgecnn.core.images import GRAY_MODES, IMAGE_SUFFIXES, SUFFIXES_TEXT, conform, load_pixels, picture_header
 
 log = logging.getLogger("edgecnn")
 
@@ -538,12 +538,12 @@ def class_files(folder: Path) -> dict[str, list[Path]]:
     """Class name → its image files (sorted), for every non-hidden sub-folder; an empty class or a lone class is an error."""
     classes = sorted(entry for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith("."))
     if not classes:
-        raise EdgecnnError("no class folders: expected <folder>/<class>/*.png|jpg|bmp (or train/ and test/ with class folders)", folder)
+        raise EdgecnnError("no class folders: expected <folder>/<class>/<pictures> (or train/ and test/ with class folders)", folder)
     found = {}
     for entry in classes:
         images = sorted(path for path in entry.rglob("*") if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
-            raise EdgecnnError(f"class folder {entry.name!r} holds no .png/.jpg/.jpeg/.bmp images", entry)
+            raise EdgecnnError(f"class folder {entry.name!r} holds no pictures ({SUFFIXES_TEXT})", entry)
         found[entry.name] = images
     if len(found) < 2:
         raise EdgecnnError(f"only one class folder ({classes[0].name!r}): a classifier needs at least 2 classes", folder)
@@ -552,23 +552,14 @@ def class_files(folder: Path) -> dict[str, list[Path]]:
 
 def decode_folder_images(files: list[Path], image_size: tuple[int, int] | None, root: Path) -> np.ndarray:
     """Decode every image in its own color (RGB when any image has color), brought to one size."""
-    from PIL import Image, UnidentifiedImageError
-
-    def header(path: Path) -> tuple[tuple[int, int], str]:
-        try:
-            with Image.open(path) as image:
-                return (image.height, image.width), image.mode
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise EdgecnnError(f"cannot decode image (corrupt or truncated): {first_line(exc)}", path) from None
-
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        headers = list(pool.map(header, files))
+        headers = list(pool.map(picture_header, files))
         sizes = {size for size, _ in headers}
         if image_size is None and len(sizes) > 1:
             first, second = sorted(sizes)[:2]
             raise EdgecnnError(f"images have different sizes (e.g. {first[0]}x{first[1]} and {second[0]}x{second[1]}): pass --image-size HxW", root)
         height, width = image_size or sizes.pop()
-        color = Color.GRAY if all(mode in ("1", "L", "LA", "I", "I;16", "F") for _, mode in headers) else Color.RGB
+        color = Color.GRAY if all(mode in GRAY_MODES for _, mode in headers) else Color.RGB
         return np.stack(list(pool.map(lambda path: conform(load_pixels(path, color), height, width, color), files)))
 
 

@@ -56,6 +56,15 @@ class Preprocess(str, Enum):
     RESIZE = "resize"
 
 
+class Orientation(str, Enum):
+    """Whether a picture's EXIF orientation tag is applied before anything else. Phones store a portrait photo as
+    landscape pixels plus "rotate 90°"; browsers apply the tag when they decode an image, so predict, training from
+    folders and the examples do too. STORED (pixels as stored) is what files exported before the field existed did."""
+
+    EXIF = "exif"
+    STORED = "stored"
+
+
 RESIZE_INTERPOLATION = "area"  # an area-weighted (box-filter) resample: anti-aliased when shrinking
 
 FIXED_AFFINE = {InputScaling.UNIT: (0.0, 255.0), InputScaling.RAW: (0.0, 1.0), InputScaling.SYMMETRIC: (127.5, 127.5)}
@@ -78,6 +87,7 @@ class ModelDescription:
     mean: tuple[float, ...] = ()  # MEAN_STD only, one per channel, in pixel units (0-255)
     std: tuple[float, ...] = ()
     interpolation: str = RESIZE_INTERPOLATION
+    orientation: Orientation = Orientation.EXIF
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -125,6 +135,8 @@ class ModelDescription:
         """One line for people: what the float input holds."""
         colors = "grayscale" if self.channels == 1 else "RGB"
         recipe = "white digit on black, MNIST-style" if self.preprocess is Preprocess.DIGIT else "whole image resized"
+        if self.orientation is Orientation.EXIF:
+            recipe += ", upright by its EXIF orientation"
         return f"{colors} pixels, {self.scaling_text()}; {recipe}; NHWC [batch, {self.height}, {self.width}, {self.channels}]"
 
     def classes_text(self, shown: int = 12) -> str:
@@ -151,6 +163,7 @@ class ModelDescription:
             "height": self.height, "width": self.width, "channels": self.channels, "scaling": self.scaling.value,
             "mean": list(self.mean), "std": list(self.std), "class_names": list(self.class_names), "output": self.output.value,
             "preprocess": self.preprocess.value, "interpolation": self.interpolation,
+            "orientation": self.orientation.value,
         }
 
     @classmethod
@@ -160,6 +173,7 @@ class ModelDescription:
             mean=tuple(float(value) for value in raw.get("mean", ())), std=tuple(float(value) for value in raw.get("std", ())),
             class_names=tuple(str(name) for name in raw["class_names"]), output=OutputKind(raw["output"]),
             preprocess=Preprocess(raw["preprocess"]), interpolation=str(raw.get("interpolation", RESIZE_INTERPOLATION)),
+            orientation=Orientation(raw.get("orientation", Orientation.STORED.value)),
         ).checked("model description")
 
     @classmethod

@@ -1,4 +1,5 @@
-"""Turn a user's image (PNG/JPEG/BMP or .npy, any size, color or gray) into the pixels a model takes.
+"""Turn a user's image (PNG, JPEG, WebP, TIFF, GIF, BMP, MPO, HEIC/AVIF with their plug-in, or .npy; any size, color or
+gray; upright by its EXIF orientation) into the pixels a model takes.
 
 Two recipes, chosen by the model's description (`edgecnn.core.description.Preprocess`):
 
@@ -15,14 +16,17 @@ size limits come from the header, never from decompressing.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
 import os
 import stat
 from pathlib import Path
 
 import numpy as np
 
-from edgecnn.core.description import Color, ModelDescription, Preprocess
-from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.description import Color, ModelDescription, Orientation, Preprocess
+from edgecnn.core.errors import EdgecnnError, first_line
 
 MNIST_SIZE = 28
 DIGIT_BOX = 20
@@ -30,17 +34,28 @@ MAX_PIXELS = 4096 * 4096
 MAX_NPY_BYTES = 64 * 1024 * 1024
 INK_THRESHOLD = 0.2
 LIGHT_BACKGROUND = 128
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+# Pictures by extension (what folder and glob discovery look for); decoding goes by content, among PILLOW_FORMATS.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".mpo", ".heic", ".heif", ".avif"}
+SUFFIXES_TEXT = ", ".join(sorted(IMAGE_SUFFIXES))
+# Pillow's plug-in module per format decoded (MPO comes through JPEG's); AVIF's is in Pillow 11.2+, HEIF's in a plug-in.
+PILLOW_FORMATS = {"PNG": "PngImagePlugin", "JPEG": "JpegImagePlugin", "BMP": "BmpImagePlugin", "WEBP": "WebPImagePlugin",
+                  "TIFF": "TiffImagePlugin", "GIF": "GifImagePlugin", "AVIF": "AvifImagePlugin", "HEIF": ""}
+# Formats only a plug-in decodes: its module, its PyPI name, and the call that registers it (None: importing does).
+# Pillow 11.3+ decodes AVIF itself; older ones need pillow-avif-plugin.
+PLUGINS = {"HEIF": ("pillow_heif", "pillow-heif", "register_heif_opener"), "AVIF": ("pillow_avif", "pillow-avif-plugin", None)}
+GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # Pillow modes of gray pictures
+CONTAINER_BRANDS = {"HEIF": {"heic", "heix", "heim", "heis", "hevc", "hevx", "mif1", "msf1"}, "AVIF": {"avif", "avis"}}
 RESIZE_CHUNK = 4096  # images resized per step when a whole dataset is converted
 
 
-def load_grayscale(path: Path | str) -> np.ndarray:
+def load_grayscale(path: Path | str, orientation: Orientation = Orientation.EXIF) -> np.ndarray:
     """A 2-D uint8 grayscale array from an image file or a .npy array, with every failure a user error."""
-    return load_pixels(path, Color.GRAY)[..., 0]
+    return load_pixels(path, Color.GRAY, orientation)[..., 0]
 
 
-def load_pixels(path: Path | str, color: Color) -> np.ndarray:
-    """(H, W, C) uint8 pixels in `color` from an image file or a .npy array; transparency is composited over white.
+def load_pixels(path: Path | str, color: Color, orientation: Orientation = Orientation.EXIF) -> np.ndarray:
+    """(H, W, C) uint8 pixels in `color` from an image file or a .npy array; transparency is composited over white, and
+    the EXIF orientation applied as browsers apply it (unless `orientation` says the file's pixels are used as stored).
 
     A path may stay a string: predict reads thousands of small files, and each Path costs a parse (one stat call too)."""
     try:
@@ -55,30 +70,100 @@ def load_pixels(path: Path | str, color: Color) -> np.ndarray:
     if suffix == ".npy":
         return convert_color(npy_pixels(Path(path)), color)
     if suffix in IMAGE_SUFFIXES:
-        return decoded_pixels(path, color)
-    raise EdgecnnError(f"unsupported image type {suffix or '(none)'}: expected .png, .jpg, .jpeg, .bmp or .npy", path)
+        return decoded_pixels(path, color, orientation)
+    raise EdgecnnError(f"unsupported image type {suffix or '(none)'}: expected {SUFFIXES_TEXT} or .npy", path)
 
 
-def decoded_pixels(path: Path | str, color: Color) -> np.ndarray:
+@functools.cache
+def decodable_formats() -> tuple[str, ...]:
+    """The Pillow formats a picture may be decoded as, by its content (never by its extension): the built-in ones, and
+    HEIF/AVIF where an installed plug-in registers them. Anything else Pillow could open (EPS runs Ghostscript, PDF,
+    PSD, ...) is refused."""
+    from PIL import Image
+
+    for module in filter(None, PILLOW_FORMATS.values()):
+        if importlib.util.find_spec(f"PIL.{module}") is not None:
+            importlib.import_module(f"PIL.{module}")
+    for pillow_format, (module, _, register) in PLUGINS.items():
+        if pillow_format not in Image.OPEN and importlib.util.find_spec(module) is not None:
+            plugin = importlib.import_module(module)
+            if register:
+                getattr(plugin, register)()
+    return tuple(name for name in PILLOW_FORMATS if name in Image.OPEN)
+
+
+def decoded_pixels(path: Path | str, color: Color, orientation: Orientation = Orientation.EXIF) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
+    formats = decodable_formats()
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=formats) as image:
             width, height = image.size  # read from the header; nothing is decompressed yet
             if width * height > MAX_PIXELS:
                 raise EdgecnnError(f"image is {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit (decompression bomb?)", path)
-            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(background, image.convert("RGBA"))  # type: ignore[assignment]
-            mode = "L" if color is Color.GRAY else "RGB"
-            pixels = np.asarray(image if image.mode == mode else image.convert(mode), dtype=np.uint8)
-            return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
+            return pillow_pixels(upright(image) if orientation is Orientation.EXIF else image, color)
     except EdgecnnError:
         raise
     except Image.DecompressionBombError as exc:
         raise EdgecnnError(f"refused as a decompression bomb: {exc}", path) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except UnidentifiedImageError:
+        raise EdgecnnError(unidentified_reason(path, formats), path) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise EdgecnnError(f"cannot decode image (corrupt or truncated): {exc}", path) from None
+
+
+TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+EXIF_ORIENTATION_TAG = 0x0112
+
+
+def upright(image):  # noqa: ANN001, ANN201 - PIL.Image.Image in and out
+    """The picture turned as its EXIF orientation tag says (ImageOps, loaded only for pictures that carry one)."""
+    if image.getexif().get(EXIF_ORIENTATION_TAG, 1) == 1:
+        return image
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(image)
+
+
+def picture_header(path: Path | str) -> tuple[tuple[int, int], str]:
+    """((height, width), Pillow mode) of a picture as it will be decoded (upright), read from its header alone."""
+    from PIL import Image, UnidentifiedImageError
+
+    formats = decodable_formats()
+    try:
+        with Image.open(path, formats=formats) as image:
+            turned = image.getexif().get(EXIF_ORIENTATION_TAG) in TRANSPOSING_ORIENTATIONS
+            return ((image.width, image.height) if turned else (image.height, image.width)), image.mode
+    except UnidentifiedImageError:
+        raise EdgecnnError(unidentified_reason(path, formats), path) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise EdgecnnError(f"cannot decode image (corrupt or truncated): {first_line(exc)}", path) from None
+
+
+def pillow_pixels(image, color: Color) -> np.ndarray:  # noqa: ANN001 - a PIL.Image.Image (PIL loads only where decoding runs)
+    """A decoded picture (its first frame or page) → (H, W, C) uint8: 16-bit gray scaled to 8 bits (not clipped, as
+    Pillow's convert("L") does), transparency over white, then Pillow's own gray or RGB conversion."""
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
+        image = Image.fromarray(np.round(np.asarray(image, dtype=np.float64) / 257.0).clip(0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    mode = "L" if color is Color.GRAY else "RGB"
+    pixels = np.asarray(image if image.mode == mode else image.convert(mode), dtype=np.uint8)
+    return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
+
+
+def unidentified_reason(path: Path | str, formats: tuple[str, ...]) -> str:
+    """Why Pillow could not name the content: a HEIF/AVIF picture without its plug-in says which one to install."""
+    with open(path, "rb") as handle:
+        head = handle.read(32)
+    brand = head[8:12].decode("latin-1") if head[4:8] == b"ftyp" else ""
+    for pillow_format, (_, package, _) in PLUGINS.items():
+        if brand in CONTAINER_BRANDS[pillow_format] and pillow_format not in formats:
+            return f"a {pillow_format} picture: decoding it needs the {package} Pillow plug-in (pip install {package})"
+    return f"cannot decode image: not a picture edgecnn decodes (its content is none of {', '.join(formats)}, whatever its extension says)"
 
 
 def npy_pixels(path: Path) -> np.ndarray:
@@ -205,8 +290,8 @@ def center_by_mass(canvas: np.ndarray) -> np.ndarray:
     return shifted
 
 
-def load_digit(path: Path | str) -> np.ndarray:
-    return to_mnist_digit(load_grayscale(path), path)
+def load_digit(path: Path | str, orientation: Orientation = Orientation.EXIF) -> np.ndarray:
+    return to_mnist_digit(load_grayscale(path, orientation), path)
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
@@ -241,6 +326,6 @@ def conform(images: np.ndarray, height: int, width: int, color: Color) -> np.nda
 def load_image(path: Path | str, description: ModelDescription) -> np.ndarray:
     """A user's picture → the (H, W, C) uint8 pixels this model takes, by the recipe its description records."""
     if description.preprocess is Preprocess.DIGIT:
-        digit = load_digit(path)[..., np.newaxis]
+        digit = load_digit(path, description.orientation)[..., np.newaxis]
         return conform(digit, description.height, description.width, description.color)
-    return conform(load_pixels(path, description.color), description.height, description.width, description.color)
+    return conform(load_pixels(path, description.color, description.orientation), description.height, description.width, description.color)

@@ -107,3 +107,25 @@ def plot_layer_sqnr(layers: Sequence[tuple[str, float]], floor_db: float, path: 
     axis.grid(alpha=0.3)
     axis.legend()
     _save(figure, path)
+
+
+def plot_corruptions(corruptions: Sequence[str], keras: Sequence[float], accuracy: dict[str, list[float | None]],
+                     agreement: dict[str, list[float | None]], path: Path, title: str) -> None:
+    """Per corruption (the first is the plain split): each file's accuracy beside Keras', and its top-1 agreement with
+    Keras on the same corrupted pictures — where a quantized file drifts, its agreement falls below the others'."""
+    plt = _pyplot()
+    figure, (accuracy_axis, agreement_axis) = plt.subplots(1, 2, figsize=(max(10.0, 1.3 * len(corruptions)), 4.4))
+    positions = np.arange(len(corruptions))
+    accuracy_axis.plot(positions, keras, color="black", marker="s", linewidth=2, label="Keras")
+    for name, values in accuracy.items():
+        accuracy_axis.plot(positions, [np.nan if value is None else value for value in values], marker="o", alpha=0.8, label=name)
+    for name, values in agreement.items():
+        agreement_axis.plot(positions, [np.nan if value is None else value for value in values], marker="o", alpha=0.8, label=name)
+    for axis, label in ((accuracy_axis, "accuracy"), (agreement_axis, "top-1 agreement with Keras")):
+        axis.set_xticks(positions, corruptions, rotation=35, ha="right", fontsize=8)
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+    accuracy_axis.set_title(f"accuracy on corrupted test images ({title})")
+    agreement_axis.set_title("agreement with Keras on the same images")
+    agreement_axis.legend(fontsize=7, loc="lower left")
+    _save(figure, path)

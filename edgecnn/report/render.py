@@ -19,6 +19,7 @@ from edgecnn.report.tables import (
     Cell,
     TextTable,
     Verdict,
+    corruption_rows,
     explain_rows,
     export_rows,
     latency_rows,
@@ -82,7 +83,7 @@ def print_table(title: str, text: TextTable) -> None:
 
     table = Table(title=title)
     for index, header in enumerate(text.headers):
-        table.add_column(header, justify="left" if index < text.left_columns else "right")
+        table.add_column(header, justify="left" if index < text.left_columns else "right", no_wrap=index == 0)  # a row's name stays whole
     for row in text.rows:
         table.add_row(*(rich_cell(cell) for cell in row))
     console().print(table)
@@ -116,6 +117,9 @@ def verify_table(result: VerifyResult) -> None:
 
     print_table(f"{result.model_name}: parity with Keras ({result.keras_accuracy:.2%} on {result.test_size:,} test images; "
                 f"compared {compared_text(result.description)})", parity_rows(result.results))
+    if result.corrupted:
+        print_table(f"on corrupted copies of the same images (severity {result.corrupted[0].corruption.severity}): each file's accuracy % / "
+                    "top-1 agreement % with Keras on the same corrupted images, judged like the plain split", corruption_rows(result.corrupted))
 
 
 def explain_table(result: ExplainResult) -> None:

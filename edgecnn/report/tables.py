@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from edgecnn.stages.explain import ExplainResult, LayerComparison
     from edgecnn.stages.export.search import SearchResult, SearchStep
     from edgecnn.stages.tune import TuneResult
-    from edgecnn.stages.verify import ParityResult
+    from edgecnn.stages.verify import CorruptedSplit, ParityResult
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,10 @@ def text_table(headers: tuple[str, ...], items: Sequence[Any], row: Callable[[An
     return TextTable(headers, tuple(row(item) for item in items), left_columns)
 
 
+def percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.1f}"
+
+
 def number(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -70,6 +74,17 @@ def parity_rows(results: Sequence[ParityResult]) -> TextTable:
 
     headers = ("artifact", "precision", "ran on", "accuracy", "Δ points", "agreement", "max abs Δp", "mean abs Δp", "McNemar p", "result")
     return text_table(headers, results, cells, 3)
+
+
+def corruption_rows(splits: Sequence[CorruptedSplit]) -> TextTable:
+    """One row per corruption; per file, its accuracy / its top-1 agreement with Keras on the same corrupted images (in
+    %), and the verdict of the plain split's criteria."""
+    def cells(split: CorruptedSplit) -> tuple[Cell, ...]:
+        return (split.corruption.kind.value, f"{split.corruption.parameter:g}", number(split.keras_accuracy, ".2%"),
+                *(Verdict(row.passed, f"{percent(row.accuracy)}/{percent(row.agreement)} {row.status.value}") for row in split.results))
+
+    files = tuple(f"{row.name} ({row.runtime.value})" if row.runtime else row.name for row in splits[0].results) if splits else ()
+    return text_table(("corruption", "parameter", "Keras accuracy", *files), splits, cells, 1)
 
 
 def ran_on(item: ParityResult) -> str:

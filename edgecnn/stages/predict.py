@@ -29,7 +29,7 @@ from edgecnn.core.artifact import MANIFEST_FILENAME
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, IntegrityError
 from edgecnn.core.files import read_json, sha256_file, write_bytes_atomic
-from edgecnn.core.images import IMAGE_SUFFIXES, load_image
+from edgecnn.core.images import IMAGE_SUFFIXES, SUFFIXES_TEXT, load_image
 from edgecnn.runners import Runner, RunOptions, artifact_format_of, check_usable, open_runner
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ def collect_images(specs: Sequence[Path | str]) -> list[str]:
         if os.path.isdir(spec):
             found = sorted(images_under(spec))
             if not found:
-                raise EdgecnnError("folder holds no .png/.jpg/.jpeg/.bmp/.npy images", spec)
+                raise EdgecnnError(f"folder holds no pictures ({SUFFIXES_TEXT}) or .npy arrays", spec)
         elif GLOB_CHARACTERS & set(spec) and not os.path.exists(spec):
             found = sorted(match for match in glob.glob(spec, recursive=True) if os.path.isfile(match))
             if not found:

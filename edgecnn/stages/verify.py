@@ -8,6 +8,7 @@ collected as a typed `CheckFailure`; nothing stops at the first one.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import math
 from dataclasses import asdict, dataclass, field, replace
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.core.corruptions import Corruption, corrupted
 from edgecnn.core.data import Dataset, check_model_fits, load_dataset
 from edgecnn.core.description import ModelDescription, OutputKind
 from edgecnn.core.errors import EdgecnnError, IntegrityError
@@ -30,6 +32,7 @@ from edgecnn.runners import Arithmetic, Backend, KerasRunner, RunOptions, Runtim
 
 REPORT_FILENAME = "verify.json"
 CONFUSION_FILENAME = "verify_confusion.png"
+CORRUPTIONS_FILENAME = "verify_corruptions.png"
 CACHE_FOLDER = ".cache"
 
 
@@ -152,6 +155,24 @@ class VerifyOptions:
     overrides: Thresholds = Thresholds()
     verify_hash: bool = True
     run: RunOptions = RunOptions()  # each artifact is judged on every runtime here that reads it (the CLI takes one)
+    corruptions: tuple[Corruption, ...] = ()  # also judge every file on these corrupted copies of the judged images
+    seed: int = 0  # the corruptions' noise and turning directions
+
+
+@dataclass(frozen=True)
+class CorruptedSplit:
+    """Every file judged against Keras on one corrupted copy of the judged images, with the plain split's criteria."""
+
+    corruption: Corruption
+    keras_accuracy: float
+    results: tuple[ParityResult, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        def row(result: ParityResult) -> dict[str, Any]:
+            flips = len(result.flipped)
+            return {key: value for key, value in result.to_dict().items() if key != "flipped"} | {"flipped_count": flips}
+
+        return {"corruption": self.corruption.to_dict(), "keras_accuracy": self.keras_accuracy, "artifacts": [row(result) for result in self.results]}
 
 
 @dataclass(frozen=True)
@@ -163,16 +184,23 @@ class VerifyResult:
     test_size: int
     description: ModelDescription
     model_name: str
+    corrupted: tuple[CorruptedSplit, ...] = ()
+    corruptions_chart: Path | None = None
+
+    @property
+    def every_result(self) -> tuple[ParityResult, ...]:
+        """The plain split's verdicts, then every corrupted copy's."""
+        return self.results + tuple(result for split in self.corrupted for result in split.results)
 
     @property
     def passed(self) -> bool:
-        return all(result.passed for result in self.results)
+        return all(result.passed for result in self.every_result)
 
     @property
     def exit_code(self) -> int:
-        """0 when every file PASSes; 1 when any is FAIL, CHANGED or could not run; 3 when the rest PASS but some
-        verdict is INCONCLUSIVE (the test split is too small to decide it)."""
-        return verdict_exit_code(self.results)
+        """0 when every file PASSes (on the plain split, and on each corrupted copy when asked); 1 when any is FAIL,
+        CHANGED or could not run; 3 when the rest PASS but some verdict is INCONCLUSIVE (too few images to decide it)."""
+        return verdict_exit_code(self.every_result)
 
 
 def verdict_exit_code(results: tuple[ParityResult, ...]) -> int:
@@ -237,19 +265,28 @@ def verify(options: VerifyOptions) -> VerifyResult:
         raise EdgecnnError(f"manifest lists no artifacts to verify{asked}", manifest.path)
     check_overrides(options.overrides)
     check_usable(options.run, tuple(dict.fromkeys(entry.format for entry in entries)))
+    if options.corruptions and importlib.util.find_spec("tensorflow") is None:
+        raise EdgecnnError("judging corrupted copies runs the Keras model on them: it needs TensorFlow (the train extra); "
+                           "run it where the model was exported", "--corruptions")
     description = model.description
     judged = judged_set(manifest, options.data, options.verify_hash)
-    results = tuple(verify_artifact(manifest, entry, judged, options, runtime)
-                    for entry in entries for runtime in runtimes_for(entry.format, options.run))
-    keras_accuracy = float(np.mean(judged.probabilities.argmax(axis=1) == judged.labels))
+    copies = tuple(corrupted_set(manifest, judged, corruption, options) for corruption in options.corruptions)
+    judged_runs = [verify_artifact(manifest, entry, judged, copies, options, runtime)
+                   for entry in entries for runtime in runtimes_for(entry.format, options.run)]
+    results = tuple(clean for clean, _ in judged_runs)
+    corrupted = tuple(CorruptedSplit(copy.corruption, accuracy_of(copy.set), tuple(runs[index] for _, runs in judged_runs))
+                      for index, copy in enumerate(copies))
+    keras_accuracy = accuracy_of(judged)
     out = ensure_output_dir(manifest.folder, "--manifest")
     confusion_path = drawn(lambda path: write_confusion_chart(judged, keras_accuracy, results, path, description.class_names),
                            out / CONFUSION_FILENAME, "the confusion chart")
+    corruptions_chart = drawn(lambda path: write_corruptions_chart(keras_accuracy, results, corrupted, path), out / CORRUPTIONS_FILENAME,
+                              "the corruptions chart") if corrupted else None
     report_path = out / REPORT_FILENAME
     write_json_atomic(
         report_path,
         {
-            "passed": all(result.passed for result in results),
+            "passed": all(result.passed for result in results + tuple(row for split in corrupted for row in split.results)),
             "created": utc_now(),
             "manifest": str(manifest.path),
             "keras": {"path": model.path, "sha256": model.sha256, "accuracy": keras_accuracy},
@@ -259,10 +296,40 @@ def verify(options: VerifyOptions) -> VerifyResult:
             "runtimes": {name.value: plugin(name).describe(plugin(name).config(options.run))
                          for name in dict.fromkeys(result.runtime for result in results if result.runtime is not None)},
             "artifacts": [result.to_dict() for result in results],
+            **({"corruptions": corruptions_record(corrupted, options)} if corrupted else {}),
             "versions": library_versions(runtime_packages()),
         },
     )
-    return VerifyResult(report_path, confusion_path, keras_accuracy, results, int(len(judged.labels)), description, model.stem)
+    return VerifyResult(report_path, confusion_path, keras_accuracy, results, int(len(judged.labels)), description, model.stem,
+                        corrupted, corruptions_chart)
+
+
+def accuracy_of(judged: JudgedSet) -> float:
+    return float(np.mean(judged.probabilities.argmax(axis=1) == judged.labels))
+
+
+@dataclass(frozen=True)
+class CorruptedCopy:
+    corruption: Corruption
+    set: JudgedSet  # the corrupted images, their labels and Keras' probabilities on them
+
+
+def corrupted_set(manifest: Manifest, judged: JudgedSet, corruption: Corruption, options: VerifyOptions) -> CorruptedCopy:
+    """The judged images corrupted (seeded), with the Keras model's own answers on them: the reference each file is
+    held to is Keras on the same corrupted picture, so a file is judged on drift, not on the corruption itself."""
+    images = corrupted(judged.images, corruption, options.seed)
+    fingerprint = hashlib.sha256(images.tobytes()).hexdigest()
+    keras = manifest.source_model().description.probabilities(keras_outputs(manifest, images, fingerprint, options.verify_hash))
+    data = judged.data | {"corruption": corruption.to_dict(), "seed": options.seed}
+    return CorruptedCopy(corruption, replace(judged, images=images, probabilities=keras, data=data))
+
+
+def corruptions_record(corrupted: tuple[CorruptedSplit, ...], options: VerifyOptions) -> dict[str, Any]:
+    from PIL import __version__ as pillow_version
+
+    return {"seed": options.seed, "severity": corrupted[0].corruption.severity, "library": f"Pillow {pillow_version} and numpy {np.__version__}",
+            "judged_like": "the plain split: the same criteria and bounds, against the Keras model's answers on the same corrupted images",
+            "splits": [split.to_dict() for split in corrupted]}
 
 
 def compared_text(description: ModelDescription) -> str:
@@ -283,46 +350,58 @@ def check_overrides(overrides: Thresholds) -> None:
 
 def keras_reference(manifest: Manifest, dataset: Dataset, verify_hash: bool) -> np.ndarray:
     """Keras outputs on the test split, cached per model sha256 + data sha256 so re-verifying skips TensorFlow."""
+    return keras_outputs(manifest, dataset.x_test, dataset.fingerprint(), verify_hash)
+
+
+def keras_outputs(manifest: Manifest, images: np.ndarray, fingerprint: str, verify_hash: bool) -> np.ndarray:
+    """The Keras model's outputs on `images`, cached in the export folder per model sha256 + the images' fingerprint."""
     model = manifest.source_model()
-    cache = manifest.folder / CACHE_FOLDER / f"keras-{model.sha256[:16]}-{dataset.fingerprint()[:16]}.npy"
+    cache = manifest.folder / CACHE_FOLDER / f"keras-{model.sha256[:16]}-{fingerprint[:16]}.npy"
     if cache.is_file():
         try:
             cached = np.load(cache, allow_pickle=False)
-            if cached.shape == (len(dataset.y_test), model.description.num_classes):
+            if cached.shape == (len(images), model.description.num_classes):
                 return cached
         except (OSError, ValueError):
             pass  # a broken cache is recomputed
     model_path = manifest.resolve(model.path)
     if verify_hash and model_path.is_file() and sha256_file(model_path) != model.sha256:
         raise IntegrityError("Keras model changed since export (sha256 differs from the manifest)", model_path)
-    outputs = infer_in_batches(KerasRunner(model_path, model.description), dataset.x_test)
+    outputs = infer_in_batches(KerasRunner(model_path, model.description), images)
     ensure_output_dir(cache.parent, "--manifest")
     with atomic_path(cache) as temp, open(temp, "wb") as handle:
         np.save(handle, outputs)
     return outputs
 
 
-def verify_artifact(manifest: Manifest, entry: ArtifactEntry, judged: JudgedSet, options: VerifyOptions, runtime: RuntimeName) -> ParityResult:
+def verify_artifact(manifest: Manifest, entry: ArtifactEntry, judged: JudgedSet, copies: tuple[CorruptedCopy, ...], options: VerifyOptions,
+                    runtime: RuntimeName) -> tuple[ParityResult, tuple[ParityResult, ...]]:
+    """The file judged on the plain split, and on each corrupted copy (one session for all)."""
     base = ParityResult(entry.name, entry.path, entry.precision, entry.sha256, Status.PASS,
                         thresholds_for(entry.precision, Arithmetic.FP32, judged.bounds).overridden(options.overrides), runtime=runtime)
     try:
         path = manifest.open(entry, options.verify_hash)
     except IntegrityError as exc:
-        return replace(base, status=Status.CHANGED, failures=(CheckFailure("sha256", exc.what, "matches manifest"),))
+        changed = replace(base, status=Status.CHANGED, failures=(CheckFailure("sha256", exc.what, "matches manifest"),))
+        return changed, tuple(changed for _ in copies)
     try:
         runner = open_runner(entry.format, path, options.run, manifest.source_model().description, runtime)
         try:
-            probabilities = runner.description.probabilities(infer_in_batches(runner, judged.images))
+            outputs = [runner.description.probabilities(infer_in_batches(runner, judged_on.images)) for judged_on in (judged, *(copy.set for copy in copies))]
             ran = replace(base, thresholds=thresholds_for(entry.precision, runner.arithmetic, judged.bounds).overridden(options.overrides),
                           provider_used=runner.runtime, arithmetic=runner.arithmetic)
         finally:
             runner.close()
     except EdgecnnError as exc:
-        return replace(base, status=Status.ERROR, failures=(CheckFailure("run", exc.what, "runs"),))
+        failed = replace(base, status=Status.ERROR, failures=(CheckFailure("run", exc.what, "runs"),))
+        return failed, tuple(failed for _ in copies)
+    probabilities = outputs[0]
     compared = compare(ran, probabilities, judged.probabilities, judged.labels, judged.decided_margin)
     if compared.status is Status.FAIL and entry.precision is Precision.FP32 and compared.thresholds.atol is not None:
         compared = with_optimizer_finding(compared, path, probabilities, judged, manifest, runtime)
-    return replace(compared, flipped=tuple(int(index) for index in judged.indices[list(compared.flipped)]))
+    on_copies = tuple(compare(ran, copied, copy.set.probabilities, copy.set.labels, judged.decided_margin)
+                      for copy, copied in zip(copies, outputs[1:], strict=True))
+    return replace(compared, flipped=tuple(int(index) for index in judged.indices[list(compared.flipped)])), on_copies
 
 
 OPTIMIZER_PROBE_IMAGES = 64  # the images where the file differs most: enough to show a wrong pass, quick to bisect over
@@ -414,3 +493,14 @@ def worst_artifact(results: tuple[ParityResult, ...]) -> ParityResult | None:
     """Lowest accuracy; ties go to the lower agreement with Keras, then to the larger max |Δp|."""
     measured = [result for result in results if result.accuracy is not None]
     return min(measured, key=lambda result: (result.accuracy or 0.0, result.agreement or 0.0, -(result.max_abs_diff or 0.0)), default=None)
+
+
+def write_corruptions_chart(keras_accuracy: float, results: tuple[ParityResult, ...], corrupted: tuple[CorruptedSplit, ...], path: Path) -> None:
+    from edgecnn.core.plots import plot_corruptions
+
+    labels = ["none", *(split.corruption.label() for split in corrupted)]
+    keras = [keras_accuracy, *(split.keras_accuracy for split in corrupted)]
+    files = {f"{result.name} ({result.runtime.value if result.runtime else '-'})": index for index, result in enumerate(results)}
+    accuracy = {name: [results[index].accuracy, *(split.results[index].accuracy for split in corrupted)] for name, index in files.items()}
+    agreement = {name: [results[index].agreement, *(split.results[index].agreement for split in corrupted)] for name, index in files.items()}
+    plot_corruptions(labels, keras, accuracy, agreement, path, f"severity {corrupted[0].corruption.severity}")

@@ -1,5 +1,8 @@
-// Classify PNG pictures of any size with an ONNX model exported by edgecnn. Needs only onnxruntime-node and pngjs:
-//   npm ci --ignore-scripts && node classify.js ../../exports/mnist_cnn_uint8_input.onnx digit.png [more.png ...] [--json]
+// Classify pictures of any size (PNG, JPEG, WebP, TIFF, GIF, AVIF, HEIF) with an ONNX model exported by edgecnn. Needs
+// only onnxruntime-node and sharp (libvips, prebuilt: no download script):
+//   npm ci --ignore-scripts && node classify.js ../../exports/mnist_cnn_uint8_input.onnx photo.jpg [more ...] [--json]
+// A phone photo is turned upright by its EXIF orientation first, as edgecnn predict and browsers do, when the model's
+// description says so (`orientation: exif`).
 // Everything the model needs — input size and channels, pixel scaling, class names, logits or probabilities, and
 // the picture preprocessing (MNIST's digit recipe or a plain resize) — is read from the file's own metadata
 // (../web/preprocess.js, shared with the browser page), so the same code serves any edgecnn model. Before classifying,
@@ -7,7 +10,7 @@
 // metadata): a file that fails them is not used (`--selftest` only runs that check).
 const fs = require("fs");
 const ort = require("onnxruntime-node");
-const { PNG } = require("pngjs");
+const sharp = require("sharp");
 const preprocess = require("../web/preprocess.js");
 
 async function selftest(session, metadata, description) {
@@ -31,6 +34,15 @@ async function selftest(session, metadata, description) {
   return { passed, line: `selftest ${passed ? "PASS" : "FAIL"}: ${count} goldens, top-1 ${agreeing}/${count}, max |dp| ${worst.toExponential(2)} (${limit})` };
 }
 
+// The picture's RGBA bytes (8 bits per channel, sRGB), upright when the description asks for EXIF orientation; the
+// first frame or page of an animated or multi-page file.
+async function decode(file, description) {
+  const picture = sharp(fs.readFileSync(file), { pages: 1 });
+  const turned = description.orientation === "exif" ? picture.rotate() : picture;
+  const { data, info } = await turned.toColourspace("srgb").ensureAlpha().raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
+  return { rgba: data, width: info.width, height: info.height };
+}
+
 async function main(args) {
   const asJson = args.includes("--json");
   const onlySelftest = args.includes("--selftest");
@@ -44,8 +56,8 @@ async function main(args) {
   if (!check.passed) process.exit(1);
   if (onlySelftest) return;
   for (const file of files) {
-    const png = PNG.sync.read(fs.readFileSync(file));
-    const pixels = preprocess.prepare(png.data, png.width, png.height, description);
+    const { rgba, width, height } = await decode(file, description);
+    const pixels = preprocess.prepare(rgba, width, height, description);
     const { type, data, dims } = preprocess.tensorFor(pixels, description, session.inputMetadata[0].type);
     const outputs = await session.run({ [session.inputNames[0]]: new ort.Tensor(type, data, dims) });
     const scores = preprocess.probabilities(outputs[session.outputNames[0]].data, description);

@@ -1,6 +1,9 @@
 """What `edgecnn predict` does to a picture before the model sees it, read from the model's own description (the
 `edgecnn_description` metadata every exported file carries), with numpy and Pillow only.
 
+Every picture is first turned upright by its EXIF orientation when the description says `orientation: exif` (as
+edgecnn predict and browsers do with a phone photo), and its first frame is used.
+
 * the digit recipe (`preprocess: digit`, models trained on MNIST's digits): gray (Pillow's ITU-R 601 luma;
   transparency composited over white), ink measured from the paper's level (the border's median; a light paper
   means dark ink), faint pixels dropped (< 20% of the brightest), cropped to the ink, fitted into 20x20 with an
@@ -19,7 +22,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 SIZE, BOX, INK_THRESHOLD, LIGHT_BACKGROUND = 28, 20, 0.2, 128
 DESCRIPTION_KEY = "edgecnn_description"
@@ -31,9 +34,14 @@ def description_from(metadata: dict[str, str]) -> dict:
     return json.loads(metadata[DESCRIPTION_KEY])
 
 
-def load_pixels(path: str, channels: int) -> np.ndarray:
-    """(H, W, channels) uint8, transparency over white, as Pillow's convert("L") / convert("RGB") give them."""
+def load_pixels(path: str, channels: int, upright: bool = True) -> np.ndarray:
+    """(H, W, channels) uint8 of the first frame, turned by its EXIF orientation (as browsers show a phone photo) when
+    `upright`, 16-bit gray scaled to 8 bits, transparency over white, as Pillow's convert("L") / convert("RGB") give them."""
     with Image.open(path) as image:
+        if upright:
+            image = ImageOps.exif_transpose(image)
+        if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
+            image = Image.fromarray(np.round(np.asarray(image, dtype=np.float64) / 257.0).clip(0, 255).astype(np.uint8))
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
             image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image.convert("RGBA"))
         pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
@@ -93,10 +101,11 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
 def prepare(path: str, description: dict) -> np.ndarray:
     """The (H, W, C) uint8 pixels the model takes for this picture."""
     height, width, channels = description["height"], description["width"], description["channels"]
+    upright = description.get("orientation") == "exif"  # files exported before the field existed used stored pixels
     if description["preprocess"] == "digit":
-        digit = to_mnist(load_pixels(path, 1)[..., 0])[..., None]
+        digit = to_mnist(load_pixels(path, 1, upright)[..., 0])[..., None]
         return resize(np.repeat(digit, channels, axis=-1), height, width)
-    return resize(load_pixels(path, channels), height, width)
+    return resize(load_pixels(path, channels, upright), height, width)
 
 
 def model_input(pixels: np.ndarray, description: dict) -> np.ndarray:
