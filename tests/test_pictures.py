@@ -307,6 +307,19 @@ def test_corruptions_on_a_device_install_say_what_they_need(exported, tmp_path):
         "run it where the model was exported (--corruptions)"]
 
 
+@pytest.mark.parametrize("suffix", [".ppm", ".tga", ".qoi", ".jp2", ".bmp", ".tif"])
+def test_the_other_formats_pillow_writes_come_back_exactly(tmp_path, suffix):
+    pixels = np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / f"p{suffix}")
+    np.testing.assert_array_equal(load_pixels(tmp_path / f"p{suffix}", Color.RGB), pixels)
+
+
+def test_a_float_pfm_is_scaled_from_0_1(tmp_path):
+    levels = np.random.default_rng(2).integers(0, 256, (12, 9), dtype=np.uint8)
+    Image.fromarray((levels / 255.0).astype(np.float32), "F").save(tmp_path / "p.pfm")
+    assert np.abs(load_pixels(tmp_path / "p.pfm", Color.GRAY)[..., 0].astype(int) - levels).max() <= 1
+
+
 def test_a_jpeg_named_for_what_it_is_not(tmp_path):
     image = Image.fromarray(np.full((10, 12, 3), 200, np.uint8))
     buffer = io.BytesIO()

@@ -16,7 +16,7 @@ from edgecnn.cli.options import REQUIRED, RUNTIME_OPTIONS, Declared, parse_quick
 
 PREDICT_OPTIONS = (
     Declared("images", "", str, REQUIRED, repeatable=True, metavar="IMAGES...",
-             help="PNG/JPEG/BMP or .npy files (any size, color or gray), folders (searched recursively) or quoted globs."),
+             help="Pictures (PNG, JPEG, WebP, TIFF, GIF, BMP, HEIC, ...; any size, color or gray; upright by EXIF) or .npy files, folders (searched recursively) or quoted globs."),
     Declared("model", "--model", Path, None,
              help="Exported .onnx or .tflite model. Default: the onnx-fp32 file in exports/manifest.json."),
     Declared("top_k", "--top-k", int, 3, help="How many classes to list per image."),

@@ -35,11 +35,13 @@ MAX_NPY_BYTES = 64 * 1024 * 1024
 INK_THRESHOLD = 0.2
 LIGHT_BACKGROUND = 128
 # Pictures by extension (what folder and glob discovery look for); decoding goes by content, among PILLOW_FORMATS.
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".mpo", ".heic", ".heif", ".avif"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".gif", ".mpo", ".heic", ".heif", ".avif",
+                  ".ppm", ".pgm", ".pbm", ".pnm", ".pfm", ".tga", ".ico", ".qoi", ".jp2", ".j2k"}
 SUFFIXES_TEXT = ", ".join(sorted(IMAGE_SUFFIXES))
 # Pillow's plug-in module per format decoded (MPO comes through JPEG's); AVIF's is in Pillow 11.2+, HEIF's in a plug-in.
-PILLOW_FORMATS = {"PNG": "PngImagePlugin", "JPEG": "JpegImagePlugin", "BMP": "BmpImagePlugin", "WEBP": "WebPImagePlugin",
-                  "TIFF": "TiffImagePlugin", "GIF": "GifImagePlugin", "AVIF": "AvifImagePlugin", "HEIF": ""}
+PILLOW_FORMATS = {"PNG": "PngImagePlugin", "JPEG": "JpegImagePlugin", "BMP": "BmpImagePlugin", "DIB": "BmpImagePlugin",
+                  "WEBP": "WebPImagePlugin", "TIFF": "TiffImagePlugin", "GIF": "GifImagePlugin", "AVIF": "AvifImagePlugin", "HEIF": "",
+                  "PPM": "PpmImagePlugin", "TGA": "TgaImagePlugin", "ICO": "IcoImagePlugin", "QOI": "QoiImagePlugin", "JPEG2000": "Jpeg2KImagePlugin"}
 # Formats only a plug-in decodes: its module, its PyPI name, and the call that registers it (None: importing does).
 # Pillow 11.3+ decodes AVIF itself; older ones need pillow-avif-plugin.
 PLUGINS = {"HEIF": ("pillow_heif", "pillow-heif", "register_heif_opener"), "AVIF": ("pillow_avif", "pillow-avif-plugin", None)}
@@ -142,11 +144,15 @@ def picture_header(path: Path | str) -> tuple[tuple[int, int], str]:
 
 def pillow_pixels(image, color: Color) -> np.ndarray:  # noqa: ANN001 - a PIL.Image.Image (PIL loads only where decoding runs)
     """A decoded picture (its first frame or page) → (H, W, C) uint8: 16-bit gray scaled to 8 bits (not clipped, as
-    Pillow's convert("L") does), transparency over white, then Pillow's own gray or RGB conversion."""
+    Pillow's convert("L") does), float pictures from 0-1, transparency over white, then Pillow's own gray or RGB
+    conversion."""
     from PIL import Image
 
     if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
         image = Image.fromarray(np.round(np.asarray(image, dtype=np.float64) / 257.0).clip(0, 255).astype(np.uint8))
+    elif image.mode == "F":  # PFM and float TIFF: 0-1 scaled to 0-255, values beyond clipped
+        levels = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.round(np.nan_to_num(levels) * (255.0 if np.nanmax(levels) <= 1.0 else 1.0)).clip(0, 255).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))

@@ -64,6 +64,9 @@
     return classifyRGBA(data, pad.width, pad.height);
   }
 
+  // The browser turns a phone photo upright by its EXIF orientation as it decodes it (CSS image-orientation:
+  // from-image, the default), as edgecnn predict does for files whose description says `orientation: exif`: the
+  // pixels drawn here are upright already and are not turned again.
   async function classifyImage(url) {
     const image = new Image();
     image.src = url;
