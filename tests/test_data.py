@@ -349,7 +349,7 @@ def test_image_folder_with_train_and_test(tmp_path, real_arrays):
 
 
 @pytest.mark.parametrize("problem, fragment", [
-    ("empty class", "class folder 'eel' holds no pictures (.avif, .bmp, .gif"),
+    ("empty class", "class folder 'eel' holds no pictures (.avif, .bmp, .dib, .gif"),
     ("one class", "only one class folder ('cat')"),
     ("no classes", "no class folders"),
 ])
