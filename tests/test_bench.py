@@ -6,7 +6,7 @@ import time
 import pytest
 from conftest import assert_one_line_error, copy_exports, cuda_usable, run_cli, tamper_onnx
 
-from edgecnn.stages.timing import LatencyStats, TimingSettings, measure
+from edgecnn.measure.timing import LatencyStats, TimingSettings, measure
 
 RESULT_FIELDS = {"artifact", "format", "precision", "runtime", "provider_used", "batch_size", "p50_us", "p90_us", "p99_us",
                  "mean_us", "images_per_second", "session_create_ms", "first_run_us"}

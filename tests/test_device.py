@@ -170,7 +170,7 @@ def test_mcnemar_exact_matches_scipy():
 
 
 def test_the_p50_interval_widens_with_drift_between_rounds():
-    from edgecnn.stages.timing import LatencyStats
+    from edgecnn.measure.timing import LatencyStats
 
     rng = np.random.default_rng(1)
     steady = [rng.normal(100_000, 2_000, 400) for _ in range(5)]

@@ -10,9 +10,10 @@ import pytest
 from conftest import assert_one_line_error, copy_exports, run_cli
 
 from edgecnn.core.manifest import Precision
+from edgecnn.measure.thresholds import Thresholds
 from edgecnn.report.tables import parity_rows
 from edgecnn.stages.explain import SQNR_FLOORS_DB
-from edgecnn.stages.verify import CheckFailure, ParityResult, Status, Thresholds
+from edgecnn.stages.verify import CheckFailure, ParityResult, Status
 
 SEED_LAYERS = ["conv1", "conv2", "pool", "conv_dropout", "flatten", "dense", "dense_dropout", "probabilities"]
 

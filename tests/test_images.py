@@ -96,8 +96,11 @@ def test_hostile_and_broken_files(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(EdgecnnError, match="empty"):
         load_grayscale(empty)
-    with pytest.raises(EdgecnnError, match="unsupported image type .gif"):
-        (tmp_path / "x.gif").write_bytes(b"GIF89a")
+    with pytest.raises(EdgecnnError, match="unsupported image type .psd"):
+        (tmp_path / "x.psd").write_bytes(b"8BPS" + bytes(40))
+        load_grayscale(tmp_path / "x.psd")
+    with pytest.raises(EdgecnnError, match="cannot decode image: not a picture edgecnn decodes"):
+        (tmp_path / "x.gif").write_bytes(b"GIF89a")  # the signature alone
         load_grayscale(tmp_path / "x.gif")
     with pytest.raises(EdgecnnError, match="blank"):
         to_mnist_digit(np.full((50, 50), 255, dtype=np.uint8))

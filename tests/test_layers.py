@@ -1,4 +1,4 @@
-"""The package reads top-down: the CLI and the pipeline, then report/, then stages/, then runners/, then core/. No
+"""The package reads top-down: the CLI and the pipeline, then report/, then stages/, then measure/, then runners/, then core/. No
 module imports a higher layer (not even lazily or for type hints), and no import cycle exists between modules."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "edgecnn"
-LAYERS = ("core", "runners", "stages", "report", "top")  # low → high
+LAYERS = ("core", "runners", "measure", "stages", "report", "top")  # low → high
 
 
 def module_name(path: Path) -> str:

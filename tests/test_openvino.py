@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from edgecnn.core.manifest import Precision, load_manifest
+from edgecnn.measure.thresholds import thresholds_for
 from edgecnn.runners import Arithmetic, registry
 from edgecnn.runners.registry import RuntimeName
-from edgecnn.stages.verify import thresholds_for
 
 pytestmark = pytest.mark.skipif(not registry.installed(RuntimeName.OPENVINO), reason='OpenVINO is not installed (pip install "edgecnn[openvino]")')
 

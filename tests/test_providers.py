@@ -14,9 +14,9 @@ from conftest import assert_one_line_error, copy_exports, cuda_usable, run_cli
 
 from edgecnn.core.files import sha256_file
 from edgecnn.core.manifest import Precision, load_manifest, update_manifest
+from edgecnn.measure.thresholds import thresholds_for
 from edgecnn.runners import Arithmetic, OnnxRunner, Provider, SessionConfig, TfliteRunner
 from edgecnn.runners.onnxrt import Placement, measure_placement
-from edgecnn.stages.verify import thresholds_for
 
 
 def gpu(test):

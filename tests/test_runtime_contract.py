@@ -15,8 +15,9 @@ from conftest import assert_one_line_error, run_cli
 from edgecnn.core.data import load_dataset
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.manifest import Precision, load_manifest
+from edgecnn.measure.thresholds import thresholds_for
 from edgecnn.runners import RUNTIMES, RunOptions, RuntimeName, check_usable, infer_in_batches, open_runner, parse_runtimes, registry
-from edgecnn.stages.verify import ParityResult, Status, compare, keras_reference, thresholds_for
+from edgecnn.stages.verify import ParityResult, Status, compare, keras_reference
 
 RUNTIME_NAMES = list(RuntimeName)
 ACCELERATED = [name for name in RuntimeName if RUNTIMES[name].accelerator is not None]

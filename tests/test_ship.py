@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from edgecnn.core.manifest import ArtifactEntry, ArtifactFormat, Precision, TensorSpec
-from edgecnn.report.ship import Target, pareto, recommend
+from edgecnn.measure.thresholds import QUANTIZED
+from edgecnn.report.ship import DeploymentTarget, pareto, recommend
 from edgecnn.runners import RuntimeName, SessionConfig
 from edgecnn.runners.litert import LITERT
 from edgecnn.runners.onnxrt import ORT_CPU
 from edgecnn.stages.bench import BenchResult
 from edgecnn.stages.tune import TuneResult
-from edgecnn.stages.verify import QUANTIZED, ParityResult, Status
+from edgecnn.stages.verify import ParityResult, Status
 
 RUNTIMES = {ArtifactFormat.ONNX: (RuntimeName.ONNXRUNTIME, ORT_CPU), ArtifactFormat.TFLITE: (RuntimeName.LITERT, LITERT)}
 
@@ -34,7 +35,7 @@ def test_what_to_ship_names_ties_when_intervals_overlap():
     parity = [passed("onnx-int8", ArtifactFormat.ONNX), passed("tflite-int8", ArtifactFormat.TFLITE), passed("tflite-fp32", ArtifactFormat.TFLITE)]
     rows = [row("onnx-int8", ArtifactFormat.ONNX, 70.0, 62.0, 80.0), row("tflite-int8", ArtifactFormat.TFLITE, 66.0, 60.0, 75.0),
             row("tflite-fp32", ArtifactFormat.TFLITE, 120.0, 110.0, 130.0)]
-    choice = next(item for item in recommend(parity, rows, []) if item.target is Target.CPU_LATENCY)
+    choice = next(item for item in recommend(parity, rows, []) if item.target is DeploymentTarget.CPU_LATENCY)
     assert choice.artifact == "tflite-int8"
     assert choice.ties == ("onnx-int8 (ORT CPU)",)  # overlapping: a tie; tflite-fp32's interval is clear of it
 
@@ -44,9 +45,9 @@ def test_what_to_ship_uses_a_tuned_figure_and_names_the_kept_float_layers():
     rows = [row("onnx-int8", ArtifactFormat.ONNX, 95.0, 90.0, 100.0), row("tflite-int8", ArtifactFormat.TFLITE, 60.0, 58.0, 62.0)]
     tuned = TuneResult("onnx-int8", RuntimeName.ONNXRUNTIME, 1, SessionConfig(), SessionConfig(threads=1), 95.0, 50.0, 20_000.0, 8, (), 48.0, 52.0)
     entries = [entry("onnx-int8", ArtifactFormat.ONNX, 1000, ("conv_1", "dense")), entry("tflite-int8", ArtifactFormat.TFLITE, 900)]
-    untuned = next(item for item in recommend(parity, rows, entries) if item.target is Target.CPU_LATENCY)
+    untuned = next(item for item in recommend(parity, rows, entries) if item.target is DeploymentTarget.CPU_LATENCY)
     assert untuned.artifact == "tflite-int8" and untuned.configuration == "" and untuned.kept_float_layers == ()
-    choice = next(item for item in recommend(parity, rows, entries, [tuned]) if item.target is Target.CPU_LATENCY)
+    choice = next(item for item in recommend(parity, rows, entries, [tuned]) if item.target is DeploymentTarget.CPU_LATENCY)
     assert choice.artifact == "onnx-int8" and choice.p50_us == 50.0 and choice.configuration == "threads=1 spinning=on"
     assert choice.kept_float_layers == ("conv_1", "dense") and choice.ties == ()
 

@@ -11,7 +11,8 @@ from conftest import assert_one_line_error, copy_exports, run_cli, run_in_fresh_
 
 from edgecnn.core.files import sha256_file
 from edgecnn.core.manifest import Precision, load_manifest, update_manifest
-from edgecnn.stages.verify import DEFAULT_THRESHOLDS, ParityResult, Status, Thresholds, VerifyOptions, compare, verify
+from edgecnn.measure.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from edgecnn.stages.verify import ParityResult, Status, VerifyOptions, compare, verify
 
 REPORT_FIELDS = {"path", "sha256", "accuracy", "delta_points", "agreement", "max_abs_diff", "mean_abs_diff", "thresholds", "passed",
                  "flipped", "mcnemar_p"}

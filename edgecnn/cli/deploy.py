@@ -39,8 +39,9 @@ def verify_command(
 ) -> int:
     """Compare every artifact with the Keras model on the whole test split, on the provider you deploy to; exit 1 if any fails."""
     from edgecnn.core.corruptions import every_corruption
+    from edgecnn.measure.thresholds import Thresholds
     from edgecnn.report.render import explain_table, print_json_file, verify_table, written
-    from edgecnn.stages.verify import Thresholds, VerifyOptions, verify
+    from edgecnn.stages.verify import VerifyOptions, verify
 
     if explain is not None:
         from edgecnn.stages.explain import ExplainOptions

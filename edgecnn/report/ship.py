@@ -22,7 +22,7 @@ from edgecnn.stages.verify import ParityResult
 FP32_REFERENCE = "onnx-fp32"
 
 
-class Target(str, Enum):
+class DeploymentTarget(str, Enum):
     CPU_LATENCY = "CPU, batch 1"
     CPU_THROUGHPUT = "CPU, throughput"
     GPU_LATENCY = "GPU, batch 1"
@@ -30,16 +30,16 @@ class Target(str, Enum):
 
     @property
     def on_device(self) -> bool:
-        return self in (Target.GPU_LATENCY, Target.GPU_THROUGHPUT)
+        return self in (DeploymentTarget.GPU_LATENCY, DeploymentTarget.GPU_THROUGHPUT)
 
     @property
     def latency(self) -> bool:
-        return self in (Target.CPU_LATENCY, Target.GPU_LATENCY)
+        return self in (DeploymentTarget.CPU_LATENCY, DeploymentTarget.GPU_LATENCY)
 
 
 @dataclass(frozen=True)
 class Recommendation:
-    target: Target
+    target: DeploymentTarget
     artifact: str
     backend: Backend
     batch_size: int
@@ -103,19 +103,19 @@ class Measured:
         return self.p50_low_us <= other.p50_high_us and other.p50_low_us <= self.p50_high_us
 
 
-def measured(rows: Sequence[BenchResult], target: Target, tuning: Sequence[TuneResult] = ()) -> list[Measured]:
+def measured(rows: Sequence[BenchResult], target: DeploymentTarget, tuning: Sequence[TuneResult] = ()) -> list[Measured]:
     """Rows that count for a target: measured (with tuned figures where --tune found faster ones), on the target's kind
     of device, at batch 1 for latency."""
     found = [item.tuned(tuning) for item in map(Measured.of, rows) if item is not None]
     return [item for item in found if item.backend.on_device == target.on_device and (item.batch_size == 1 or not target.latency)]
 
 
-def score(target: Target) -> Callable[[Measured], float]:
+def score(target: DeploymentTarget) -> Callable[[Measured], float]:
     """Higher is better: images/s for throughput, the inverse of p50 for latency."""
     return (lambda item: 1e6 / item.p50_us) if target.latency else (lambda item: item.images_per_second)
 
 
-def speedup(best: Measured, others: list[Measured], target: Target) -> float | None:
+def speedup(best: Measured, others: list[Measured], target: DeploymentTarget) -> float | None:
     """How much faster `best` is than the best of `others` (the fp32 file, or the Keras call), on the same metric."""
     if not others:
         return None
@@ -129,7 +129,7 @@ def recommend(parity: Sequence[ParityResult], rows: Sequence[BenchResult], entri
     files = {entry.name: entry for entry in entries}
     ran = [item for item in map(Measured.of, rows) if item is not None]
     choices = []
-    for target in Target:
+    for target in DeploymentTarget:
         candidates = [item for item in measured(rows, target, tuning) if (item.artifact, item.runtime) in passed]
         if not candidates:
             continue
@@ -205,7 +205,7 @@ def pareto(parity: Sequence[ParityResult], rows: Sequence[BenchResult], entries:
     passed = {(result.name, result.runtime): result for result in parity if result.passed and result.accuracy is not None}
     files = {entry.name: entry for entry in entries}
     candidates = []
-    for item in measured(rows, Target.CPU_LATENCY, tuning):
+    for item in measured(rows, DeploymentTarget.CPU_LATENCY, tuning):
         verdict, entry = passed.get((item.artifact, item.runtime)), files.get(item.artifact)
         if verdict is None or entry is None or verdict.accuracy is None:
             continue

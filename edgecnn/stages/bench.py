@@ -28,6 +28,8 @@ from edgecnn.core.images import conform
 from edgecnn.core.manifest import ArtifactFormat, Manifest, Precision, load_manifest
 from edgecnn.core.plots import drawn, plot_latency
 from edgecnn.core.provenance import Machine, library_versions, this_machine, utc_now
+from edgecnn.measure.memory import peak_memory_mib
+from edgecnn.measure.timing import DEFAULT_ROUNDS, DEFAULT_SECONDS, LatencyStats, Timed, TimingSettings, interleaved
 from edgecnn.runners import (
     RUNTIMES,
     Backend,
@@ -44,8 +46,6 @@ from edgecnn.runners import (
     runtime_packages,
     runtimes_for,
 )
-from edgecnn.stages.memory import peak_memory_mib
-from edgecnn.stages.timing import DEFAULT_ROUNDS, DEFAULT_SECONDS, LatencyStats, Target, TimingSettings, interleaved
 from edgecnn.stages.verify import judged_set
 
 if TYPE_CHECKING:
@@ -142,10 +142,10 @@ class BenchResult:
     first_run_us: float | None = None
     transfer_included: bool = True
     threads: int = 0
-    p50_low_us: float | None = None  # the p50's 95 % interval over interleaved rounds (stages/timing.py)
+    p50_low_us: float | None = None  # the p50's 95 % interval over interleaved rounds (measure/timing.py)
     p50_high_us: float | None = None
     rounds: int = 0
-    peak_memory_mib: float | None = None  # resident memory the session and batches up to this size added (stages/memory.py)
+    peak_memory_mib: float | None = None  # resident memory the session and batches up to this size added (measure/memory.py)
     memory_note: str = ""  # why the memory probe gave no figure
 
     @property
@@ -222,7 +222,7 @@ def timing_images(images: np.ndarray, runner: Runner) -> np.ndarray:
     return conform(images, description.height, description.width, description.color)
 
 
-def collect_targets(options: BenchOptions, manifest: Manifest | None) -> list[Target]:
+def collect_targets(options: BenchOptions, manifest: Manifest | None) -> list[Timed]:
     """Artifacts from the manifest (hash-checked) or files named with --model, once per runtime that reads them; the
     Keras baseline if asked.
 
@@ -231,14 +231,14 @@ def collect_targets(options: BenchOptions, manifest: Manifest | None) -> list[Ta
     """
     run = options.resolved_run()
     named = bool(options.artifacts or options.models or run.runtimes)
-    targets: list[Target] = []
+    targets: list[Timed] = []
 
     def add(name: str, path: Path, artifact_format: ArtifactFormat, precision: Precision | None, description: ModelDescription | None) -> None:
         for runtime in runtimes_for(artifact_format, run):
             if run.provider.on_device and not named and not RUNTIMES[runtime].follows_provider:
                 continue
             runner = open_runner(artifact_format, path, run, description, runtime)
-            targets.append(Target(name, path, artifact_format, precision, runtime, runner))
+            targets.append(Timed(name, path, artifact_format, precision, runtime, runner))
 
     if manifest is None:
         for path in map(Path, options.models):
@@ -252,11 +252,11 @@ def collect_targets(options: BenchOptions, manifest: Manifest | None) -> list[Ta
             raise EdgecnnError("--baseline keras needs a manifest with a model entry", "--baseline")
         # last: TensorFlow's thread pools outlive the model and would disturb whatever ran after it
         keras_path = manifest.resolve(manifest.model.path)
-        targets.append(Target("keras", keras_path, ArtifactFormat.KERAS, Precision.FP32, None, KerasRunner(keras_path, manifest.model.description)))
+        targets.append(Timed("keras", keras_path, ArtifactFormat.KERAS, Precision.FP32, None, KerasRunner(keras_path, manifest.model.description)))
     return targets
 
 
-def unrun_row(target: Target, options: BenchOptions, status: RowStatus, reason: str) -> BenchResult:
+def unrun_row(target: Timed, options: BenchOptions, status: RowStatus, reason: str) -> BenchResult:
     return BenchResult(
         artifact=target.name, path=str(target.path), format=target.format, precision=target.precision,
         runtime=target.runtime, provider_used=None, batch_size=None,
@@ -271,7 +271,7 @@ ROUND_WARMUP = 5  # untimed calls after re-binding a row for its round (a LiteRT
 class Prepared:
     """One row to measure: its target, batch size, encoded input, first-call time and where its nodes ran."""
 
-    target: Target
+    target: Timed
     batch_size: int
     feed: np.ndarray
     first_run_us: float
@@ -285,7 +285,7 @@ class Prepared:
         return call
 
 
-def measure_interleaved(targets: list[Target], images: np.ndarray, options: BenchOptions) -> list[BenchResult]:
+def measure_interleaved(targets: list[Timed], images: np.ndarray, options: BenchOptions) -> list[BenchResult]:
     """Every row's rounds interleaved (row A round 1, row B round 1, …, row A round 2, …), so a machine that slows down
     for a minute slows every row alike and widens their intervals instead of ranking them wrongly."""
     prepared: list[Prepared] = []
@@ -306,7 +306,7 @@ def measure_interleaved(targets: list[Target], images: np.ndarray, options: Benc
     return [measured_row(row, stats[index], options) for index, row in enumerate(prepared)] + refused
 
 
-def prepare(target: Target, images: np.ndarray, options: BenchOptions) -> list[Prepared]:
+def prepare(target: Timed, images: np.ndarray, options: BenchOptions) -> list[Prepared]:
     runner = target.runner
     runner.input_spec()  # creates the session / interpreter: timed by the runner
     placement = runner.placement()
@@ -350,7 +350,7 @@ def measured_row(row: Prepared, stats: LatencyStats, options: BenchOptions) -> B
     )
 
 
-def with_memory(results: list[BenchResult], targets: list[Target], options: BenchOptions) -> list[BenchResult]:
+def with_memory(results: list[BenchResult], targets: list[Timed], options: BenchOptions) -> list[BenchResult]:
     """Each measured artifact's peak memory per batch size, from one child process per artifact and runtime."""
     run = options.resolved_run()
     peaks: dict[tuple[str, RuntimeName | None], dict[int, float] | str] = {}
@@ -389,9 +389,9 @@ def report_payload(
             "iterations": options.iterations,
             "seconds": options.seconds if options.iterations is None else None,
             "rounds": options.rounds,
-            "p50_interval": "95 % two-level bootstrap over the interleaved rounds and the calls within each (stages/timing.py)",
+            "p50_interval": "95 % two-level bootstrap over the interleaved rounds and the calls within each (measure/timing.py)",
             "memory": ("peak resident memory added by creating the session and running batches up to each size, measured in a child "
-                       "process per artifact and runtime (VmHWM against VmRSS after the runtime import; stages/memory.py)"
+                       "process per artifact and runtime (VmHWM against VmRSS after the runtime import; measure/memory.py)"
                        if options.memory else "not measured (--no-memory)"),
             "timed_call": "input pre-encoded and bound; output left in a pre-allocated runtime buffer",
             "transfer_time": "excluded on CUDA/TensorRT (IO binding on device, synchronized); included for host tensors",

@@ -16,8 +16,8 @@ import numpy as np
 
 from edgecnn.core.manifest import Precision
 from edgecnn.core.reference import Goldens
+from edgecnn.measure.thresholds import thresholds_for
 from edgecnn.runners import Arithmetic, Backend, RunOptions, artifact_format_of, check_usable, open_runner
-from edgecnn.stages.verify import thresholds_for
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,10 @@ import numpy as np
 
 from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.manifest import Manifest, Precision
+from edgecnn.measure.thresholds import thresholds_for
+from edgecnn.measure.timing import LatencyStats, Timed, TimingSettings, interleaved
 from edgecnn.runners import RunOptions, RuntimeName, infer_in_batches, open_runner, plugin
-from edgecnn.stages.timing import LatencyStats, Target, TimingSettings, interleaved
-from edgecnn.stages.verify import JudgedSet, ParityResult, Status, compare, thresholds_for
+from edgecnn.stages.verify import JudgedSet, ParityResult, Status, compare
 
 PARITY_IMAGES = 1000  # test images each candidate must agree on with Keras (verify's thresholds)
 DEFAULT_TUNE_SECONDS = 0.3
@@ -39,7 +40,7 @@ class TuneResult:
     best_images_per_second: float
     tried: int
     rejected: tuple[str, ...]
-    best_p50_low_us: float = 0.0  # the best figure's 95 % interval (stages/timing.py)
+    best_p50_low_us: float = 0.0  # the best figure's 95 % interval (measure/timing.py)
     best_p50_high_us: float = 0.0
 
     @property
@@ -68,7 +69,7 @@ class TuneResult:
         }
 
 
-def tune(targets: Sequence[Target], manifest: Manifest, judged: JudgedSet, images: np.ndarray, batch_sizes: Sequence[int],
+def tune(targets: Sequence[Timed], manifest: Manifest, judged: JudgedSet, images: np.ndarray, batch_sizes: Sequence[int],
          run: RunOptions, timing: TimingSettings) -> list[TuneResult]:
     """`images`: bench's timing inputs (at least the largest batch); `judged`: what verify judges on, for the parity
     check; `run`: bench's run options (their thread count is every core the candidates may use)."""
@@ -86,7 +87,7 @@ class ParityCache:
     """Verify's verdict per numerically distinct configuration (the runtime's `parity_key`: a CUDA graph replays the
     same kernels, thread counts do not change the numbers)."""
 
-    def __init__(self, target: Target, judged: JudgedSet) -> None:
+    def __init__(self, target: Timed, judged: JudgedSet) -> None:
         self.target, self.judged = target, judged
         self.verdicts: dict[Any, str] = {}
 
@@ -111,7 +112,7 @@ class ParityCache:
         return "; ".join(failure.describe() for failure in result.failures)
 
 
-def tune_one(target: Target, runtime: RuntimeName, images: np.ndarray, parity: ParityCache, run: RunOptions, timing: TimingSettings) -> TuneResult:
+def tune_one(target: Timed, runtime: RuntimeName, images: np.ndarray, parity: ParityCache, run: RunOptions, timing: TimingSettings) -> TuneResult:
     """The runtime's defaults and every candidate that passes verify, timed in interleaved rounds (candidate A, B, …,
     then A again), so that the machine's drift does not pick the winner; the fastest p50 is kept."""
     runtime_plugin = plugin(runtime)
@@ -147,7 +148,7 @@ def identity(call: Callable[[], Any]) -> Callable[[], Any]:
     return call
 
 
-def time_interleaved(target: Target, runtime: RuntimeName, configs: list[Any], images: np.ndarray,
+def time_interleaved(target: Timed, runtime: RuntimeName, configs: list[Any], images: np.ndarray,
                      timing: TimingSettings) -> tuple[dict[Any, LatencyStats], list[tuple[Any, str]]]:
     """Each configuration's own runner, warmed up, then timed round by round in turn; those that fail to run are returned
     with the reason."""

@@ -45,7 +45,7 @@ class ExportInputs:
         """What a file of this precision carries: the shared facts, and the goldens with its precision's selftest bound."""
         if self.goldens is None:
             return self.metadata
-        from edgecnn.stages.verify import thresholds_for
+        from edgecnn.measure.thresholds import thresholds_for
 
         thresholds = thresholds_for(precision, Arithmetic.FP32, self.bounds)
         return self.metadata | Goldens(*self.goldens, thresholds.atol, thresholds.basis).to_metadata()

@@ -69,9 +69,9 @@ def default_session_check(converted: Converted, probe: np.ndarray, inputs: Expor
     images its max |Δp| must meet verify's fp32 bound; when it does not, the responsible optimizer pass is bisected and
     the smallest graph that shows it is written beside the file for an upstream report (verify then FAILs the file
     with that reason)."""
+    from edgecnn.measure.thresholds import thresholds_for
     from edgecnn.runners.base import Arithmetic
     from edgecnn.runners.onnxrt_passes import diagnose, run_cpu
-    from edgecnn.stages.verify import thresholds_for
 
     bound = thresholds_for(Precision.FP32, Arithmetic.FP32, inputs.bounds).atol or 0.0
     expected = inputs.keras_probabilities(inputs.calibration[: len(probe)])

@@ -37,6 +37,7 @@ from edgecnn.core.manifest import (
 )
 from edgecnn.core.provenance import library_versions, utc_now
 from edgecnn.core.reference import Reference, golden_indices, stored_sample, write_reference
+from edgecnn.measure.thresholds import QUANTIZED
 from edgecnn.stages.export import onnx as onnx_converter
 from edgecnn.stages.export import tflite as tflite_converter
 from edgecnn.stages.export.artifacts import ArtifactSpec, ExportOptions, select_artifacts, spec_named
@@ -44,7 +45,6 @@ from edgecnn.stages.export.bounds import parity_bounds
 from edgecnn.stages.export.inputs import Converted, ExportInputs
 from edgecnn.stages.export.search import SearchResult, Validation, search, validation_split
 from edgecnn.stages.export.source import SourceModel, load_source_model, resolve_model_path
-from edgecnn.stages.verify import QUANTIZED
 
 STAGING_PREFIX = ".export-staging-"  # + the exporting process's id
 

@@ -27,10 +27,10 @@ import numpy as np
 from edgecnn.core.data import holdout_indices
 from edgecnn.core.layers import keras_layer_names
 from edgecnn.core.verdict import DECIDED_MARGIN, Decision, overall, paired_criteria
+from edgecnn.measure.timing import TimingSettings, measure
 from edgecnn.runners import infer_in_batches, open_runner
 from edgecnn.stages.export.artifacts import ArtifactSpec
 from edgecnn.stages.export.inputs import Converted, ExportInputs
-from edgecnn.stages.timing import TimingSettings, measure
 
 MIN_VALIDATION = 2000  # images the search judges on, where the data has them
 SENSITIVITY_IMAGES = 300  # images the one sensitivity pass compares layer by layer

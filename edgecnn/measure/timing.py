@@ -80,7 +80,7 @@ def p50_interval(rounds: Sequence[np.ndarray], seed: int = 0) -> tuple[float, fl
 
 
 @dataclass(frozen=True)
-class Target:
+class Timed:
     """Something to time: a name, how it was produced, the runtime that runs it, and a runner with a timed call."""
 
     name: str

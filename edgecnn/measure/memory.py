@@ -1,6 +1,6 @@
 """Peak memory an artifact costs: resident memory added by creating its session and running its first batches.
 
-Measured in a child process per artifact and runtime (`python -m edgecnn.stages.memory`), so nothing bench already
+Measured in a child process per artifact and runtime (`python -m edgecnn.measure.memory`), so nothing bench already
 allocated is counted and what a runtime frees lazily cannot hide the next file's cost: the child imports the runtime
 first, reads its resident set (VmRSS), then creates the session and runs one batch of each size in ascending order,
 reading its peak resident set (VmHWM on Linux, ru_maxrss elsewhere) after each. LiteRT's `benchmark_model` and ORT's
@@ -44,7 +44,7 @@ def peak_memory_mib(artifact_format: ArtifactFormat, path: Path, runtime: Runtim
                "batch_sizes": sorted(batch_sizes), "run": asdict(run) | {"runtimes": [name.value for name in run.runtimes],
                                                                          "provider": run.provider.value}}
     try:
-        finished = subprocess.run([sys.executable, "-m", "edgecnn.stages.memory", json.dumps(request)], capture_output=True, text=True,
+        finished = subprocess.run([sys.executable, "-m", "edgecnn.measure.memory", json.dumps(request)], capture_output=True, text=True,
                                   timeout=CHILD_TIMEOUT_SECONDS, check=False)
     except subprocess.TimeoutExpired:
         return f"the memory probe took over {CHILD_TIMEOUT_SECONDS} s"
