@@ -42,7 +42,9 @@ TRAINED_FIXTURES = frozenset({"trained_model", "exported", "rgb_model", "rgb_exp
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if TRAINED_FIXTURES & set(getattr(item, "fixturenames", ())):
+        parameters = getattr(getattr(item, "callspec", None), "params", {})
+        named = {value for value in parameters.values() if isinstance(value, str)}  # fixtures a test asks for by name
+        if TRAINED_FIXTURES & (set(getattr(item, "fixturenames", ())) | named):
             item.add_marker(pytest.mark.slow)
 
 

@@ -118,6 +118,7 @@ def test_pipeline_takes_a_users_model_instead_of_training(logits_model, small_np
     assert {entry.path for entry in load_manifest(out / "manifest.json").artifacts} == {"lenet.onnx"}
 
 
+@pytest.mark.slow  # trains for real, end to end
 def test_an_image_folder_through_train_and_pipeline(real_arrays, tmp_path):
     from test_data import write_image_folder
 

@@ -59,6 +59,7 @@ def slice_npz(real_arrays, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow  # trains for real, end to end
 def test_two_worker_processes_train_one_model(slice_npz, tmp_path, started):
     out = tmp_path / "exports"
     results = finish(start_workers(slice_npz, out, EPOCHS, started))
@@ -74,6 +75,7 @@ def test_two_worker_processes_train_one_model(slice_npz, tmp_path, started):
     assert abs(report["test_accuracy"] - single.test_accuracy) <= 0.01, (report["test_accuracy"], single.test_accuracy)
 
 
+@pytest.mark.slow  # trains for real, end to end
 def test_a_killed_worker_stops_the_other_and_a_restart_resumes(slice_npz, tmp_path, started):
     out = tmp_path / "exports"
     chief, other = start_workers(slice_npz, out, 6, started)
