@@ -17,6 +17,8 @@ from enum import Enum
 
 import numpy as np
 
+from edgecnn.core.images import border_level
+
 SEVERITIES = (1, 2, 3, 4, 5)
 DEFAULT_SEVERITY = 3
 REFERENCE_SIDE = 32  # blur radii are given for a 32-pixel side and scale with the picture's larger side
@@ -129,10 +131,8 @@ def corrupt_one(image, corruption: Corruption, sign: float):  # noqa: ANN001, AN
 
 
 def border_fill(image) -> int | tuple[int, ...]:  # noqa: ANN001
-    """The border's median level per channel: what a turned picture's new corners are filled with (black around a
-    digit, the paper's white around a scan)."""
+    """The border's median level per channel (`border_level`, as the digit recipe measures the paper): what a turned
+    picture's new corners are filled with (black around a digit, the paper's white around a scan)."""
     pixels = np.asarray(image)
-    pixels = pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
-    border = np.concatenate((pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]))
-    levels = tuple(int(level) for level in np.median(border, axis=0))
+    levels = tuple(int(border_level(channel)) for channel in (pixels[..., None] if pixels.ndim == 2 else pixels).transpose(2, 0, 1))
     return levels[0] if len(levels) == 1 else levels

@@ -16,12 +16,15 @@ size limits come from the header, never from decompressing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +46,7 @@ PILLOW_FORMATS = {"PNG": "PngImagePlugin", "JPEG": "JpegImagePlugin", "BMP": "Bm
                   "WEBP": "WebPImagePlugin", "TIFF": "TiffImagePlugin", "GIF": "GifImagePlugin", "AVIF": "AvifImagePlugin", "HEIF": "",
                   "PPM": "PpmImagePlugin", "TGA": "TgaImagePlugin", "ICO": "IcoImagePlugin", "QOI": "QoiImagePlugin", "JPEG2000": "Jpeg2KImagePlugin"}
 # Formats only a plug-in decodes: its module, its PyPI name, and the call that registers it (None: importing does).
-# Pillow 11.3+ decodes AVIF itself; older ones need pillow-avif-plugin.
+# Pillow 11.2+ decodes AVIF itself; older ones need pillow-avif-plugin.
 PLUGINS = {"HEIF": ("pillow_heif", "pillow-heif", "register_heif_opener"), "AVIF": ("pillow_avif", "pillow-avif-plugin", None)}
 GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # Pillow modes of gray pictures
 CONTAINER_BRANDS = {"HEIF": {"heic", "heix", "heim", "heis", "hevc", "hevx", "mif1", "msf1"}, "AVIF": {"avif", "avis"}}
@@ -94,24 +97,30 @@ def decodable_formats() -> tuple[str, ...]:
     return tuple(name for name in PILLOW_FORMATS if name in Image.OPEN)
 
 
-def decoded_pixels(path: Path | str, color: Color, orientation: Orientation = Orientation.EXIF) -> np.ndarray:
+@contextlib.contextmanager
+def opened_picture(path: Path | str) -> Iterator[Any]:
+    """The picture opened by Pillow among the decodable formats (nothing decoded yet), with every Pillow failure a
+    one-line user error naming the file."""
     from PIL import Image, UnidentifiedImageError
 
     formats = decodable_formats()
     try:
         with Image.open(path, formats=formats) as image:
-            width, height = image.size  # read from the header; nothing is decompressed yet
-            if width * height > MAX_PIXELS:
-                raise EdgecnnError(f"image is {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit (decompression bomb?)", path)
-            return pillow_pixels(upright(image) if orientation is Orientation.EXIF else image, color)
-    except EdgecnnError:
-        raise
+            yield image
     except Image.DecompressionBombError as exc:
         raise EdgecnnError(f"refused as a decompression bomb: {exc}", path) from None
     except UnidentifiedImageError:
         raise EdgecnnError(unidentified_reason(path, formats), path) from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise EdgecnnError(f"cannot decode image (corrupt or truncated): {exc}", path) from None
+        raise EdgecnnError(f"cannot decode image (corrupt or truncated): {first_line(exc)}", path) from None
+
+
+def decoded_pixels(path: Path | str, color: Color, orientation: Orientation = Orientation.EXIF) -> np.ndarray:
+    with opened_picture(path) as image:
+        width, height = image.size  # read from the header; nothing is decompressed yet
+        if width * height > MAX_PIXELS:
+            raise EdgecnnError(f"image is {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit (decompression bomb?)", path)
+        return pillow_pixels(upright(image) if orientation is Orientation.EXIF else image, color)
 
 
 TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
@@ -129,17 +138,9 @@ def upright(image):  # noqa: ANN001, ANN201 - PIL.Image.Image in and out
 
 def picture_header(path: Path | str) -> tuple[tuple[int, int], str]:
     """((height, width), Pillow mode) of a picture as it will be decoded (upright), read from its header alone."""
-    from PIL import Image, UnidentifiedImageError
-
-    formats = decodable_formats()
-    try:
-        with Image.open(path, formats=formats) as image:
-            turned = image.getexif().get(EXIF_ORIENTATION_TAG) in TRANSPOSING_ORIENTATIONS
-            return ((image.width, image.height) if turned else (image.height, image.width)), image.mode
-    except UnidentifiedImageError:
-        raise EdgecnnError(unidentified_reason(path, formats), path) from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise EdgecnnError(f"cannot decode image (corrupt or truncated): {first_line(exc)}", path) from None
+    with opened_picture(path) as image:
+        turned = image.getexif().get(EXIF_ORIENTATION_TAG) in TRANSPOSING_ORIENTATIONS
+        return ((image.width, image.height) if turned else (image.height, image.width)), image.mode
 
 
 def pillow_pixels(image, color: Color) -> np.ndarray:  # noqa: ANN001 - a PIL.Image.Image (PIL loads only where decoding runs)

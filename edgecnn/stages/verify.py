@@ -8,9 +8,11 @@ collected as a typed `CheckFailure`; nothing stops at the first one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -225,7 +227,8 @@ def verify(options: VerifyOptions) -> VerifyResult:
                            "run it where the model was exported", "--corruptions")
     description = model.description
     judged = judged_set(manifest, options.data, options.verify_hash)
-    copies = tuple(corrupted_set(manifest, judged, corruption, options) for corruption in options.corruptions)
+    keras = keras_runner(manifest, options.verify_hash)
+    copies = tuple(corrupted_set(manifest, judged, corruption, options.seed, keras) for corruption in options.corruptions)
     judged_runs = [verify_artifact(manifest, entry, judged, copies, options, runtime)
                    for entry in entries for runtime in runtimes_for(entry.format, options.run)]
     results = tuple(clean for clean, _ in judged_runs)
@@ -237,11 +240,12 @@ def verify(options: VerifyOptions) -> VerifyResult:
                            out / CONFUSION_FILENAME, "the confusion chart")
     corruptions_chart = drawn(lambda path: write_corruptions_chart(keras_accuracy, results, corrupted, path), out / CORRUPTIONS_FILENAME,
                               "the corruptions chart") if corrupted else None
-    report_path = out / REPORT_FILENAME
+    verified = VerifyResult(out / REPORT_FILENAME, confusion_path, keras_accuracy, results, int(len(judged.labels)), description, model.stem,
+                            corrupted, corruptions_chart)
     write_json_atomic(
-        report_path,
+        verified.report_path,
         {
-            "passed": all(result.passed for result in results + tuple(row for split in corrupted for row in split.results)),
+            "passed": verified.passed,
             "created": utc_now(),
             "manifest": str(manifest.path),
             "keras": {"path": model.path, "sha256": model.sha256, "accuracy": keras_accuracy},
@@ -255,8 +259,7 @@ def verify(options: VerifyOptions) -> VerifyResult:
             "versions": library_versions(runtime_packages()),
         },
     )
-    return VerifyResult(report_path, confusion_path, keras_accuracy, results, int(len(judged.labels)), description, model.stem,
-                        corrupted, corruptions_chart)
+    return verified
 
 
 def accuracy_of(judged: JudgedSet) -> float:
@@ -269,14 +272,14 @@ class CorruptedCopy:
     set: JudgedSet  # the corrupted images, their labels and Keras' probabilities on them
 
 
-def corrupted_set(manifest: Manifest, judged: JudgedSet, corruption: Corruption, options: VerifyOptions) -> CorruptedCopy:
+def corrupted_set(manifest: Manifest, judged: JudgedSet, corruption: Corruption, seed: int, keras: Callable[[], KerasRunner]) -> CorruptedCopy:
     """The judged images corrupted (seeded), with the Keras model's own answers on them: the reference each file is
     held to is Keras on the same corrupted picture, so a file is judged on drift, not on the corruption itself."""
-    images = corrupted(judged.images, corruption, options.seed)
+    images = corrupted(judged.images, corruption, seed)
     fingerprint = hashlib.sha256(images.tobytes()).hexdigest()
-    keras = manifest.source_model().description.probabilities(keras_outputs(manifest, images, fingerprint, options.verify_hash))
-    data = judged.data | {"corruption": corruption.to_dict(), "seed": options.seed}
-    return CorruptedCopy(corruption, replace(judged, images=images, probabilities=keras, data=data))
+    answers = manifest.source_model().description.probabilities(keras_outputs(manifest, images, fingerprint, keras))
+    data = judged.data | {"corruption": corruption.to_dict(), "seed": seed}
+    return CorruptedCopy(corruption, replace(judged, images=images, probabilities=answers, data=data))
 
 
 def corruptions_record(corrupted: tuple[CorruptedSplit, ...], options: VerifyOptions) -> dict[str, Any]:
@@ -305,10 +308,24 @@ def check_overrides(overrides: Thresholds) -> None:
 
 def keras_reference(manifest: Manifest, dataset: Dataset, verify_hash: bool) -> np.ndarray:
     """Keras outputs on the test split, cached per model sha256 + data sha256 so re-verifying skips TensorFlow."""
-    return keras_outputs(manifest, dataset.x_test, dataset.fingerprint(), verify_hash)
+    return keras_outputs(manifest, dataset.x_test, dataset.fingerprint(), keras_runner(manifest, verify_hash))
 
 
-def keras_outputs(manifest: Manifest, images: np.ndarray, fingerprint: str, verify_hash: bool) -> np.ndarray:
+def keras_runner(manifest: Manifest, verify_hash: bool) -> Callable[[], KerasRunner]:
+    """The Keras model, its sha256 checked and the model opened on first use only: an answer in the cache needs
+    neither, and every image set after the first (the corrupted copies) reuses the one loaded model."""
+    @functools.cache
+    def opened() -> KerasRunner:
+        model = manifest.source_model()
+        model_path = manifest.resolve(model.path)
+        if verify_hash and model_path.is_file() and sha256_file(model_path) != model.sha256:
+            raise IntegrityError("Keras model changed since export (sha256 differs from the manifest)", model_path)
+        return KerasRunner(model_path, model.description)
+
+    return opened
+
+
+def keras_outputs(manifest: Manifest, images: np.ndarray, fingerprint: str, keras: Callable[[], KerasRunner]) -> np.ndarray:
     """The Keras model's outputs on `images`, cached in the export folder per model sha256 + the images' fingerprint."""
     model = manifest.source_model()
     cache = manifest.folder / CACHE_FOLDER / f"keras-{model.sha256[:16]}-{fingerprint[:16]}.npy"
@@ -319,10 +336,7 @@ def keras_outputs(manifest: Manifest, images: np.ndarray, fingerprint: str, veri
                 return cached
         except (OSError, ValueError):
             pass  # a broken cache is recomputed
-    model_path = manifest.resolve(model.path)
-    if verify_hash and model_path.is_file() and sha256_file(model_path) != model.sha256:
-        raise IntegrityError("Keras model changed since export (sha256 differs from the manifest)", model_path)
-    outputs = infer_in_batches(KerasRunner(model_path, model.description), images)
+    outputs = infer_in_batches(keras(), images)
     ensure_output_dir(cache.parent, "--manifest")
     with atomic_path(cache) as temp, open(temp, "wb") as handle:
         np.save(handle, outputs)
