@@ -13,6 +13,27 @@ from edgecnn.cli.quick import PREDICT_OPTIONS, predict_and_print
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.runners import Provider, RunOptions
 
+RemoteOption = Annotated[Optional[list[str]], typer.Option(
+    "--remote", metavar="<host>", show_default=False,
+    help="Run it on this box over SSH instead: [user@]host[:port] or a Host alias of your ssh config. Repeatable: a fleet, in parallel "
+         "(local is this machine). The box needs only python3 >= 3.11; its device install is prepared under ~/.cache/edgecnn there.")]
+SshConfigOption = Annotated[Optional[Path], typer.Option("--ssh-config", help="ssh's -F: this file instead of ~/.ssh/config.", show_default=False)]
+RemoteTimeoutOption = Annotated[float, typer.Option("--remote-timeout", help="Seconds each step on a box may take before the box counts as failed.")]
+
+
+def remote_options(hosts: list[str] | None, ssh_config: Path | None, timeout: float) -> Any:
+    """The fleet to run on, or None to run here."""
+    if not hosts:
+        return None
+    from edgecnn.remote.fleet import RemoteOptions
+
+    return RemoteOptions(tuple(hosts), ssh_config, timeout)
+
+
+def progress_line(text: str) -> None:
+    """A box's progress, on stderr: --json keeps stdout for the report."""
+    typer.echo(text, err=True)
+
 
 @command("verify")
 @runtime_options(several=False)
@@ -34,6 +55,9 @@ def verify_command(
                               "brightness, contrast, JPEG, resize, crop); needs TensorFlow.")] = False,
     severity: Annotated[int, typer.Option("--severity", min=1, max=5, help="How strong the corruptions are, 1-5 (ImageNet-C's scale).")] = 3,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the corruptions' noise and turning directions.")] = 0,
+    remote: RemoteOption = None,
+    ssh_config: SshConfigOption = None,
+    remote_timeout: RemoteTimeoutOption = 1800.0,
     run: RunOptions = RunOptions(),
     debug: DebugOption = False,
 ) -> int:
@@ -44,6 +68,8 @@ def verify_command(
     from edgecnn.stages.verify import VerifyOptions, verify
 
     if explain is not None:
+        if remote:
+            raise EdgecnnError("--explain compares with the Keras model layer by layer, which a box does not run: run it here", "--remote")
         from edgecnn.stages.explain import ExplainOptions
         from edgecnn.stages.explain import explain as explain_artifact
 
@@ -64,6 +90,19 @@ def verify_command(
         corruptions=every_corruption(severity) if corruptions else (),
         seed=seed,
     )
+    fleet = remote_options(remote, ssh_config, remote_timeout)
+    if fleet is not None:
+        from edgecnn.core.files import read_json
+        from edgecnn.remote.fleet import verify_on_fleet
+        from edgecnn.report.render import fleet_verify_table
+
+        on_fleet = verify_on_fleet(options, fleet, progress_line)
+        if json_output:
+            print_json_file(on_fleet.report_path)
+        else:
+            fleet_verify_table(read_json(on_fleet.report_path, "verify report")["artifacts"])
+            typer.echo(f"wrote {on_fleet.report_path}")
+        return on_fleet.exit_code
     result = verify(options)
     if json_output:
         print_json_file(result.report_path)
@@ -103,6 +142,9 @@ def bench_command(
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: the manifest's).", show_default=False)] = None,
     no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Skip the sha256 check against the manifest.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
+    remote: RemoteOption = None,
+    ssh_config: SshConfigOption = None,
+    remote_timeout: RemoteTimeoutOption = 1800.0,
     run: RunOptions = RunOptions(),
     debug: DebugOption = False,
 ) -> int:
@@ -115,6 +157,18 @@ def bench_command(
         run=run, batch_sizes=_batch_sizes(batch_sizes), warmup=warmup, iterations=iterations, seconds=seconds, baseline_keras=baseline is Baseline.KERAS, data=data, out=out,
         verify_hash=not no_verify_hash, tune=tune, rounds=rounds, memory=memory,
     )
+    fleet = remote_options(remote, ssh_config, remote_timeout)
+    if fleet is not None:
+        from edgecnn.remote.fleet import bench_on_fleet
+        from edgecnn.report.render import fleet_bench_tables
+
+        on_fleet = bench_on_fleet(options, fleet, progress_line)
+        if json_output:
+            print_json_file(on_fleet.report_path)
+        else:
+            fleet_bench_tables(on_fleet.rows, on_fleet.ship, [(run.host, run.error) for run in on_fleet.runs if run.failed])
+            typer.echo(f"wrote {on_fleet.report_path}")
+        return 0 if on_fleet.passed else 1
     report = bench(options)
     if json_output:
         print_json_file(report.report_path)
@@ -168,6 +222,9 @@ def doctor_command(
 def selftest_command(
     model: Annotated[Path, typer.Argument(help="An .onnx or .tflite file exported by edgecnn.", metavar="MODEL", show_default=False)],
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    remote: RemoteOption = None,
+    ssh_config: SshConfigOption = None,
+    remote_timeout: RemoteTimeoutOption = 1800.0,
     run: RunOptions = RunOptions(),
     debug: DebugOption = False,
 ) -> int:
@@ -175,6 +232,15 @@ def selftest_command(
     from edgecnn.report.render import print_selftest
     from edgecnn.stages.selftest import SelftestOptions, selftest
 
+    fleet = remote_options(remote, ssh_config, remote_timeout)
+    if fleet is not None:
+        from edgecnn.remote.fleet import selftest_on_fleet
+        from edgecnn.report.render import fleet_selftest_table
+
+        on_fleet = selftest_on_fleet(SelftestOptions(model=model, run=run), fleet, progress_line)
+        payload = on_fleet.to_dict()
+        fleet_selftest_table(payload["results"], json_output, payload)
+        return on_fleet.exit_code
     result = selftest(SelftestOptions(model=model, run=run))
     print_selftest(result, json_output)
     return 0 if result.passed else 1

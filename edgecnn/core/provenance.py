@@ -37,21 +37,54 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def memory_mib() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def operating_system() -> str:
+    """The distribution's own name ("Debian GNU/Linux 12 (bookworm)"), else the platform string."""
+    try:
+        return platform.freedesktop_os_release().get("PRETTY_NAME") or platform.platform()
+    except OSError:
+        return platform.platform()
+
+
 @dataclass(frozen=True)
 class Machine:
-    """Where a measurement ran: reports record it, and the pipeline's report prints it."""
+    """Where a measurement ran: reports record it, every row of bench.json and verify.json carries it (a row measured on a
+    box over SSH carries the box's), and the pipeline's report prints it."""
 
     platform: str
     machine: str
     cpu: str
     cpu_count: int
+    memory_mib: int | None = None
+    os: str = ""
+    python: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
 def this_machine() -> Machine:
-    return Machine(platform=platform.platform(), machine=platform.machine(), cpu=cpu_model(), cpu_count=os.cpu_count() or 1)
+    return Machine(platform=platform.platform(), machine=platform.machine(), cpu=cpu_model(), cpu_count=os.cpu_count() or 1,
+                   memory_mib=memory_mib(), os=operating_system(), python=platform.python_version())
+
+
+THIS_MACHINE = "local"  # the host that rows measured on this machine name; rows from a box over SSH name the box (--remote)
+
+
+def hosted(rows: list[dict[str, object]], host: str, machine: Machine, versions: dict[str, str]) -> list[dict[str, object]]:
+    """Report rows that say where they ran: the host, and the device facts (CPU, cores, memory, OS, Python, runtime versions)."""
+    device = machine.to_dict() | {"versions": versions}
+    return [row | {"host": host, "device": device} for row in rows]
 
 
 def utc_now() -> str:

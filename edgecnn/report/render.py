@@ -12,7 +12,7 @@ import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgecnn.core.manifest import ArtifactEntry
 from edgecnn.report.tables import (
@@ -22,12 +22,15 @@ from edgecnn.report.tables import (
     corruption_rows,
     explain_rows,
     export_rows,
+    fleet_parity_rows,
+    fleet_selftest_rows,
     latency_rows,
     parity_rows,
     search_rows,
     shape_text,
     ship_rows,
     tuning_rows,
+    with_hosts,
 )
 
 if TYPE_CHECKING:
@@ -142,6 +145,31 @@ def bench_table(results: Sequence[BenchResult]) -> None:
 
 def ship_table(choices: Sequence[Recommendation]) -> None:
     print_table("what to ship (fastest artifact that passed verify, per target)", ship_rows(choices))
+
+
+def fleet_bench_tables(rows: Sequence[BenchResult], ship: Sequence[tuple[str, Recommendation]], failures: Sequence[tuple[str, str]]) -> None:
+    """A fleet's benchmark: every host's rows in one table, what to ship on each host (one line per host and target),
+    and each host that could not run, with its line."""
+    if rows:
+        print_table("latency per call and throughput, per host", with_hosts(latency_rows(rows), [row.host for row in rows]))
+    if ship:
+        print("what to ship on each host (the fastest artifact that passed verify there; bench.json has the figures):")
+    for host, choice in ship:
+        print(f"  {host}, {choice.target.value} → {choice.artifact} ({choice.backend.label}, batch {choice.batch_size}: p50 {choice.p50_us:,.1f} µs, "
+              f"{choice.images_per_second:,.0f} images/s)")
+    for host, error in failures:
+        print(f"{host}: FAILED: {error}")
+
+
+def fleet_verify_table(rows: Sequence[dict[str, Any]]) -> None:
+    print_table("parity with Keras on each host (the stored reference)", fleet_parity_rows(rows))
+
+
+def fleet_selftest_table(results: Sequence[dict[str, Any]], as_json: bool, payload: dict[str, Any]) -> None:
+    if as_json:
+        print(json.dumps(payload, indent=2))
+    else:
+        print_table("selftest on each host: the file's golden inputs against the Keras answers it carries", fleet_selftest_rows(results))
 
 
 def tuning_table(results: Sequence[TuneResult]) -> None:

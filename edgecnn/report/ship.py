@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import Protocol
 
 from edgecnn.core.manifest import ArtifactEntry, ArtifactFormat, Precision
 from edgecnn.runners import Backend, RuntimeName
@@ -20,6 +21,21 @@ from edgecnn.stages.tune import TuneResult
 from edgecnn.stages.verify import ParityResult
 
 FP32_REFERENCE = "onnx-fp32"
+
+
+class Judged(Protocol):
+    """What a recommendation needs of a verdict: verify's ParityResult here, or a row of a box's verify.json."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def runtime(self) -> RuntimeName | None: ...
+    @property
+    def passed(self) -> bool: ...
+    @property
+    def delta_points(self) -> float | None: ...
+    @property
+    def agreement(self) -> float | None: ...
 
 
 class DeploymentTarget(str, Enum):
@@ -123,7 +139,7 @@ def speedup(best: Measured, others: list[Measured], target: DeploymentTarget) ->
     return key(best) / max(key(item) for item in others)
 
 
-def recommend(parity: Sequence[ParityResult], rows: Sequence[BenchResult], entries: Sequence[ArtifactEntry],
+def recommend(parity: Sequence[Judged], rows: Sequence[BenchResult], entries: Sequence[ArtifactEntry],
               tuning: Sequence[TuneResult] = ()) -> list[Recommendation]:
     passed = {(result.name, result.runtime): result for result in parity if result.passed}  # judged on the runtime it ships on
     files = {entry.name: entry for entry in entries}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgecnn.runners import RUNTIMES, Arithmetic
@@ -140,6 +141,39 @@ def tuning_rows(results: Sequence[TuneResult]) -> TextTable:
 
     headers = ("artifact", "runtime", "batch", "best configuration", "default p50 µs", "best p50 µs", "speed-up", "images/s", "tried")
     return text_table(headers, results, cells, 4)
+
+
+HOST_ERROR = "host_error"  # the key of a fleet report's row for a host that could not run: its one line
+
+
+def with_hosts(table: TextTable, hosts: Sequence[str]) -> TextTable:
+    """The same table with the host each row ran on as its first column (a fleet's rows side by side)."""
+    return TextTable(("host", *table.headers), tuple((host, *row) for host, row in zip(hosts, table.rows, strict=True)), table.left_columns + 1)
+
+
+def fleet_parity_rows(rows: Sequence[dict[str, Any]]) -> TextTable:
+    """verify.json's rows from every host (a failed host is one row saying why)."""
+
+    def cells(row: dict[str, Any]) -> tuple[Cell, ...]:
+        if HOST_ERROR in row:
+            return (row["host"], "-", "-", "-", "-", "-", "-", "-", Verdict(False, f"FAILED: {row[HOST_ERROR]}"))
+        verdict = row["status"] + "".join(f"; {failure['check']}: {failure['value']} (limit {failure['limit']})" for failure in row.get("failures", ()))
+        return (row["host"], row["name"], row["precision"], row.get("provider_label") or row.get("provider_used") or "-", number(row.get("accuracy"), ".2%"),
+                number(row.get("delta_points"), "+.2f"), number(row.get("agreement"), ".2%"), number(row.get("max_abs_diff"), ".1e"),
+                Verdict(bool(row["passed"]), verdict))
+
+    return text_table(("host", "artifact", "precision", "ran on", "accuracy", "Δ points", "agreement", "max abs Δp", "result"), rows, cells, 4)
+
+
+def fleet_selftest_rows(results: Sequence[dict[str, Any]]) -> TextTable:
+    def cells(item: dict[str, Any]) -> tuple[Cell, ...]:
+        if HOST_ERROR in item:
+            return (item["host"], "-", "-", "-", "-", "-", Verdict(False, f"FAILED: {item[HOST_ERROR]}"))
+        bound = "top-1 only" if item["bound"] is None else f"{item['bound']:.0e}"
+        return (item["host"], Path(item["path"]).name, item["runtime"], f"{item['top1_agreeing']}/{item['goldens']}", f"{item['max_abs_diff']:.2e}",
+                bound, Verdict(bool(item["passed"]), "PASS" if item["passed"] else "FAIL"))
+
+    return text_table(("host", "file", "ran on", "top-1 agreeing", "max |Δp|", "bound", "result"), results, cells, 3)
 
 
 def times(value: float | None) -> str:

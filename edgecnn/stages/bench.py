@@ -13,7 +13,7 @@ import gc
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ from edgecnn.core.files import ensure_output_dir, write_json_atomic
 from edgecnn.core.images import conform
 from edgecnn.core.manifest import ArtifactFormat, Manifest, Precision, load_manifest
 from edgecnn.core.plots import drawn, plot_latency
-from edgecnn.core.provenance import Machine, library_versions, this_machine, utc_now
+from edgecnn.core.provenance import THIS_MACHINE, Machine, hosted, library_versions, this_machine, utc_now
 from edgecnn.measure.memory import peak_memory_mib
 from edgecnn.measure.timing import DEFAULT_ROUNDS, DEFAULT_SECONDS, LatencyStats, Timed, TimingSettings, interleaved
 from edgecnn.runners import (
@@ -147,6 +147,7 @@ class BenchResult:
     rounds: int = 0
     peak_memory_mib: float | None = None  # resident memory the session and batches up to this size added (measure/memory.py)
     memory_note: str = ""  # why the memory probe gave no figure
+    host: str = THIS_MACHINE  # where it ran: the box's name for a row measured over SSH (--remote)
 
     @property
     def failed(self) -> bool:
@@ -162,8 +163,23 @@ class BenchResult:
             "precision": self.precision.value if self.precision else None,
             "runtime": self.runtime.value if self.runtime else None,
             "provider_used": self.provider_used.value if self.provider_used else None,
+            "provider_label": self.provider_used.label if self.provider_used else None,
+            "on_device": self.provider_used.on_device if self.provider_used else None,
             "status": self.status.value,
         }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> BenchResult:
+        """A row as bench.json holds it (a box's rows come back this way), with its enums and backend restored."""
+        known = {item.name for item in fields(cls)}
+        backend = Backend(raw["provider_used"], raw.get("provider_label") or raw["provider_used"], bool(raw.get("on_device"))) if raw.get("provider_used") else None
+        return cls(**{key: value for key, value in raw.items() if key in known} | {
+            "format": ArtifactFormat(raw["format"]),
+            "precision": Precision(raw["precision"]) if raw.get("precision") else None,
+            "runtime": RuntimeName(raw["runtime"]) if raw.get("runtime") else None,
+            "provider_used": backend,
+            "status": RowStatus(raw["status"]),
+        })
 
 
 @dataclass(frozen=True)
@@ -374,10 +390,11 @@ def report_payload(
 ) -> dict[str, Any]:
     run = options.resolved_run()
     used = dict.fromkeys(row.runtime for row in results if row.runtime is not None)
+    versions = library_versions(runtime_packages())
     return {
         "created": utc_now(),
         "passed": not any(row.failed for row in results),
-        "results": [row.to_dict() for row in results],
+        "results": hosted([row.to_dict() for row in results], THIS_MACHINE, machine, versions),
         "tuning": [item.to_dict() for item in tuning],
         "settings": {
             "runtimes": {name.value: plugin(name).describe(plugin(name).config(run)) for name in used},
@@ -399,5 +416,5 @@ def report_payload(
         "data": {"spec": data_spec, "input": "first batch_size images of the test split"},
         "manifest": str(options.manifest) if not options.models else None,
         "machine": machine.to_dict(),
-        "versions": library_versions(runtime_packages()),
+        "versions": versions,
     }

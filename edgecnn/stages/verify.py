@@ -27,7 +27,7 @@ from edgecnn.core.errors import EdgecnnError, IntegrityError
 from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
 from edgecnn.core.manifest import ArtifactEntry, Manifest, ModelEntry, ParityBounds, Precision, load_manifest
 from edgecnn.core.plots import drawn
-from edgecnn.core.provenance import library_versions, utc_now
+from edgecnn.core.provenance import THIS_MACHINE, hosted, library_versions, this_machine, utc_now
 from edgecnn.core.reference import load_reference
 from edgecnn.core.verdict import DECIDED_MARGIN, Criterion, Decision, decided_images, overall, paired_criteria
 from edgecnn.measure.thresholds import Thresholds, thresholds_for
@@ -97,6 +97,7 @@ class ParityResult:
             "flipped": list(self.flipped),
             "runtime": self.runtime.value if self.runtime else None,
             "provider_used": self.provider_used.value if self.provider_used else None,
+            "provider_label": self.provider_used.label if self.provider_used else None,
             "arithmetic": self.arithmetic.value if self.arithmetic else None,
             "criteria": [asdict(criterion) | {"decision": criterion.decision.value} for criterion in self.criteria],
         }
@@ -242,6 +243,7 @@ def verify(options: VerifyOptions) -> VerifyResult:
                               "the corruptions chart") if corrupted else None
     verified = VerifyResult(out / REPORT_FILENAME, confusion_path, keras_accuracy, results, int(len(judged.labels)), description, model.stem,
                             corrupted, corruptions_chart)
+    machine, versions = this_machine(), library_versions(runtime_packages())
     write_json_atomic(
         verified.report_path,
         {
@@ -254,9 +256,10 @@ def verify(options: VerifyOptions) -> VerifyResult:
             "data": judged.data,
             "runtimes": {name.value: plugin(name).describe(plugin(name).config(options.run))
                          for name in dict.fromkeys(result.runtime for result in results if result.runtime is not None)},
-            "artifacts": [result.to_dict() for result in results],
+            "artifacts": hosted([result.to_dict() for result in results], THIS_MACHINE, machine, versions),
             **({"corruptions": corruptions_record(corrupted, options)} if corrupted else {}),
-            "versions": library_versions(runtime_packages()),
+            "machine": machine.to_dict(),
+            "versions": versions,
         },
     )
     return verified
