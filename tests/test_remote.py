@@ -20,7 +20,7 @@ import pytest
 from conftest import assert_one_line_error, copy_exports, run_cli
 from sshbox import SSHD, SshBox, client, keypair, no_server, start_box
 
-from edgecnn.remote.device_install import BoxFacts, box_requirements, platform_tags
+from edgecnn.remote.device_install import BoxFacts, box_requirements, fetch_wheels, platform_tags
 from edgecnn.remote.ssh import AGENT_SOURCE, RemoteError
 
 pytestmark = pytest.mark.skipif(not SSHD.exists() or shutil.which("ssh") is None,
@@ -127,8 +127,11 @@ def test_a_fleet_of_two_boxes_and_this_machine_share_one_report(exported, fleet,
     ship = {(item["host"], item["target"]) for item in bench["what_to_ship"]}
     assert ship == {(host, target) for host in ("pi4", "jetson", "local") for target in ("CPU, batch 1", "CPU, throughput")}
     assert {row["host"] for row in bench["verdicts"]} == {"pi4", "jetson", "local"}
+    document = (manifest.parent / "fleet.md").read_text()
     for host in ("pi4", "jetson", "local"):
         assert f"  {host}, CPU, batch 1 → " in run.stdout
+        assert f"| {host} | CPU, batch 1 | " in document and f"| {host} | onnx-int8 | int8 | ORT CPU | 8 |" in document
+    assert "(reused)" in document or "MB sent" in document
 
 
 def test_a_box_with_no_server_is_one_line_and_the_others_rows_are_kept(exported, fleet, tmp_path):
@@ -138,7 +141,7 @@ def test_a_box_with_no_server_is_one_line_and_the_others_rows_are_kept(exported,
                     "--seconds", "0.1", "--rounds", "2", "--no-memory")
     assert run.returncode == 1, run.stderr
     line = f"off: FAILED: ssh: connect to host 127.0.0.1 port {port}: Connection refused"
-    assert run.stdout.count(line) == 1 and "Traceback" not in run.stderr
+    assert (run.stdout + run.stderr).count(line) == 1 and line in run.stderr.splitlines() and "Traceback" not in run.stderr
     bench = report(manifest.parent / "bench.json")
     assert not bench["passed"]
     assert [row for row in bench["results"] if row["host"] == "off"] == [
@@ -161,6 +164,12 @@ def test_a_refused_key_and_a_slow_box_are_one_line_each(exported, fleet, tmp_pat
     refused = fleet.cli("verify", "--manifest", str(manifest), "--remote", "stranger")
     assert refused.returncode == 1
     assert "stranger: FAILED: ssh: " in refused.stderr and "Permission denied (publickey)" in refused.stderr, refused.stderr
+    with fleet.config.open("a") as handle:  # the user's defaults for a box named by address rather than by alias
+        handle.write(f"Host 127.0.0.1\n  IdentityFile {fleet.user_key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {fleet.config.parent / 'known_hosts'}\n")
+    address = f"{getpass.getuser()}@127.0.0.1:{fleet.boxes['pi4'].port}"
+    by_address = fleet.cli("selftest", str(manifest.parent / "mnist_cnn_fp16.onnx"), "--remote", address, "--json")
+    assert by_address.returncode == 0, by_address.stderr
+    assert json.loads(by_address.stdout)["results"][0]["host"] == address
     slow = fleet.cli("verify", "--manifest", str(manifest), "--remote", "pi4", "--remote-timeout", "0.5")
     assert slow.returncode == 1
     assert "pi4: FAILED: no answer within 0.5 s (--remote-timeout)" in slow.stderr, slow.stderr
@@ -229,7 +238,7 @@ def test_a_box_that_goes_away_mid_bench_is_one_line_and_the_other_boxes_rows_are
     killer.join()
     fleet.boxes.pop("doomed")
     assert run.returncode == 1, run.stderr
-    failed = [line for line in run.stdout.splitlines() if line.startswith("doomed: FAILED: ssh:")]
+    failed = [line for line in run.stderr.splitlines() if line.startswith("doomed: FAILED: ssh:")]
     assert len(failed) == 1, run.stdout + run.stderr
     bench = report(manifest.parent / "bench.json")
     assert {(row["host"], row["status"]) for row in bench["results"]} == {("pi4", "measured"), ("doomed", "failed")}
@@ -305,3 +314,17 @@ def test_the_agent_keeps_to_its_cache_root(tmp_path):
     assert received.returncode == 0 and json.loads(received.stdout) == {"received": 1, "removed": 0}
     damaged = agent(tmp_path, "receive", "exports/m", expected, stdin=tar_of(**{"a.txt": b"b"}))
     assert damaged.returncode == 2 and b"differ from their sha256" in damaged.stderr
+
+
+@pytest.mark.slow
+def test_an_aarch64_box_gets_aarch64_wheels_fetched_here():
+    """A Raspberry Pi or a Jetson: every compiled wheel for aarch64 and the box's Python, the runtimes among them (from
+    PyPI, once per box kind: this machine's cache keeps them)."""
+    facts = probe_facts(machine="aarch64", python=[3, 11, 2], libc_version="2.36")
+    wheels = fetch_wheels(facts, box_requirements(facts), "pi4")
+    names = [path.name for path in wheels.files]
+    for package in ("onnxruntime-", "ai_edge_litert-", "numpy-", "pillow-", "pip-"):
+        assert any(name.startswith(package) for name in names), names
+    compiled = [name for name in names if not name.endswith("-none-any.whl")]
+    assert compiled and all("aarch64" in name and ("cp311" in name or "abi3" in name) for name in compiled), compiled
+    assert not any(name.startswith(("tensorflow", "onnxruntime_gpu")) for name in names)

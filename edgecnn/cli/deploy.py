@@ -35,6 +35,13 @@ def progress_line(text: str) -> None:
     typer.echo(text, err=True)
 
 
+def failed_hosts(runs: Any) -> None:
+    """Each host that could not run: one line on stderr, after its report (which holds the same line in its row)."""
+    for run in runs:
+        if run.failed:
+            progress_line(f"{run.host}: FAILED: {run.error}")
+
+
 @command("verify")
 @runtime_options(several=False)
 def verify_command(
@@ -102,6 +109,7 @@ def verify_command(
         else:
             fleet_verify_table(read_json(on_fleet.report_path, "verify report")["artifacts"])
             typer.echo(f"wrote {on_fleet.report_path}")
+        failed_hosts(on_fleet.runs)
         return on_fleet.exit_code
     result = verify(options)
     if json_output:
@@ -166,8 +174,9 @@ def bench_command(
         if json_output:
             print_json_file(on_fleet.report_path)
         else:
-            fleet_bench_tables(on_fleet.rows, on_fleet.ship, [(run.host, run.error) for run in on_fleet.runs if run.failed])
-            typer.echo(f"wrote {on_fleet.report_path}")
+            fleet_bench_tables(on_fleet.rows, on_fleet.ship)
+            typer.echo(f"wrote {written(on_fleet.report_path, *on_fleet.document_paths)}")
+        failed_hosts(on_fleet.runs)
         return 0 if on_fleet.passed else 1
     report = bench(options)
     if json_output:
@@ -240,6 +249,7 @@ def selftest_command(
         on_fleet = selftest_on_fleet(SelftestOptions(model=model, run=run), fleet, progress_line)
         payload = on_fleet.to_dict()
         fleet_selftest_table(payload["results"], json_output, payload)
+        failed_hosts(on_fleet.runs)
         return on_fleet.exit_code
     result = selftest(SelftestOptions(model=model, run=run))
     print_selftest(result, json_output)

@@ -11,7 +11,8 @@ Operations (each prints one JSON object, or exits non-zero with one line on stde
   receive DIR EXPECTED          a tar on stdin (regular files only, relative names) into DIR; then every file under
                                 DIR must be one of EXPECTED ({path: sha256}, JSON) with that hash, and others go
   install VENV WHEELS REQS...   a venv at VENV (reused when its requirements are the same) from the wheels in WHEELS,
-                                with pip run from its own wheel, never from the network; WHEELS goes afterwards
+                                with pip run from its own wheel, never from the network; WHEELS and older venvs
+                                go afterwards
   run VENV CODE DIR ARGS...     `python -m edgecnn ARGS` in the venv, with edgecnn's code from CODE, in DIR
 """
 
@@ -168,6 +169,9 @@ def install(venv_relative, wheels_relative, requirements):
     with open(marker, "w") as handle:
         json.dump(wanted, handle)
     shutil.rmtree(wheels, ignore_errors=True)  # a small box's disk: the venv holds what they brought
+    for older in ready_venvs():  # and one venv at a time (~290 MB on x86-64): an edgecnn that needs other packages replaces it
+        if os.path.join(cache_root(), "venvs", older) != venv:
+            shutil.rmtree(os.path.join(cache_root(), "venvs", older), ignore_errors=True)
     return {"installed": True, "seconds": round(time.time() - started, 2)}
 
 

@@ -119,24 +119,30 @@ class Wheels:
 
 
 def fetch_wheels(facts: BoxFacts, requirements: tuple[str, ...], name: str) -> Wheels:
-    """The wheels of `requirements` and of pip for the box, fetched once per box kind into this machine's cache."""
+    """The wheels of `requirements` and of pip for the box, fetched once per box kind into this machine's cache. Two
+    fresh boxes of one kind in a fleet fetch them once: the second waits on the folder's lock, then reuses them."""
     import time
 
+    from filelock import FileLock
+
     folder = cache_home() / "wheels" / venv_name(facts, requirements)
-    done = folder / WHEELS_DONE
-    if done.is_file():
-        return Wheels(folder, tuple(folder / file for file in json.loads(done.read_text())), False, 0.0)
-    started = time.perf_counter()
-    folder.mkdir(parents=True, exist_ok=True)
-    python_version = f"{facts.python[0]}.{facts.python[1]}"
-    abi = f"cp{facts.python[0]}{facts.python[1]}"
-    command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet", "--only-binary=:all:", "--dest", str(folder),
-               "--python-version", python_version, "--implementation", "cp", "--abi", abi, "--abi", "abi3", "--abi", "none",
-               *(word for tag in platform_tags(facts) for word in ("--platform", tag)), "pip", *requirements]
-    fetched = subprocess.run(command, capture_output=True, text=True, check=False)
-    if fetched.returncode != 0:
-        lines = [line for line in fetched.stderr.splitlines() if line.strip()]
-        raise RemoteError(f"pip could not fetch the device install's wheels for {abi} {facts.machine} here: {lines[-1] if lines else 'no output'}", name)
-    files = sorted(path.name for path in folder.glob("*.whl"))
-    done.write_text(json.dumps(files))
-    return Wheels(folder, tuple(folder / file for file in files), True, time.perf_counter() - started)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{folder}.lock"):
+        done = folder / WHEELS_DONE
+        if done.is_file():
+            return Wheels(folder, tuple(folder / file for file in json.loads(done.read_text())), False, 0.0)
+        started = time.perf_counter()
+        folder.mkdir(exist_ok=True)
+        python_version = f"{facts.python[0]}.{facts.python[1]}"
+        abi = f"cp{facts.python[0]}{facts.python[1]}"
+        command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet", "--only-binary=:all:", "--dest", str(folder),
+                   "--python-version", python_version, "--implementation", "cp", "--abi", abi, "--abi", "abi3", "--abi", "none",
+                   *(word for tag in platform_tags(facts) for word in ("--platform", tag)), "pip", *requirements]
+        fetched = subprocess.run(command, capture_output=True, text=True, check=False)
+        if fetched.returncode != 0:
+            lines = [line for line in fetched.stderr.splitlines() if line.strip()]
+            raise RemoteError(f"pip could not fetch the device install's wheels for {abi} {facts.machine} here: {lines[-1] if lines else 'no output'}",
+                              name)
+        files = sorted(path.name for path in folder.glob("*.whl"))
+        done.write_text(json.dumps(files))
+        return Wheels(folder, tuple(folder / file for file in files), True, time.perf_counter() - started)

@@ -28,6 +28,8 @@ from edgecnn.core.provenance import THIS_MACHINE, library_versions, this_machine
 from edgecnn.remote.device_install import BoxFacts, box_requirements, fetch_wheels, venv_name
 from edgecnn.remote.ssh import Box, RemoteError, agent_json, call, last_line
 from edgecnn.remote.sync import code_files, export_files, sync
+from edgecnn.report.document import write_report
+from edgecnn.report.fleet import fleet_sections
 from edgecnn.report.ship import Recommendation, recommend
 from edgecnn.report.tables import HOST_ERROR
 from edgecnn.runners import RunOptions, RuntimeName
@@ -38,6 +40,7 @@ from edgecnn.stages.verify import REPORT_FILENAME as VERIFY_FILENAME
 from edgecnn.stages.verify import VerifyOptions, verify
 
 DEFAULT_TIMEOUT_S = 1800.0
+FLEET_REPORT = "fleet"  # fleet.md and fleet.html beside bench.json
 VERDICT_EXIT_CODES = (0, 1, 3)  # edgecnn's own answers: all passed, something failed, too few images to decide
 
 
@@ -93,9 +96,14 @@ class HostRun:
     def failed(self) -> bool:
         return bool(self.error)
 
+    def device(self) -> dict[str, Any] | None:
+        """The machine and runtime versions the host's own edgecnn reported (None: it ran nothing)."""
+        return next((payload["machine"] | {"versions": payload.get("versions", {})} for payload in self.payloads.values() if "machine" in payload), None)
+
     def record(self) -> dict[str, Any]:
         return {"host": self.host, "status": "failed" if self.failed else "ran", "error": self.error, "exit_code": self.exit_code,
-                "facts": asdict(self.facts) if self.facts else None, "preparation": asdict(self.preparation) if self.preparation else None}
+                "device": self.device(), "facts": asdict(self.facts) if self.facts else None,
+                "preparation": asdict(self.preparation) if self.preparation else None}
 
 
 Say = Callable[[str], None]
@@ -152,7 +160,6 @@ def on_fleet(remote: RemoteOptions, local: Callable[[], HostRun], remote_run: Ca
         try:
             return remote_run(box, say)
         except RemoteError as exc:
-            say(f"{box.name}: FAILED: {exc.what}")
             return HostRun(box.name, error=exc.what)
 
     with ThreadPoolExecutor(max_workers=max(1, len(boxes))) as pool:
@@ -315,6 +322,7 @@ class HostVerdict:
 class FleetBench:
     runs: tuple[HostRun, ...]
     report_path: Path
+    document_paths: tuple[Path, Path]  # fleet.md and fleet.html
     rows: tuple[BenchResult, ...]  # every host's, each naming its host
     ship: tuple[tuple[str, Recommendation], ...]  # per host: the fastest artifact that passed verify on that host, per target
 
@@ -359,7 +367,8 @@ def bench_on_fleet(options: BenchOptions, remote: RemoteOptions, say: Say) -> Fl
         rows += measured
         ship += [(run.host, choice) for choice in recommend(verdicts, measured, entries)]
     path = out / BENCH_FILENAME
-    write_json_atomic(path, fleet_record(runs) | {
+    record = fleet_record(runs)
+    write_json_atomic(path, record | {
         "passed": not any(run.failed or run.exit_code for run in runs),
         "manifest": str(options.manifest),
         "results": [row for run in runs for row in (with_host(run.payloads["bench"]["results"], run.host) if not run.failed else [failed_row(run)])],
@@ -367,7 +376,9 @@ def bench_on_fleet(options: BenchOptions, remote: RemoteOptions, say: Say) -> Fl
         "what_to_ship": [{"host": host} | recommendation_record(choice) for host, choice in ship],
         "settings": {run.host: run.payloads["bench"]["settings"] for run in runs if not run.failed},
     })
-    return FleetBench(tuple(runs), path, tuple(rows), tuple(ship))
+    documents = write_report(out, f"edgecnn bench on {len(runs)} host{'s' if len(runs) > 1 else ''}", fleet_sections(record["hosts"], rows, ship),
+                             stem=FLEET_REPORT)
+    return FleetBench(tuple(runs), path, documents, tuple(rows), tuple(ship))
 
 
 def recommendation_record(choice: Recommendation) -> dict[str, Any]:

@@ -119,8 +119,8 @@ def to_html(title: str, sections: list[Section]) -> str:
     return "\n".join(parts)
 
 
-def write_report(folder: Path, title: str, sections: list[Section]) -> tuple[Path, Path]:
-    markdown_path, html_path = folder / "report.md", folder / "report.html"
+def write_report(folder: Path, title: str, sections: list[Section], stem: str = "report") -> tuple[Path, Path]:
+    markdown_path, html_path = folder / f"{stem}.md", folder / f"{stem}.html"
     write_bytes_atomic(markdown_path, to_markdown(title, sections).encode())
     write_bytes_atomic(html_path, to_html(title, sections).encode())
     return markdown_path, html_path

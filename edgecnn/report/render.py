@@ -147,9 +147,8 @@ def ship_table(choices: Sequence[Recommendation]) -> None:
     print_table("what to ship (fastest artifact that passed verify, per target)", ship_rows(choices))
 
 
-def fleet_bench_tables(rows: Sequence[BenchResult], ship: Sequence[tuple[str, Recommendation]], failures: Sequence[tuple[str, str]]) -> None:
-    """A fleet's benchmark: every host's rows in one table, what to ship on each host (one line per host and target),
-    and each host that could not run, with its line."""
+def fleet_bench_tables(rows: Sequence[BenchResult], ship: Sequence[tuple[str, Recommendation]]) -> None:
+    """A fleet's benchmark: every host's rows in one table, and what to ship on each host (one line per host and target)."""
     if rows:
         print_table("latency per call and throughput, per host", with_hosts(latency_rows(rows), [row.host for row in rows]))
     if ship:
@@ -157,8 +156,6 @@ def fleet_bench_tables(rows: Sequence[BenchResult], ship: Sequence[tuple[str, Re
     for host, choice in ship:
         print(f"  {host}, {choice.target.value} → {choice.artifact} ({choice.backend.label}, batch {choice.batch_size}: p50 {choice.p50_us:,.1f} µs, "
               f"{choice.images_per_second:,.0f} images/s)")
-    for host, error in failures:
-        print(f"{host}: FAILED: {error}")
 
 
 def fleet_verify_table(rows: Sequence[dict[str, Any]]) -> None:
