@@ -40,6 +40,38 @@ def offline_npz_path() -> Path | None:
 TRAINED_FIXTURES = frozenset({"trained_model", "exported", "rgb_model", "rgb_exported"})
 
 
+VALIDATED_MANIFESTS: list[Path] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_manifest_matches_the_published_schema(tmp_path_factory):
+    """After the session: every manifest.json the suite's runs left (in-process and CLI alike) that edgecnn accepts is
+    valid under the schema the package publishes. The deliberately broken ones edgecnn refuses are its negative controls."""
+    yield
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    from edgecnn.core.errors import EdgecnnError
+    from edgecnn.core.manifest import SCHEMA_FILENAME, load_manifest
+
+    validator = Draft202012Validator(json.loads((REPO_ROOT / "edgecnn" / SCHEMA_FILENAME).read_text()))
+    invalid = []
+    for path in sorted(tmp_path_factory.getbasetemp().rglob("manifest.json")):
+        try:
+            load_manifest(path)
+        except EdgecnnError:
+            continue
+        VALIDATED_MANIFESTS.append(path)
+        invalid += [f"{path}: {error.message} at /{'/'.join(map(str, error.absolute_path))}" for error in validator.iter_errors(json.loads(path.read_text()))][:1]
+    assert not invalid, "manifests outside the published schema:\n" + "\n".join(invalid)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if VALIDATED_MANIFESTS:
+        terminalreporter.write_line(f"manifest.schema.json: {len(VALIDATED_MANIFESTS)} manifests the suite wrote are valid under it")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         parameters = getattr(getattr(item, "callspec", None), "params", {})

@@ -62,8 +62,8 @@ def pad_pool_export(small_npz, tmp_path_factory) -> Path:
 
 def test_a_zero_pad_before_max_pool_stays_right_under_ort_defaults(pad_pool_export, real_arrays):
     entry = load_manifest(pad_pool_export).artifact("onnx-fp32")
-    assert entry.details["valid_pools_after_zero_pads"], "the pool fed by the zero Pad is written with auto_pad=VALID"
-    assert entry.details["default_session_check"]["passed"]
+    assert entry.details.valid_pools_after_zero_pads, "the pool fed by the zero Pad is written with auto_pad=VALID"
+    assert entry.details.default_session_check is not None and entry.details.default_session_check.passed
     assert ort_default_max_abs_diff(pad_pool_export, real_arrays["x_test"][:500, ..., None]) <= 1e-4
     assert verify(VerifyOptions(manifest=pad_pool_export)).passed
 
@@ -104,10 +104,10 @@ def test_verify_names_the_ort_pass_that_breaks_a_correct_file_and_writes_the_min
     assert result.status.value == "FAIL"
     reason = next(failure for failure in result.failures if failure.check == "runtime_optimizer").value
     assert "right with ONNX Runtime's graph optimizations off" in reason and "Pad_Fusion" in reason, reason
-    assert result.optimizer["passes"] == ["Pad_Fusion"]
-    reproduction = onnx.load(folder / result.optimizer["reproduction"])
+    assert result.optimizer is not None and result.optimizer.passes == ("Pad_Fusion",) and result.optimizer.reproduction
+    reproduction = onnx.load(folder / result.optimizer.reproduction)
     assert [node.op_type for node in reproduction.graph.node] == ["Pad", "MaxPool"]
-    with np.load(folder / result.optimizer["reproduction"].replace(".onnx", ".npz")) as feeds:
+    with np.load(folder / result.optimizer.reproduction.replace(".onnx", ".npz")) as feeds:
         assert set(feeds.files) == {value.name for value in reproduction.graph.input}
 
 
@@ -149,8 +149,8 @@ def test_a_clean_up_that_raises_is_skipped_and_recorded(small_npz, tmp_path, mon
     monkeypatch.setattr(onnxslim, "slim", broken)
     path = saved(keras_model([keras.layers.Conv2D(4, 3, activation="relu")]), tmp_path / "plain.keras")
     manifest_path = export(ExportOptions(model=path, data=str(small_npz), format=FormatChoice.ONNX, out=tmp_path / "out")).manifest_path
-    cleanup = load_manifest(manifest_path).artifact("onnx-fp32").details["graph_cleanup"]
-    assert not cleanup["applied"] and "onnxslim raised UnicodeDecodeError" in cleanup["reason"]
+    cleanup = load_manifest(manifest_path).artifact("onnx-fp32").details.graph_cleanup
+    assert cleanup is not None and not cleanup.applied and "onnxslim raised UnicodeDecodeError" in cleanup.reason
     assert verify(VerifyOptions(manifest=manifest_path)).passed
 
 

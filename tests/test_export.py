@@ -81,7 +81,7 @@ def test_quantized_files_are_small_and_int8_tflite_has_int8_io(exported):
     tflite_int8 = manifest.artifact("tflite-int8")
     assert tflite_int8.input.dtype == "int8" and tflite_int8.output.dtype == "int8"
     assert tflite_int8.input.scale == pytest.approx(1 / 255, rel=1e-3) and tflite_int8.input.zero_point == -128
-    assert tflite_int8.details["calibration"]["images"] == 500
+    assert tflite_int8.details.calibration is not None and tflite_int8.details.calibration.images == 500
 
 
 FRESH_PROCESS = """

@@ -10,6 +10,7 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 
 from edgecnn.core.manifest import load_manifest
+from edgecnn.core.records import encode
 from edgecnn.core.tflite_metadata import METADATA_NAME, read
 from edgecnn.runners import OnnxRunner
 
@@ -30,15 +31,16 @@ def test_choices_are_recorded_in_the_manifest_and_in_each_file(kept_float):
     import onnx
 
     onnx_entry, tflite_entry = kept_float.artifact("onnx-int8"), kept_float.artifact("tflite-int8")
-    recorded = onnx_entry.details["quantization"]
-    assert recorded["calibration_method"] == "entropy" and recorded["weights"] == "int8 per-tensor"
-    assert recorded["kept_float_layers"] == ["conv2", "dense"] and recorded["kept_float_nodes"]
+    recorded = onnx_entry.details.quantization
+    assert recorded is not None and recorded.calibration_method == "entropy" and recorded.weights == "int8 per-tensor"
+    assert recorded.kept_float_layers == ("conv2", "dense") and recorded.kept_float_nodes
     in_file = {prop.key: prop.value for prop in onnx.load(kept_float.resolve(onnx_entry.path)).metadata_props}
-    assert json.loads(in_file["quantization"]) == recorded
-    tflite_recorded = tflite_entry.details["quantization"]
-    assert tflite_recorded["kept_float_layers"] == ["conv2", "dense"] and "no choice" in tflite_recorded["calibration_method"]
+    assert json.loads(in_file["quantization"]) == encode(recorded)
+    tflite_recorded = tflite_entry.details.quantization
+    assert tflite_recorded is not None and tflite_recorded.kept_float_layers == ("conv2", "dense") and "no choice" in tflite_recorded.calibration_method
+    assert tflite_recorded.kept_float_nodes  # the operators the debugger kept float
     embedded = read(kept_float.resolve(tflite_entry.path).read_bytes())[METADATA_NAME]
-    assert json.loads(embedded["quantization"]) == tflite_recorded
+    assert json.loads(embedded["quantization"]) == encode(tflite_recorded)
 
 
 def test_kept_layers_compute_in_float_and_the_rest_in_int8(kept_float):
@@ -67,8 +69,8 @@ def test_kept_float_files_pass_verify(kept_float):
 
 def test_the_default_keeps_the_first_convolution_in_onnx_only(exported):
     manifest = load_manifest(exported)
-    assert manifest.artifact("onnx-int8").details["quantization"]["kept_float_layers"] == ["conv1"]
-    assert manifest.artifact("tflite-int8").details["quantization"]["kept_float_layers"] == []
+    assert manifest.artifact("onnx-int8").details.quantization.kept_float_layers == ("conv1",)
+    assert manifest.artifact("tflite-int8").details.quantization.kept_float_layers == ()
     assert OnnxRunner(manifest.resolve(manifest.artifact("onnx-int8").path)).embedded_metadata()["quantization"]
 
 
@@ -123,8 +125,8 @@ def test_the_search_judges_on_training_images_only_never_test_or_calibration(tra
         # criteria, never counts such a candidate as meeting the budget
         assert not searched.met and all(step.agreement_low < 0.99 for step in searched.steps), name
         entry = next(entry for entry in result.artifacts if entry.name == name)
-        assert entry.details["quantization"]["kept_float_layers"] in [list(step.kept_float_layers) for step in searched.steps]
-        assert list(entry.details["accuracy_search"]["steps"][1]["kept_float_layers"]) == list(second.kept_float_layers)
+        assert entry.details.quantization is not None and entry.details.quantization.kept_float_layers in [step.kept_float_layers for step in searched.steps]
+        assert entry.details.accuracy_search == searched and entry.details.accuracy_search.steps[1].kept_float_layers == second.kept_float_layers
 
 
 def test_the_bisection_finds_the_shortest_float_tail_that_meets_the_budget():

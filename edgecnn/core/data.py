@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.core.data_record import DataRecord, DataRequest, SourceKind
+from edgecnn.core.data_record import DataRecord, DataRequest, DataSummary, SourceKind
 from edgecnn.core.description import Color, ModelDescription, Preprocess
 from edgecnn.core.errors import TRAINING_SIDE_FIX, EdgecnnError, first_line, training_side
 from edgecnn.core.images import GRAY_MODES, IMAGE_SUFFIXES, SUFFIXES_TEXT, conform, load_pixels, picture_header
@@ -133,15 +133,12 @@ class Dataset:
         return DataRecord(spec=self.source.spec, kind=self.source.kind, train_size=int(len(self.y_train)), test_size=int(len(self.y_test)),
                           sha256=self.fingerprint(), note=self.source.note, image_size=self.request.image_size, color=self.request.color)
 
-    def describe(self) -> dict[str, Any]:
-        return self.source.to_dict() | self.request.to_dict() | {
-            "spec": self.source.spec,
-            "image_shape": list(self.image_shape),
-            "classes": list(self.class_names),
-            "train_size": int(len(self.y_train)),
-            "test_size": int(len(self.y_test)),
-            "sha256": self.fingerprint(),
-        }
+    def describe(self) -> DataSummary:
+        source = self.source
+        return DataSummary(spec=source.spec, kind=source.kind, location=source.location, name=source.name, image_shape=self.image_shape,
+                           classes=tuple(self.class_names), train_size=int(len(self.y_train)), test_size=int(len(self.y_test)),
+                           sha256=self.fingerprint(), digits=source.digits, note=source.note, image_size=self.request.image_size,
+                           color=self.request.color)
 
 
 def holdout_indices(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -37,6 +37,26 @@ class DataRequest:
 
 
 @dataclass(frozen=True)
+class DataSummary:
+    """Which data, as the stored reference and the reports record it: the source, how it was asked for, the image
+    shape, the classes, the split sizes and a fingerprint of the arrays."""
+
+    spec: str
+    kind: SourceKind
+    location: str
+    name: str
+    image_shape: tuple[int, int, int]
+    classes: tuple[str, ...]
+    train_size: int
+    test_size: int
+    sha256: str
+    digits: bool = False
+    note: str = ""
+    image_size: tuple[int, int] | None = None  # what --image-size asked for (None: as the source has it)
+    color: Color | None = None
+
+
+@dataclass(frozen=True)
 class DataRecord:
     """What a manifest records about the data its model was trained or calibrated on, so later stages load it again."""
 

@@ -11,16 +11,18 @@ Schema 2 added the description; a schema-1 manifest (MNIST only, before it) is r
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from edgecnn.core.artifact import MANIFEST_FILENAME, ArtifactFormat, TensorSpec
-from edgecnn.core.data_record import DataRecord, DataRequest
+from edgecnn.core.artifact_details import ArtifactDetails
+from edgecnn.core.data_record import DataRecord, DataRequest, DataSummary
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, IntegrityError
 from edgecnn.core.files import read_json, sha256_file, write_json_atomic
+from edgecnn.core.records import decode, encode, first_paragraph, json_schema
 
 SCHEMA_VERSION = 2
 LOCK_TIMEOUT_SECONDS = 120
@@ -70,23 +72,23 @@ class ReferenceRecord:
     sha256: str
     images: int
     model_sha256: str
-    data: dict[str, Any]  # the data it was cut from, as verify reports data (source, shape, classes, sizes, sha256)
+    data: DataSummary  # the data it was cut from (source, shape, classes, sizes, sha256)
     bounds: ParityBounds | None = None  # derived from this model at export (None: written before bounds were derived)
 
     @property
     def test_size(self) -> int:
-        return int(self.data["test_size"])
+        return self.data.test_size
 
     @property
     def complete(self) -> bool:
         return self.images == self.test_size
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(encode(self))
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ReferenceRecord:
-        return cls(**raw | {"bounds": ParityBounds.from_dict(raw["bounds"]) if raw.get("bounds") else None})
+        return decode(cls, raw)
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ class ArtifactEntry:
     converter: dict[str, str]
     export_seconds: float
     created: str
-    details: dict[str, Any] = field(default_factory=dict)
+    details: ArtifactDetails = ArtifactDetails()  # how it was made (core/artifact_details.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {
@@ -140,6 +142,7 @@ class ArtifactEntry:
             "precision": self.precision.value,
             "input": self.input.to_dict(),
             "output": self.output.to_dict(),
+            "details": encode(self.details),
         }
 
     @classmethod
@@ -151,6 +154,7 @@ class ArtifactEntry:
                 "precision": Precision(raw["precision"]),
                 "input": TensorSpec.from_dict(raw["input"]),
                 "output": TensorSpec.from_dict(raw["output"]),
+                "details": decode(ArtifactDetails, raw.get("details") or {}),
             }
         )
 
@@ -229,6 +233,31 @@ def inside_folder(folder: Path, relative: str, where: Path) -> Path:
     if resolved != root and root not in resolved.parents:
         raise EdgecnnError(f"path {relative!r} points outside the folder of {Path(where).name}", where)
     return resolved
+
+
+SCHEMA_FILENAME = "manifest.schema.json"  # in the package, beside edgecnn/__init__.py: what apps that read manifest.json validate against
+
+
+def manifest_schema() -> dict[str, Any]:
+    """The JSON Schema (2020-12) of manifest.json, from the records' own type hints (core/records.py): the package ships
+    it as `edgecnn/manifest.schema.json`, and a test checks that file against this and every manifest the suite writes."""
+    definitions: dict[str, Any] = {}
+    properties = {
+        "schema_version": {"const": SCHEMA_VERSION},
+        "model": json_schema(ModelEntry | None, definitions),
+        "artifacts": {"type": "array", "items": json_schema(ArtifactEntry, definitions)},
+        "failed": {"type": "array", "items": json_schema(FailedArtifact, definitions)},
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"edgecnn manifest.json, schema_version {SCHEMA_VERSION}",
+        "description": first_paragraph(__doc__ or ""),
+        "type": "object",
+        "properties": properties,
+        "required": ["schema_version", "model", "artifacts"],
+        "additionalProperties": False,
+        "$defs": dict(sorted(definitions.items())),
+    }
 
 
 def load_manifest(path: Path) -> Manifest:

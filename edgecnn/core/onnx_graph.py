@@ -16,27 +16,13 @@ signed activations change (max |Δp| 0.5 on a fitted ResNet50V2). The same pool 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecnn.core.artifact_details import CleanupReport
 from edgecnn.core.errors import training_side
-
-
-@dataclass(frozen=True)
-class CleanupReport:
-    tool: str
-    applied: bool
-    nodes_before: int
-    nodes_after: int
-    bytes_before: int
-    bytes_after: int
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.__dict__.copy()
 
 
 def run_model(model: Any, feed: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.core.data_record import DataSummary
 from edgecnn.core.errors import EdgecnnError, IntegrityError
 from edgecnn.core.files import atomic_path, sha256_file
 from edgecnn.core.manifest import ParityBounds, ReferenceRecord
@@ -48,7 +49,7 @@ def stored_sample(test_size: int, image_bytes: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(test_size, size=count, replace=False))
 
 
-def write_reference(folder: Path, reference: Reference, data: dict[str, Any], model_sha256: str, bounds: ParityBounds) -> ReferenceRecord:
+def write_reference(folder: Path, reference: Reference, data: DataSummary, model_sha256: str, bounds: ParityBounds) -> ReferenceRecord:
     path = Path(folder) / REFERENCE_FILENAME
     with atomic_path(path) as temp, open(temp, "wb") as handle:
         np.savez_compressed(handle, images=reference.images, labels=reference.labels, probabilities=reference.probabilities,

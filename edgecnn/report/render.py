@@ -36,11 +36,11 @@ from edgecnn.report.tables import (
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from edgecnn.core.artifact_details import SearchResult
     from edgecnn.report.ship import Recommendation
     from edgecnn.stages.bench import BenchResult
     from edgecnn.stages.doctor import DoctorReport
     from edgecnn.stages.explain import ExplainResult
-    from edgecnn.stages.export.search import SearchResult
     from edgecnn.stages.info import ModelInfo
     from edgecnn.stages.selftest import SelftestResult
     from edgecnn.stages.tune import TuneResult

@@ -169,7 +169,8 @@ def recommend(parity: Sequence[Judged], rows: Sequence[BenchResult], entries: Se
 
 def kept_float_layers(entry: ArtifactEntry | None) -> tuple[str, ...]:
     """The Keras layers an int8 file keeps in float, as its export recorded them."""
-    return tuple(entry.details.get("quantization", {}).get("kept_float_layers", ())) if entry is not None else ()
+    quantization = entry.details.quantization if entry is not None else None
+    return quantization.kept_float_layers if quantization is not None else ()
 
 
 def summarize(parity: Sequence[ParityResult], rows: Sequence[BenchResult], entries: Sequence[ArtifactEntry]) -> list[ArtifactSummary]:

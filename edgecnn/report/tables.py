@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from edgecnn.runners import RUNTIMES, Arithmetic
 
 if TYPE_CHECKING:
+    from edgecnn.core.artifact_details import SearchResult, SearchStep
     from edgecnn.core.manifest import ArtifactEntry
     from edgecnn.report.ship import ArtifactSummary, Candidate, Recommendation
     from edgecnn.stages.bench import BenchResult
     from edgecnn.stages.explain import ExplainResult, LayerComparison
-    from edgecnn.stages.export.search import SearchResult, SearchStep
     from edgecnn.stages.tune import TuneResult
     from edgecnn.stages.verify import CorruptedSplit, ParityResult
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from edgecnn.core.artifact import TensorSpec
+from edgecnn.core.artifact_details import ArtifactDetails
 from edgecnn.core.description import InputScaling, ModelDescription, OutputKind, Preprocess
 from edgecnn.core.errors import EdgecnnError
 
@@ -219,8 +220,9 @@ class Runner:
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         return self.description.probabilities(self.infer(images))
 
-    def details(self) -> dict[str, Any]:
-        return {}
+    def file_facts(self) -> ArtifactDetails:
+        """What this runtime reads from the file that the manifest records (its metadata, signatures); none by default."""
+        return ArtifactDetails()
 
 
 def infer_in_batches(runner: Runner, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:

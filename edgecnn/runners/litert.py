@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.core.artifact import TensorSpec
+from edgecnn.core.artifact_details import ArtifactDetails
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.native_output import quiet_native_output
@@ -105,8 +106,8 @@ class TfliteRunner(Runner):
         except (ValueError, IndexError, TypeError, struct.error):  # a flatbuffer with a broken metadata table: no description
             return {}
 
-    def details(self) -> dict[str, Any]:
-        return {"signatures": list(self.interpreter.get_signature_list())}
+    def file_facts(self) -> ArtifactDetails:
+        return ArtifactDetails(signatures=tuple(self.interpreter.get_signature_list()))
 
 
 class LiteRtPlugin:

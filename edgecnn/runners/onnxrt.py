@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.core.artifact import TensorSpec
+from edgecnn.core.artifact_details import ArtifactDetails
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.native_output import quiet_native_output
@@ -362,9 +363,8 @@ class OnnxRunner(Runner):
     def embedded_metadata(self) -> dict[str, Any]:
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
-    def details(self) -> dict[str, Any]:
-        meta = self.session.get_modelmeta()
-        return {"custom_metadata": dict(meta.custom_metadata_map), "providers": self.session.get_providers()}
+    def file_facts(self) -> ArtifactDetails:
+        return ArtifactDetails(custom_metadata=dict(self.session.get_modelmeta().custom_metadata_map), providers=tuple(self.session.get_providers()))
 
 
 class OnnxRuntimePlugin:

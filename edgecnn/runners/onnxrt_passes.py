@@ -13,39 +13,16 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecnn.core.artifact_details import OptimizerFinding
+
 # Transformer and rewrite-rule names as the library spells them (ConstantFolding, Pad_Fusion, TransposeOptimizer, …)
 PASS_NAME = re.compile(rb"(?<=\x00)([A-Z][A-Za-z0-9]*(?:_Fusion|Fusion|Elimination|Folding|Sharing|Transformer|Optimizer))(?=\x00)")
 RELATIVE_TOLERANCE = 1e-3  # of a tensor's largest magnitude: fusions reorder fp32 sums (~1e-6), a wrong pass changes values
-
-
-@dataclass(frozen=True)
-class OptimizerFinding:
-    """The file under ORT's default optimizations and with all of them off, judged by the caller's criterion."""
-
-    right_unoptimized: bool  # with every optimization off, the file meets the criterion
-    max_abs_diff_unoptimized: float  # against the reference, optimizations off
-    passes: tuple[str, ...] = ()  # disabling these alone makes the default session right; () when none was isolated
-    reproduction: str | None = None  # the minimal graph written for an upstream report (file name in the export folder)
-
-    def describe(self) -> str:
-        if not self.right_unoptimized:
-            return f"also outside it with ONNX Runtime's graph optimizations off (max |Δp| {self.max_abs_diff_unoptimized:.3g}): the file itself differs"
-        text = (f"right with ONNX Runtime's graph optimizations off (max |Δp| {self.max_abs_diff_unoptimized:.3g}): "
-                "an ORT optimizer pass breaks this graph")
-        if self.passes:
-            text += f"; the pass: {', '.join(self.passes)} (disabled_optimizers={list(self.passes)!r} fixes it)"
-        if self.reproduction:
-            text += f"; minimal graph for a report: {self.reproduction}"
-        return text
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.__dict__ | {"passes": list(self.passes)}
 
 
 @functools.cache

@@ -146,9 +146,6 @@ class OpenVinoRunner(Runner):
 
         return {prop.key: prop.value for prop in load_onnx_checked(self.path).metadata_props}
 
-    def details(self) -> dict[str, Any]:
-        return {"device": self.config.device, "properties": self.config.properties()}
-
 
 class OpenVinoPlugin:
     """OpenVINO as a registered runtime (runners/registry.py)."""

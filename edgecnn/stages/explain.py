@@ -24,6 +24,7 @@ from edgecnn.core.files import write_json_atomic
 from edgecnn.core.layers import LayerMap, keras_layer_names, onnx_node_layers
 from edgecnn.core.manifest import ArtifactEntry, ArtifactFormat, Manifest, Precision, load_manifest
 from edgecnn.core.provenance import library_versions, utc_now
+from edgecnn.core.records import encode
 from edgecnn.runners import encode_images, runtime_packages
 
 # SQNR below which a layer's output no longer looks like the Keras layer's, per precision: fp32 conversions measure
@@ -101,7 +102,7 @@ def explain(options: ExplainOptions) -> ExplainResult:
     result = ExplainResult(entry.name, entry.precision, int(len(images)), floor, rows, note, report_path, chart_path)
     write_json_atomic(report_path, {
         "created": utc_now(), "artifact": entry.name, "sha256": entry.sha256, "precision": entry.precision.value, "runtime": note,
-        "images": result.images, "data": dataset.describe(), "floor_db": floor,
+        "images": result.images, "data": encode(dataset.describe()), "floor_db": floor,
         "first_below_floor": result.first_below_floor.layer if result.first_below_floor else None,
         "layers": [asdict(row) for row in rows], "versions": library_versions(runtime_packages()),
     })

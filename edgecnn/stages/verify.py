@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.core.artifact_details import OptimizerFinding
 from edgecnn.core.corruptions import Corruption, corrupted
 from edgecnn.core.data import Dataset, check_model_fits, load_dataset
 from edgecnn.core.description import ModelDescription, OutputKind
@@ -28,6 +29,7 @@ from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file, writ
 from edgecnn.core.manifest import ArtifactEntry, Manifest, ModelEntry, ParityBounds, Precision, load_manifest
 from edgecnn.core.plots import drawn
 from edgecnn.core.provenance import THIS_MACHINE, hosted, library_versions, this_machine, utc_now
+from edgecnn.core.records import encode
 from edgecnn.core.reference import load_reference
 from edgecnn.core.verdict import DECIDED_MARGIN, Criterion, Decision, decided_images, overall, paired_criteria
 from edgecnn.measure.thresholds import Thresholds, thresholds_for
@@ -82,7 +84,7 @@ class ParityResult:
     runtime: RuntimeName | None = None
     provider_used: Backend | None = None
     arithmetic: Arithmetic | None = None
-    optimizer: dict[str, Any] | None = None  # an fp32 FAIL rerun with graph optimizations off (runners/onnxrt_passes.py)
+    optimizer: OptimizerFinding | None = None  # an fp32 FAIL rerun with graph optimizations off (runners/onnxrt_passes.py)
     confusion: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -206,12 +208,12 @@ def judged_set(manifest: Manifest, data: str | None, verify_hash: bool) -> Judge
             raise IntegrityError("Keras model changed since export (sha256 differs from the manifest)", model_path)
         stored = load_reference(manifest.resolve(record.path), record, verify_hash)
         judged_on = f"the Keras answers export stored in {record.path}: {record.images:,} of the {record.test_size:,} test images"
-        return JudgedSet(stored.images, stored.labels, stored.probabilities, stored.indices, record.data | {"judged_on": judged_on}, record.bounds)
+        return JudgedSet(stored.images, stored.labels, stored.probabilities, stored.indices, encode(record.data) | {"judged_on": judged_on}, record.bounds)
     dataset = load_dataset(model.data_request(data))
     check_model_fits(model.description, dataset, model.path)
     probabilities = model.description.probabilities(keras_reference(manifest, dataset, verify_hash))
     bounds = model.reference.bounds if model.reference is not None else None
-    return JudgedSet(dataset.x_test, dataset.y_test, probabilities, np.arange(len(dataset.y_test)), dataset.describe(), bounds)
+    return JudgedSet(dataset.x_test, dataset.y_test, probabilities, np.arange(len(dataset.y_test)), encode(dataset.describe()), bounds)
 
 
 def verify(options: VerifyOptions) -> VerifyResult:
@@ -389,7 +391,7 @@ def with_optimizer_finding(result: ParityResult, path: Path, probabilities: np.n
     if finding is None:
         return result
     failure = CheckFailure("runtime_optimizer", finding.describe(), "the same answers with the runtime's optimizations on and off")
-    return replace(result, failures=(*result.failures, failure), optimizer=finding.to_dict())
+    return replace(result, failures=(*result.failures, failure), optimizer=finding)
 
 
 def compare(base: ParityResult, probabilities: np.ndarray, reference: np.ndarray, labels: np.ndarray,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecnn.core.artifact_details import ArtifactDetails, CalibrationRecord
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.manifest import ModelEntry, ParityBounds, Precision
 from edgecnn.core.reference import Goldens
@@ -50,8 +51,8 @@ class ExportInputs:
         thresholds = thresholds_for(precision, Arithmetic.FP32, self.bounds)
         return self.metadata | Goldens(*self.goldens, thresholds.atol, thresholds.basis).to_metadata()
 
-    def calibration_details(self) -> dict[str, object]:
-        return {"images": int(len(self.calibration)), "data_source": self.data_spec, "seed": self.options.seed}
+    def calibration_record(self) -> CalibrationRecord:
+        return CalibrationRecord(int(len(self.calibration)), self.data_spec, self.options.seed)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,6 @@ class Converted:
     """A staged file and how it was made (recorded under the artifact's `details` in the manifest)."""
 
     path: Path
-    details: dict[str, Any] = field(default_factory=dict)
+    details: ArtifactDetails = ArtifactDetails()
     seconds: float = 0.0
     extras: tuple[Path, ...] = ()  # staged files published beside it (a minimal graph for an upstream report)

@@ -16,10 +16,12 @@ import numpy as np
 
 from edgecnn import __version__
 from edgecnn.core.artifact import INPUT_NAME, OUTPUT_NAME
+from edgecnn.core.artifact_details import ArtifactDetails, Float16Record, QuantizationRecord, SessionCheck
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import ConversionRefused, EdgecnnError, converter_refusal, training_side
 from edgecnn.core.layers import keras_layer_names, onnx_node_layers, with_orphans
 from edgecnn.core.manifest import Precision
+from edgecnn.core.records import encode
 from edgecnn.stages.export.artifacts import ArtifactSpec
 from edgecnn.stages.export.inputs import Converted, ExportInputs
 
@@ -59,7 +61,7 @@ def convert_fp32(spec: ArtifactSpec, inputs: ExportInputs) -> Converted:
         {"input_layout": f"[{', '.join(map(str, ('batch', *raw_pixel_shape(description))))}]",
          "input_scaling": f"uint8 raw pixels 0-255; the graph computes {description.scaling_text()}"} if spec.uint8_input else {}
     )
-    details = {"graph_cleanup": cleanup.to_dict(), "valid_pools_after_zero_pads": rewritten}
+    details = ArtifactDetails(graph_cleanup=cleanup, valid_pools_after_zero_pads=tuple(rewritten))
     converted = save_checked(model_proto, spec, inputs, metadata, details)
     return default_session_check(converted, probe, inputs)
 
@@ -82,15 +84,15 @@ def default_session_check(converted: Converted, probe: np.ndarray, inputs: Expor
 
     feeds = {INPUT_NAME: probe}
     measured = max_abs_diff(run_cpu(str(converted.path), feeds)[0])
-    check: dict[str, Any] = {"max_abs_diff": measured, "bound": bound, "images": len(probe), "passed": measured <= bound}
+    check = SessionCheck(measured, bound, len(probe), measured <= bound)
     extras = converted.extras
     if measured > bound:
         finding = diagnose(converted.path, feeds, max_abs_diff, bound, converted.path.parent)
-        check["finding"] = finding.to_dict()
+        check = replace(check, finding=finding)
         if finding.reproduction:
             reproduction = converted.path.parent / finding.reproduction
             extras = (*extras, reproduction, reproduction.with_suffix(".npz"))
-    return replace(converted, details=converted.details | {"default_session_check": check}, extras=extras)
+    return replace(converted, details=replace(converted.details, default_session_check=check), extras=extras)
 
 
 def frozen_graph(tf_function: Any, signature: list[Any]) -> tuple[Any, str, str]:
@@ -161,7 +163,7 @@ def convert_fp16(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Conver
     from edgecnn.core.onnx_graph import topologically_sorted
 
     model_proto = topologically_sorted(convert_float_to_float16(onnx.load(base), keep_io_types=True))
-    details = {"float16": {"converter": "onnxruntime.transformers.float16", "keep_io_types": True}}
+    details = ArtifactDetails(float16=Float16Record("onnxruntime.transformers.float16", keep_io_types=True))
     return save_checked(model_proto, spec, inputs, inputs.metadata, details)
 
 
@@ -201,12 +203,11 @@ def quantize_int8(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Conve
         nodes_to_exclude=kept_nodes,
         calibrate_method=getattr(OrtCalibrationMethod, {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}[options.calibration_method.value]),
     )
-    quantization = {
-        "format": "QDQ", "activations": "uint8", "weights": f"int8 {'per-channel' if options.per_channel else 'per-tensor'}",
-        "calibration_method": options.calibration_method.value, "kept_float_layers": kept_layers, "kept_float_nodes": kept_nodes,
-    }
-    details = {"quantization": quantization, "calibration": inputs.calibration_details()}
-    return save_checked(onnx.load(quantized), spec, inputs, inputs.metadata | {"quantization": json.dumps(quantization, sort_keys=True)}, details)
+    quantization = QuantizationRecord(weights=f"int8 {'per-channel' if options.per_channel else 'per-tensor'}",
+                                      calibration_method=options.calibration_method.value, kept_float_layers=tuple(kept_layers),
+                                      kept_float_nodes=tuple(kept_nodes), format="QDQ", activations="uint8")
+    details = ArtifactDetails(quantization=quantization, calibration=inputs.calibration_record())
+    return save_checked(onnx.load(quantized), spec, inputs, inputs.metadata | {"quantization": json.dumps(encode(quantization), sort_keys=True)}, details)
 
 
 def first_float_candidate(model: Any, node_layers: dict[str, str | None]) -> list[str]:
@@ -229,7 +230,7 @@ def nodes_of_layers(model: Any, kept_layers: list[str], node_layers: dict[str, s
     return [node for node, layer in grouped.items() if layer in kept_layers]
 
 
-def save_checked(model_proto: Any, spec: ArtifactSpec, inputs: ExportInputs, metadata: dict[str, str], details: dict[str, Any]) -> Converted:
+def save_checked(model_proto: Any, spec: ArtifactSpec, inputs: ExportInputs, metadata: dict[str, str], details: ArtifactDetails) -> Converted:
     """Stamp metadata (with the goldens and bound of the file's precision) and producer, save into the staging folder, and refuse anything the ONNX checker refuses."""
     import onnx
 
@@ -244,7 +245,7 @@ def save_checked(model_proto: Any, spec: ArtifactSpec, inputs: ExportInputs, met
     onnx.save(model_proto, path)
     with converter_refusal("the ONNX checker"):
         onnx.checker.check_model(str(path), full_check=True)
-    return Converted(path, details | {"opset": inputs.options.opset})
+    return Converted(path, replace(details, opset=inputs.options.opset))
 
 
 class ImageCalibrationReader:

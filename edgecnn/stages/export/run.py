@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgecnn import __version__
+from edgecnn.core.artifact_details import ArtifactDetails, DerivedFrom
 from edgecnn.core.data import Dataset
 from edgecnn.core.errors import ConversionRefused, converter_refusal
 from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file
@@ -157,8 +157,7 @@ def convert_all(
             converted, searches[spec.name] = search(spec, inputs, base, converted, validation, convert_one, inputs.options.max_drop,
                                                     QUANTIZED.min_agreement or 0.0)
         if spec.base is not None:
-            derived = {"artifact": spec.base, "published": spec.base in requested}
-            converted = replace(converted, details=converted.details | {"derived_from": derived})
+            converted = replace(converted, details=replace(converted.details, derived_from=DerivedFrom(spec.base, spec.base in requested)))
         staged[spec.name] = converted
     return staged, searches, refused
 
@@ -186,7 +185,7 @@ def publish(spec: ArtifactSpec, staged: Converted, out: Path, model_entry: Model
     staged.path.replace(destination)
     for extra in staged.extras:
         extra.replace(out / extra.name)
-    inputs, outputs, details = describe_artifact(spec, destination, model_entry)
+    inputs, outputs, facts = describe_artifact(spec, destination, model_entry)
     return ArtifactEntry(
         name=spec.name,
         path=destination.name,
@@ -200,7 +199,7 @@ def publish(spec: ArtifactSpec, staged: Converted, out: Path, model_entry: Model
         converter=converter_versions(spec.format),
         export_seconds=round(staged.seconds, 3),
         created=utc_now(),
-        details=details | staged.details,
+        details=staged.details.with_runtime_facts(facts),
     )
 
 
@@ -238,8 +237,8 @@ def converter_versions(artifact_format: ArtifactFormat) -> dict[str, str]:
     return library_versions(names)
 
 
-def describe_artifact(spec: ArtifactSpec, path: Path, model_entry: ModelEntry) -> tuple[TensorSpec, TensorSpec, dict[str, Any]]:
-    """Read the input/output contract back from the file itself, as a runtime will see it."""
+def describe_artifact(spec: ArtifactSpec, path: Path, model_entry: ModelEntry) -> tuple[TensorSpec, TensorSpec, ArtifactDetails]:
+    """Read the input/output contract back from the file itself, as a runtime will see it, and what else it reads there."""
     from edgecnn.runners import open_runner
 
     description = model_entry.description
@@ -251,4 +250,4 @@ def describe_artifact(spec: ArtifactSpec, path: Path, model_entry: ModelEntry) -
         layout = "NHW" if description.channels == 1 else "NHWC"
     if inputs.scale is not None:
         meaning = f"quantized: q = round(x / scale) + zero_point, where x is the float input: {meaning}"
-    return replace(inputs, meaning=meaning, layout=layout), replace(outputs, meaning=description.output_text()), runner.details()
+    return replace(inputs, meaning=meaning, layout=layout), replace(outputs, meaning=description.output_text()), runner.file_facts()

@@ -18,12 +18,13 @@ miss it, and the search says so). Every step is recorded: layers kept, accuracy,
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecnn.core.artifact_details import SearchResult, SearchStep
 from edgecnn.core.data import holdout_indices
 from edgecnn.core.layers import keras_layer_names
 from edgecnn.core.verdict import DECIDED_MARGIN, Decision, overall, paired_criteria
@@ -49,34 +50,6 @@ class Validation:
     source: str
 
 
-@dataclass(frozen=True)
-class SearchStep:
-    kept_float_layers: tuple[str, ...]
-    accuracy: float
-    drop_points: float
-    agreement: float
-    agreement_low: float  # its one-sided 95 % lower bound (Clopper-Pearson, decided images): what must reach the minimum
-    bytes: int
-    p50_batch1_us: float
-    within_budget: bool
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    max_drop_points: float
-    min_agreement: float
-    validation: str
-    steps: tuple[SearchStep, ...]
-    seconds: float
-
-    @property
-    def met(self) -> bool:
-        return bool(self.steps) and self.steps[-1].within_budget
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"met": self.met, "steps": [asdict(step) for step in self.steps]}
-
-
 def validation_split(train_images: np.ndarray, train_labels: np.ndarray, holdout: tuple[float, int] | None, seed: int) -> Validation:
     """train's recorded hold-out (fraction, seed) when there is one, else a seeded slice of the training images."""
     if holdout is not None and holdout[0] > 0:
@@ -95,7 +68,7 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
     started = time.perf_counter()
     keras_probabilities = inputs.keras_probabilities(validation.images)
     keras_accuracy = float(np.mean(keras_probabilities.argmax(axis=1) == validation.labels))
-    kept = list(first.details["quantization"]["kept_float_layers"])
+    kept = list(first.details.quantization.kept_float_layers if first.details.quantization else ())
 
     def tried(layers: list[str]) -> tuple[Converted, SearchStep]:
         converted = convert(spec, replace(inputs, options=replace(inputs.options, keep_float=tuple(layers))), base)
@@ -113,8 +86,8 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
                 break
         if not steps[-1].within_budget:
             current = bisect_float_tail(kept, profile.layers_with_nodes, tried, steps) or current
-    result = SearchResult(max_drop, min_agreement, validation.source, tuple(steps), round(time.perf_counter() - started, 2))
-    return replace(current, details=current.details | {"accuracy_search": result.to_dict()}), result
+    result = SearchResult.of(max_drop, min_agreement, validation.source, tuple(steps), round(time.perf_counter() - started, 2))
+    return replace(current, details=replace(current.details, accuracy_search=result)), result
 
 
 def bisect_float_tail(kept: list[str], order: list[str], tried: Any, steps: list[SearchStep]) -> Converted | None:

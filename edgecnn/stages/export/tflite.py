@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from edgecnn.core.artifact_details import ArtifactDetails, QuantizationRecord
 from edgecnn.core.errors import EdgecnnError, converter_refusal
 from edgecnn.core.layers import LayerMap, keras_layer_names, with_orphans
 from edgecnn.core.manifest import Precision
 from edgecnn.core.native_output import quiet_native_output
+from edgecnn.core.records import encode
 from edgecnn.core.tflite_metadata import embed, io_quantization, operator_tensors
 from edgecnn.stages.export.artifacts import ArtifactSpec, IoType
 from edgecnn.stages.export.inputs import Converted, ExportInputs
@@ -20,12 +23,12 @@ def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Conv
 
     tf = import_tensorflow()
     converter = keras_converter(tf, inputs)
-    details: dict[str, Any] = {}
+    calibration_record = None
     if spec.precision is not Precision.FP32:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if spec.precision is Precision.FP16:
         converter.target_spec.supported_types = [tf.float16]
-    quantization: dict[str, Any] | None = None
+    quantization: QuantizationRecord | None = None
     if spec.precision is Precision.INT8:
         calibration = inputs.description.model_input(inputs.calibration)
         converter.representative_dataset = lambda: ([calibration[index : index + 1]] for index in range(len(calibration)))
@@ -33,25 +36,25 @@ def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Conv
         io_dtype = tf.uint8 if spec.io_type is IoType.UINT8 else tf.int8
         converter.inference_input_type = io_dtype
         converter.inference_output_type = io_dtype
-        kept_layers = list(inputs.options.keep_float or ())  # nothing by default: the seed model's file as it always was
-        quantization = {"calibration_method": "minmax (the converter's own; no choice)", "weights": "int8 per-channel",
-                        "kept_float_layers": kept_layers}
-        details["calibration"] = inputs.calibration_details()
+        kept_layers = tuple(inputs.options.keep_float or ())  # nothing by default: the seed model's file as it always was
+        quantization = QuantizationRecord(weights="int8 per-channel", calibration_method="minmax (the converter's own; no choice)",
+                                          kept_float_layers=kept_layers)
+        calibration_record = inputs.calibration_record()
         if kept_layers and spec.io_type is IoType.UINT8:
             raise EdgecnnError("int8 files with layers kept in float take and give int8 (the converter's debugger has no uint8 I/O)",
                                "--keep-float")
     with quiet_native_output((1, 2)), converter_refusal("the TFLite converter"):
-        if quantization and quantization["kept_float_layers"]:
-            flatbuffer = convert_keeping_float(tf, converter, inputs, quantization)
+        if quantization and quantization.kept_float_layers:
+            flatbuffer, kept_nodes = convert_keeping_float(tf, converter, inputs, quantization.kept_float_layers)
+            quantization = replace(quantization, kept_float_nodes=kept_nodes)
         else:
             flatbuffer = converter.convert()
     metadata = inputs.metadata_for(spec.precision)
     if quantization is not None:
-        details["quantization"] = quantization
-        metadata = metadata | {"quantization": json.dumps(quantization, sort_keys=True)}
+        metadata = metadata | {"quantization": json.dumps(encode(quantization), sort_keys=True)}
     path = inputs.staging / spec.filename(inputs.model_entry.stem)
     path.write_bytes(embed(flatbuffer, tflite_facts(metadata, io_quantization(flatbuffer)[0])))
-    return Converted(path, details | {"metadata": "edgecnn entry in the model's metadata table"})
+    return Converted(path, ArtifactDetails(quantization=quantization, calibration=calibration_record, metadata="edgecnn entry in the model's metadata table"))
 
 
 def keras_converter(tf: Any, inputs: ExportInputs) -> Any:
@@ -67,12 +70,12 @@ def keras_converter(tf: Any, inputs: ExportInputs) -> Any:
     return tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(concrete)])
 
 
-def convert_keeping_float(tf: Any, converter: Any, inputs: ExportInputs, quantization: dict[str, Any]) -> bytes:
+def convert_keeping_float(tf: Any, converter: Any, inputs: ExportInputs, kept_layers: tuple[str, ...]) -> tuple[bytes, tuple[str, ...]]:
     """Selective int8 through the converter's quantization debugger (`denylisted_nodes`): the kept layers' operators
-    stay float builtins, everything else int8, and the file's input and output stay integer.
+    stay float builtins, everything else int8, and the file's input and output stay integer. Returns the file and the
+    nodes kept in float.
 
     The debugger names nodes by their output tensors, which are read from a float conversion of the same model."""
-    kept_layers = quantization["kept_float_layers"]
     operators = operator_tensors(keras_converter(tf, inputs).convert())
     names = [name for _, _, outputs in operators for name in outputs]
     layer_map = LayerMap.build(names, keras_layer_names(inputs.keras_model))
@@ -85,13 +88,12 @@ def convert_keeping_float(tf: Any, converter: Any, inputs: ExportInputs, quantiz
     denylisted = [name for name, layer in grouped.items() if layer in kept_layers]
     if len(denylisted) == len(grouped):
         raise EdgecnnError("every operator would stay float: an int8 file needs at least one layer quantized", "--keep-float")
-    quantization["kept_float_nodes"] = denylisted
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=converter, debug_dataset=converter.representative_dataset,
         debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denylisted, fully_quantize=True),  # int8 I/O too
     )
-    return bytes(debugger.get_nondebug_quantized_model())
+    return bytes(debugger.get_nondebug_quantized_model()), tuple(denylisted)
 
 
 def tflite_facts(metadata: dict[str, str], quantization: tuple[float, int] | None) -> dict[str, str]:
