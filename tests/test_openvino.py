@@ -34,3 +34,30 @@ def test_tune_varies_threads_streams_and_the_performance_hint():
     assert {config.hint for config in candidates} == set(PerformanceHint)
     assert {config.threads for config in candidates} == {1, 2, 4} and {config.streams for config in candidates} == {1, 2}
     assert len({PLUGIN.parity_key(config) for config in candidates}) == 1  # none of them changes the numbers
+
+
+def test_explain_runs_through_openvino_and_compares_what_it_computes(exported, tmp_path):
+    """verify --explain --runtime openvino: the ONNX file's graph with every layer's tensor as an output, compiled by
+    OpenVINO; every seed layer gets a row, the fp32 file tracks Keras above its floor and the int8 file shows the
+    quantization noise (below the fp32 file's SQNR at the output). A TFLite file is refused in one line."""
+    import json
+
+    from conftest import assert_one_line_error, copy_exports, run_cli
+
+    from edgecnn.stages.explain import SQNR_FLOORS_DB
+
+    manifest = copy_exports(exported, tmp_path / "exports")
+    reports = {}
+    for artifact in ("onnx-fp32", "onnx-int8"):
+        run = run_cli("verify", "--manifest", str(manifest), "--explain", artifact, "--runtime", "openvino", "--explain-images", "200", "--json")
+        assert run.returncode == 0, run.stderr
+        reports[artifact] = json.loads(run.stdout)
+        assert reports[artifact]["runtime"] == "OpenVINO CPU, inference precision f32"
+        assert [row["layer"] for row in reports[artifact]["layers"]] == ["conv1", "conv2", "pool", "conv_dropout", "flatten", "dense",
+                                                                         "dense_dropout", "probabilities"]
+    fp32 = [row for row in reports["onnx-fp32"]["layers"] if row["sqnr_db"] is not None]
+    assert fp32 and all(row["sqnr_db"] >= SQNR_FLOORS_DB[Precision.FP32] for row in fp32)
+    output = {name: report["layers"][-1]["sqnr_db"] for name, report in reports.items()}
+    assert output["onnx-int8"] < output["onnx-fp32"] - 20, output
+    refused = run_cli("verify", "--manifest", str(manifest), "--explain", "tflite-int8", "--runtime", "openvino")
+    assert_one_line_error(refused, "OpenVINO gives the layer outputs of ONNX files")

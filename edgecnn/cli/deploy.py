@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -35,8 +36,16 @@ def progress_line(text: str) -> None:
     typer.echo(text, err=True)
 
 
-def failed_hosts(runs: Any) -> None:
-    """Each host that could not run: one line on stderr, after its report (which holds the same line in its row)."""
+def fleet_output(runs: Any, json_output: bool, files: tuple[Path, ...], tables: Callable[[], None]) -> None:
+    """A fleet's report (its JSON file, or the tables and the files written), then each host that could not run: one
+    line on stderr (the report holds the same line in that host's row)."""
+    from edgecnn.report.render import print_json_file, written
+
+    if json_output:
+        print_json_file(files[0])
+    else:
+        tables()
+        typer.echo(f"wrote {written(*files)}")
     for run in runs:
         if run.failed:
             progress_line(f"{run.host}: FAILED: {run.error}")
@@ -80,7 +89,7 @@ def verify_command(
         from edgecnn.stages.explain import ExplainOptions
         from edgecnn.stages.explain import explain as explain_artifact
 
-        explained = explain_artifact(ExplainOptions(manifest=manifest, artifact=explain, data=data, images=explain_images))
+        explained = explain_artifact(ExplainOptions(manifest=manifest, artifact=explain, data=data, images=explain_images, run=run))
         if json_output:
             print_json_file(explained.report_path)
         else:
@@ -104,12 +113,8 @@ def verify_command(
         from edgecnn.report.render import fleet_verify_table
 
         on_fleet = verify_on_fleet(options, fleet, progress_line)
-        if json_output:
-            print_json_file(on_fleet.report_path)
-        else:
-            fleet_verify_table(read_json(on_fleet.report_path, "verify report")["artifacts"])
-            typer.echo(f"wrote {on_fleet.report_path}")
-        failed_hosts(on_fleet.runs)
+        fleet_output(on_fleet.runs, json_output, (on_fleet.report_path,),
+                     lambda: fleet_verify_table(read_json(on_fleet.report_path, "verify report")["artifacts"]))
         return on_fleet.exit_code
     result = verify(options)
     if json_output:
@@ -171,12 +176,8 @@ def bench_command(
         from edgecnn.report.render import fleet_bench_tables
 
         on_fleet = bench_on_fleet(options, fleet, progress_line)
-        if json_output:
-            print_json_file(on_fleet.report_path)
-        else:
-            fleet_bench_tables(on_fleet.rows, on_fleet.ship)
-            typer.echo(f"wrote {written(on_fleet.report_path, *on_fleet.document_paths)}")
-        failed_hosts(on_fleet.runs)
+        fleet_output(on_fleet.runs, json_output, (on_fleet.report_path, *on_fleet.document_paths),
+                     lambda: fleet_bench_tables(on_fleet.rows, on_fleet.ship))
         return 0 if on_fleet.passed else 1
     report = bench(options)
     if json_output:
@@ -249,7 +250,8 @@ def selftest_command(
         on_fleet = selftest_on_fleet(SelftestOptions(model=model, run=run), fleet, progress_line)
         payload = on_fleet.to_dict()
         fleet_selftest_table(payload["results"], json_output, payload)
-        failed_hosts(on_fleet.runs)
+        for failed in (run for run in on_fleet.runs if run.failed):
+            progress_line(f"{failed.host}: FAILED: {failed.error}")
         return on_fleet.exit_code
     result = selftest(SelftestOptions(model=model, run=run))
     print_selftest(result, json_output)

@@ -80,6 +80,8 @@ class SessionCheck:
 
 @dataclass(frozen=True)
 class Float16Record:
+    """How an fp16 ONNX file was made: the converter, and whether its input and output stayed fp32 (keep_io_types)."""
+
     converter: str
     keep_io_types: bool
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -223,6 +223,24 @@ class Runner:
     def file_facts(self) -> ArtifactDetails:
         """What this runtime reads from the file that the manifest records (its metadata, signatures); none by default."""
         return ArtifactDetails()
+
+    def graph_facts(self) -> GraphFacts:
+        """What `edgecnn info` prints about the file beyond its inputs and outputs: metadata, opsets, operators."""
+        return GraphFacts()
+
+    layer_outputs_note = ""  # how layer_outputs ran the file, for verify --explain's report
+
+    def layer_outputs(self, images: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
+        """Each Keras layer's output on uint8 `images` as this runtime computes it in the file (verify --explain): the
+        runtime marks every layer's tensor as an output, as Polygraphy's `--mark all` does."""
+        raise RuntimeRefused(f"{self.runtime.label} cannot give a file's intermediate tensors: explain it with another --runtime", self.path)
+
+
+@dataclass(frozen=True)
+class GraphFacts:
+    metadata: dict[str, str] = field(default_factory=dict)
+    opset: dict[str, int] = field(default_factory=dict)
+    ops: dict[str, int] = field(default_factory=dict)
 
 
 def infer_in_batches(runner: Runner, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:

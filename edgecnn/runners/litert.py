@@ -15,7 +15,7 @@ from edgecnn.core.artifact_details import ArtifactDetails
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.native_output import quiet_native_output
-from edgecnn.runners.base import Backend, Runner, thread_counts
+from edgecnn.runners.base import Backend, GraphFacts, Runner, encode_images, thread_counts
 from edgecnn.runners.registry import RunOptions
 
 LITERT = Backend("LiteRT (XNNPACK, CPU)", "LiteRT CPU")
@@ -108,6 +108,54 @@ class TfliteRunner(Runner):
 
     def file_facts(self) -> ArtifactDetails:
         return ArtifactDetails(signatures=tuple(self.interpreter.get_signature_list()))
+
+    def graph_facts(self) -> GraphFacts:
+        from collections import Counter
+
+        from edgecnn.core.tflite_metadata import METADATA_NAME, read
+
+        interpreter = self.interpreter
+        try:
+            ops = dict(Counter(op["op_name"] for op in interpreter._get_ops_details()))  # LiteRT has no public op list
+        except (AttributeError, KeyError):
+            ops = {}
+        entries = read(self.path.read_bytes())
+        metadata = dict(entries.pop(METADATA_NAME, {})) | entries | {"signatures": ", ".join(interpreter.get_signature_list())}
+        return GraphFacts(metadata=metadata, ops=ops)
+
+    layer_outputs_note = "LiteRT with its reference kernels: XNNPACK is off while intermediate tensors are preserved"
+
+    def layer_outputs(self, images: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
+        """Each layer's last operator output, read from LiteRT's preserved tensors and dequantized where it is integer (its
+        reference kernels: XNNPACK is off while intermediate tensors are preserved)."""
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        from edgecnn.core.layers import LayerMap
+
+        interpreter = Interpreter(model_path=str(self.path), experimental_preserve_all_tensors=True,
+                                  experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        detail = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(detail["index"], [len(images), *detail["shape"][1:]])
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(detail["index"], encode_images(images, tensor_spec(interpreter.get_input_details()[0]), self.description))
+        interpreter.invoke()
+        tensors: dict[str, int] = {}
+        names = {int(item["index"]): item["name"] for item in interpreter.get_tensor_details()}
+        layer_map = LayerMap.build(names.values(), layers)
+        for operator in interpreter._get_ops_details():  # LiteRT has no public list of operators and their outputs
+            for index in operator["outputs"]:
+                layer = layer_map.layer_of(names[int(index)])
+                if layer is not None:
+                    tensors[layer] = int(index)
+        if layers:  # the model's output is its last layer's (TFLite names a final softmax after the signature, not the layer)
+            tensors[layers[-1]] = int(interpreter.get_output_details()[0]["index"])
+        details = {int(item["index"]): item for item in interpreter.get_tensor_details()}
+        found = {}
+        for layer, index in tensors.items():
+            value = interpreter.get_tensor(index)
+            scale, zero_point = details[index]["quantization"]
+            found[layer] = ((value.astype(np.float32) - zero_point) * scale) if scale else value.astype(np.float32)
+        return found
 
 
 class LiteRtPlugin:

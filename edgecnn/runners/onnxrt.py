@@ -26,7 +26,7 @@ from edgecnn.core.artifact_details import ArtifactDetails
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.native_output import quiet_native_output
-from edgecnn.runners.base import Arithmetic, Backend, Runner, RuntimeRefused, encode_images, thread_counts
+from edgecnn.runners.base import Arithmetic, Backend, GraphFacts, Runner, RuntimeRefused, encode_images, thread_counts
 from edgecnn.runners.registry import Provider, RunOptions
 
 log = logging.getLogger("edgecnn")
@@ -362,6 +362,25 @@ class OnnxRunner(Runner):
 
     def embedded_metadata(self) -> dict[str, Any]:
         return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    layer_outputs_note = "ONNX Runtime, CPU"
+
+    def layer_outputs(self, images: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
+        import onnxruntime as ort
+
+        from edgecnn.runners.onnx_layers import marked_graph
+
+        model, tensors = marked_graph(self.path, layers)
+        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        feed = encode_images(images, onnx_tensor_spec(session.get_inputs()[0]), self.description)
+        wanted = list(dict.fromkeys(tensors.values()))
+        values = dict(zip(wanted, session.run(wanted, {session.get_inputs()[0].name: feed}), strict=True))
+        return {layer: np.asarray(values[name], dtype=np.float32) for layer, name in tensors.items()}
+
+    def graph_facts(self) -> GraphFacts:
+        from edgecnn.runners.onnx_layers import onnx_graph_facts
+
+        return onnx_graph_facts(self.path)
 
     def file_facts(self) -> ArtifactDetails:
         return ArtifactDetails(custom_metadata=dict(self.session.get_modelmeta().custom_metadata_map), providers=tuple(self.session.get_providers()))

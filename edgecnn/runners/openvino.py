@@ -23,7 +23,7 @@ from edgecnn.core.artifact import TensorSpec
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.native_output import quiet_native_output
-from edgecnn.runners.base import Arithmetic, Backend, Runner, RuntimeRefused, thread_counts
+from edgecnn.runners.base import Arithmetic, Backend, GraphFacts, Runner, RuntimeRefused, thread_counts
 from edgecnn.runners.registry import RunOptions
 
 DEVICE_BACKENDS = {device: Backend(f"OpenVINO {device}", f"OpenVINO {device}", on_device=device != "CPU") for device in ("CPU", "GPU", "NPU")}
@@ -136,6 +136,34 @@ class OpenVinoRunner(Runner):
         request = self.compiled.create_infer_request()
         request.infer({0: np.ascontiguousarray(feed)})
         return np.array(request.get_output_tensor(0).data, copy=True)
+
+    @property
+    def layer_outputs_note(self) -> str:  # type: ignore[override]
+        return f"OpenVINO {self.config.device}, inference precision {self.config.inference_precision}"
+
+    def layer_outputs(self, images: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
+        """The ONNX file's graph with every layer's tensor as an output (runners/onnx_layers.py), compiled as this runner
+        compiles the file; a TFLite file is explained with LiteRT."""
+        if self.path.suffix.lower() != ".onnx":
+            raise RuntimeRefused("OpenVINO gives the layer outputs of ONNX files; explain a TFLite file with LiteRT (the default)", self.path)
+        import openvino as ov
+
+        from edgecnn.runners.onnx_layers import marked_graph
+
+        graph, tensors = marked_graph(self.path, layers)
+        core = ov.Core()
+        with quiet_native_output():
+            compiled = core.compile_model(core.read_model(graph), self.config.device, self.config.properties())
+        request = compiled.create_infer_request()
+        request.infer({0: np.ascontiguousarray(self.encode(images))})
+        values = {name: np.array(request.get_tensor(output).data, dtype=np.float32, copy=True)
+                  for output in compiled.outputs for name in output.get_names()}
+        return {layer: values[name] for layer, name in tensors.items()}
+
+    def graph_facts(self) -> GraphFacts:
+        from edgecnn.runners.onnx_layers import onnx_graph_facts
+
+        return onnx_graph_facts(self.path) if self.path.suffix.lower() == ".onnx" else GraphFacts()
 
     def embedded_metadata(self) -> dict[str, Any]:
         if self.path.suffix.lower() == ".tflite":

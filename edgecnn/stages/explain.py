@@ -21,11 +21,11 @@ import numpy as np
 from edgecnn.core.data import load_dataset
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.files import write_json_atomic
-from edgecnn.core.layers import LayerMap, keras_layer_names, onnx_node_layers
-from edgecnn.core.manifest import ArtifactEntry, ArtifactFormat, Manifest, Precision, load_manifest
+from edgecnn.core.layers import keras_layer_names
+from edgecnn.core.manifest import ArtifactEntry, Manifest, Precision, load_manifest
 from edgecnn.core.provenance import library_versions, utc_now
 from edgecnn.core.records import encode
-from edgecnn.runners import encode_images, runtime_packages
+from edgecnn.runners import RunOptions, open_runner, runtime_packages
 
 # SQNR below which a layer's output no longer looks like the Keras layer's, per precision: fp32 conversions measure
 # above 60 dB on every layer of the seed CNN; fp16 keeps ~11 bits (≈ 66 dB ideal, 40 leaves room); int8 keeps 8 bits
@@ -44,6 +44,7 @@ class ExplainOptions:
     artifact: str = ""
     data: str | None = None
     images: int = DEFAULT_IMAGES
+    run: RunOptions = RunOptions()  # --runtime picks the runtime whose computation is compared (default: the format's own)
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,11 @@ def explain(options: ExplainOptions) -> ExplainResult:
     kinds = {layer.name: type(layer).__name__ for layer in keras_model.layers}
     reference = keras_layer_outputs(keras_model, model.description.model_input(images))
     artifact_path = manifest.open(entry, True)
-    if entry.format is ArtifactFormat.ONNX:
-        found, note = onnx_layer_outputs(artifact_path, images, model.description, layers), "ONNX Runtime, CPU"
-    else:
-        found, note = tflite_layer_outputs(artifact_path, images, model.description, layers), (
-            "LiteRT with its reference kernels: XNNPACK is off while intermediate tensors are preserved")
+    runner = open_runner(entry.format, artifact_path, options.run, model.description, options.run.runtimes[0] if options.run.runtimes else None)
+    try:
+        found, note = runner.layer_outputs(images, layers), runner.layer_outputs_note
+    finally:
+        runner.close()
     floor = SQNR_FLOORS_DB[entry.precision]
     rows = tuple(compare_layers(layers, kinds, reference, found, floor))
     out = manifest.folder
@@ -134,84 +135,6 @@ def keras_layer_outputs(keras_model: Any, inputs: np.ndarray, batch: int = 100) 
     probe = keras.Model(inputs=keras_model.inputs, outputs=[layer.output for layer in layers])
     chunks = [probe([inputs[start : start + batch]], training=False) for start in range(0, len(inputs), batch)]
     return {layer.name: np.concatenate([np.asarray(chunk[index]) for chunk in chunks]) for index, layer in enumerate(layers)}
-
-
-def onnx_layer_outputs(path: Path, images: np.ndarray, description: Any, layers: list[str]) -> dict[str, np.ndarray]:
-    """Each layer's last tensor in the graph (after its DequantizeLinear in a QDQ file), as extra graph outputs."""
-    import onnx
-    import onnxruntime as ort
-
-    from edgecnn.runners.onnxrt import onnx_tensor_spec
-
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
-    consumers: dict[str, list[Any]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    tensors: dict[str, str] = {}
-    node_layers = onnx_node_layers(model, layers, by_weights=False)
-    weights = {initializer.name for initializer in model.graph.initializer}
-    for node in model.graph.node:
-        layer = node_layers[node.name]
-        if layer is None or node.input[0] in weights:  # a weight's (de)quantization is not the layer's output
-            continue
-        if node.op_type == "QuantizeLinear":  # the quantizer removed the layer's own op (a ReLU6 became the int8 range)
-            tensors[layer] = dequantized(node.input[0], consumers)
-        elif node.op_type != "DequantizeLinear":
-            tensors[layer] = dequantized(node.output[0], consumers)
-    output_names = {output.name for output in model.graph.output}
-    typed = {info.name: info for info in list(model.graph.value_info) + list(model.graph.output)}
-    if layers:
-        tensors[layers[-1]] = model.graph.output[0].name  # the model's output is its last layer's, whatever its node is named
-    for name in tensors.values():
-        if name not in output_names:
-            model.graph.output.append(typed.get(name) or onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-            output_names.add(name)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    feed = encode_images(images, onnx_tensor_spec(session.get_inputs()[0]), description)
-    wanted = list(dict.fromkeys(tensors.values()))
-    values = dict(zip(wanted, session.run(wanted, {session.get_inputs()[0].name: feed}), strict=True))
-    return {layer: np.asarray(values[name], dtype=np.float32) for layer, name in tensors.items()}
-
-
-def dequantized(name: str, consumers: dict[str, list[Any]]) -> str:
-    """What the next layer reads: a QDQ file quantizes a tensor and dequantizes it again before its consumers."""
-    for quantize in (node for node in consumers.get(name, []) if node.op_type == "QuantizeLinear"):
-        for dequantize in (node for node in consumers.get(quantize.output[0], []) if node.op_type == "DequantizeLinear"):
-            return str(dequantize.output[0])
-    return name
-
-
-def tflite_layer_outputs(path: Path, images: np.ndarray, description: Any, layers: list[str]) -> dict[str, np.ndarray]:
-    """Each layer's last operator output, read from LiteRT's preserved tensors and dequantized where it is integer."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from edgecnn.runners.litert import tensor_spec
-
-    interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    detail = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(detail["index"], [len(images), *detail["shape"][1:]])
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], encode_images(images, tensor_spec(interpreter.get_input_details()[0]), description))
-    interpreter.invoke()
-    tensors: dict[str, int] = {}
-    names = {int(item["index"]): item["name"] for item in interpreter.get_tensor_details()}
-    layer_map = LayerMap.build(names.values(), layers)
-    for operator in interpreter._get_ops_details():  # LiteRT has no public list of operators and their outputs
-        for index in operator["outputs"]:
-            layer = layer_map.layer_of(names[int(index)])
-            if layer is not None:
-                tensors[layer] = int(index)
-    if layers:  # the model's output is its last layer's (TFLite names a final softmax after the signature, not the layer)
-        tensors[layers[-1]] = int(interpreter.get_output_details()[0]["index"])
-    details = {int(item["index"]): item for item in interpreter.get_tensor_details()}
-    found = {}
-    for layer, index in tensors.items():
-        value = interpreter.get_tensor(index)
-        scale, zero_point = details[index]["quantization"]
-        found[layer] = ((value.astype(np.float32) - zero_point) * scale) if scale else value.astype(np.float32)
-    return found
 
 
 def compare_layers(layers: list[str], kinds: dict[str, str], reference: dict[str, np.ndarray], found: dict[str, np.ndarray],

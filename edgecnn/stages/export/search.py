@@ -156,21 +156,24 @@ def sensitivity(spec: ArtifactSpec, path: Path, inputs: ExportInputs, images: np
     from edgecnn.core.layers import LayerMap, onnx_node_layers
     from edgecnn.core.manifest import ArtifactFormat
     from edgecnn.core.tflite_metadata import op_output_names
-    from edgecnn.stages.explain import compare_layers, keras_layer_outputs, onnx_layer_outputs, tflite_layer_outputs
+    from edgecnn.stages.explain import compare_layers, keras_layer_outputs
 
     layers = keras_layer_names(inputs.keras_model)
     kinds = {layer.name: type(layer).__name__ for layer in inputs.keras_model.layers}
     reference = keras_layer_outputs(inputs.keras_model, inputs.description.model_input(images))
+    runner = open_runner(spec.format, path, description=inputs.description)
+    try:
+        rows = compare_layers(layers, kinds, reference, runner.layer_outputs(images, layers), floor=0.0)
+    finally:
+        runner.close()
     if spec.format is ArtifactFormat.ONNX:
         import onnx
 
-        rows = compare_layers(layers, kinds, reference, onnx_layer_outputs(path, images, inputs.description, layers), floor=0.0)
         # the nodes the quantizer kept (and can exclude): what the prepared graph has, less what it fused into QDQ ranges
         model = onnx.load(str(path))
         node_layers = onnx_node_layers(model, layers)
         with_nodes = {node_layers[node.name] for node in model.graph.node if node.op_type not in ("QuantizeLinear", "DequantizeLinear")}
     else:
-        rows = compare_layers(layers, kinds, reference, tflite_layer_outputs(path, images, inputs.description, layers), floor=0.0)
         names = op_output_names(path.read_bytes())
         layer_map = LayerMap.build(names, layers)
         with_nodes = {layer_map.layer_of(name) for name in names}
