@@ -159,7 +159,7 @@ def test_a_refused_format_costs_only_its_own_files(small_npz, tmp_path, monkeypa
     converter's line (its op and where), an earlier manifest row of that name is gone, and verify judges the rest."""
     import keras
 
-    from edgecnn.stages.export import run as export_run
+    from edgecnn.stages.export.inputs import converter_for
 
     path = saved(keras_model([keras.layers.Conv2D(4, 3, activation="relu")]), tmp_path / "model.keras")
     out = tmp_path / "out"
@@ -170,7 +170,7 @@ def test_a_refused_format_costs_only_its_own_files(small_npz, tmp_path, monkeypa
         raise RuntimeError('loc(fused["Conv2D:", "model/conv2d/Conv2D@__inference_serve_12"]): error: \'tf.Conv2D\' op is neither '
                            'a custom op nor a flex op\n<unknown>:0: note: see current operation')
 
-    monkeypatch.setitem(export_run.CONVERTERS, ArtifactFormat.TFLITE, refuses)
+    monkeypatch.setattr(converter_for(ArtifactFormat.TFLITE), "convert", refuses)
     result = export(ExportOptions(model=path, data=str(small_npz), out=out))
     assert {entry.name for entry in result.artifacts} == {"onnx-fp32", "onnx-fp32-uint8-input", "onnx-fp16", "onnx-int8"}
     manifest = load_manifest(result.manifest_path)

@@ -15,7 +15,8 @@ from conftest import assert_one_line_error, copy_exports, run_cli
 
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.manifest import ArtifactFormat, load_manifest
-from edgecnn.stages.export import ARTIFACTS, CONVERTERS, ExportOptions, FormatChoice, IoType, Quantize, export, select_artifacts
+from edgecnn.stages.export import ARTIFACTS, ExportOptions, FormatChoice, IoType, Quantize, export, select_artifacts
+from edgecnn.stages.export.inputs import converter_for
 
 ENTRY_FIELDS = {"path", "format", "precision", "input", "output", "bytes", "sha256", "source_model_sha256", "converter"}
 
@@ -152,7 +153,7 @@ def test_failed_export_leaves_previous_files_byte_identical(exported, tmp_path, 
     def killed_converter(spec, inputs, base):
         raise KeyboardInterrupt("simulated kill mid-conversion")  # a refusal is a failed row; a kill stops the export
 
-    monkeypatch.setitem(CONVERTERS, ArtifactFormat.TFLITE, killed_converter)
+    monkeypatch.setattr(converter_for(ArtifactFormat.TFLITE), "convert", killed_converter)
     model = folder / Path(load_manifest(manifest_path).model.path).name
     with pytest.raises(KeyboardInterrupt, match="simulated"):
         export(ExportOptions(model=model, format=FormatChoice.ALL, out=folder))

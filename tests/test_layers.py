@@ -88,3 +88,15 @@ def test_no_import_cycles():
 def test_the_checks_see_lazy_imports():
     """bench imports tune inside a function: the graph must contain that edge, or the checks above prove nothing."""
     assert "edgecnn.stages.tune" in imports("edgecnn.stages.bench", runtime_only=True)
+
+
+def test_only_the_artifact_table_names_a_file_format():
+    """Format-specific code lives with each format (its converter module, its runtimes' runners): stages, report, CLI
+    and pipeline ask them, never `ArtifactFormat.ONNX`/`TFLITE` themselves, except the one format table."""
+    table = PACKAGE / "stages" / "export" / "artifacts.py"
+    naming = sorted(
+        str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+        if layer(module_name(path)) in ("stages", "report", "top") and path != table
+        and any(name in path.read_text() for name in ("ArtifactFormat.ONNX", "ArtifactFormat.TFLITE"))
+    )
+    assert naming == []

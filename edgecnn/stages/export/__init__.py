@@ -19,13 +19,13 @@ from edgecnn.stages.export.artifacts import (
 )
 
 __all__ = [
-    "ARTIFACTS", "CONVERTERS", "ArtifactSpec", "CalibrationMethod", "ExportOptions", "ExportResult", "FormatChoice", "IoType", "Quantize", "export",
+    "ARTIFACTS", "ArtifactSpec", "CalibrationMethod", "ExportOptions", "ExportResult", "FormatChoice", "IoType", "Quantize", "export",
     "select_artifacts",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("CONVERTERS", "ExportResult", "export"):
+    if name in ("ExportResult", "export"):
         from edgecnn.stages.export import run
 
         return getattr(run, name)

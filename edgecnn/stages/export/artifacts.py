@@ -82,6 +82,22 @@ ARTIFACTS: tuple[ArtifactSpec, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class ExportFormat:
+    """A format's converter: the module that makes its files (its `convert` and `layers_with_nodes`, the protocol in
+    `inputs.FormatConverter`) and the packages whose versions each of its files records. A new format is a row here
+    and one module."""
+
+    converter: str
+    packages: tuple[str, ...]
+
+
+FORMATS: dict[ArtifactFormat, ExportFormat] = {
+    ArtifactFormat.ONNX: ExportFormat("edgecnn.stages.export.onnx", ("tensorflow", "tf2onnx", "onnx", "onnxruntime", "onnxruntime-gpu")),
+    ArtifactFormat.TFLITE: ExportFormat("edgecnn.stages.export.tflite", ("tensorflow",)),
+}
+
+
 def spec_named(name: str) -> ArtifactSpec:
     return next(spec for spec in ARTIFACTS if spec.name == name)
 

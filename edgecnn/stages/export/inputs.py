@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 
 from edgecnn.core.artifact_details import ArtifactDetails, CalibrationRecord
 from edgecnn.core.description import ModelDescription
-from edgecnn.core.manifest import ModelEntry, ParityBounds, Precision
+from edgecnn.core.manifest import ArtifactFormat, ModelEntry, ParityBounds, Precision
 from edgecnn.core.reference import Goldens
 from edgecnn.runners.base import Arithmetic
-from edgecnn.stages.export.artifacts import ExportOptions
+from edgecnn.stages.export.artifacts import FORMATS, ArtifactSpec, ExportOptions
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,20 @@ class ExportInputs:
 
     def calibration_record(self) -> CalibrationRecord:
         return CalibrationRecord(int(len(self.calibration)), self.data_spec, self.options.seed)
+
+
+class FormatConverter(Protocol):
+    """What a format's converter module provides (artifacts.FORMATS names it): the file for a row of the table, and
+    which Keras layers have operators of their own in such a file (what --max-drop's search can keep in float)."""
+
+    def convert(self, spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Converted: ...
+
+    def layers_with_nodes(self, path: Path, layers: list[str]) -> set[str | None]: ...
+
+
+def converter_for(artifact_format: ArtifactFormat) -> FormatConverter:
+    """The converter module of a format, imported on first use (TensorFlow and the converters load only for export)."""
+    return cast(FormatConverter, importlib.import_module(FORMATS[artifact_format].converter))
 
 
 @dataclass(frozen=True)

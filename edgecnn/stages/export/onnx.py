@@ -95,6 +95,15 @@ def default_session_check(converted: Converted, probe: np.ndarray, inputs: Expor
     return replace(converted, details=replace(converted.details, default_session_check=check), extras=extras)
 
 
+def layers_with_nodes(path: Path, layers: list[str]) -> set[str | None]:
+    """The layers whose nodes the quantizer kept (and can exclude): what the graph has, less what it fused into QDQ ranges."""
+    import onnx
+
+    model = onnx.load(str(path))
+    node_layers = onnx_node_layers(model, layers)
+    return {node_layers[node.name] for node in model.graph.node if node.op_type not in ("QuantizeLinear", "DequantizeLinear")}
+
+
 def frozen_graph(tf_function: Any, signature: list[Any]) -> tuple[Any, str, str]:
     """The serving function's graph with every captured value frozen into a constant, and its input and output tensor
     names. tf2onnx's `from_function` takes each captured non-variable tensor for an input (a Keras 3 `Normalization`

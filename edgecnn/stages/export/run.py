@@ -38,22 +38,13 @@ from edgecnn.core.manifest import (
 from edgecnn.core.provenance import library_versions, utc_now
 from edgecnn.core.reference import Reference, golden_indices, stored_sample, write_reference
 from edgecnn.measure.thresholds import QUANTIZED
-from edgecnn.stages.export import onnx as onnx_converter
-from edgecnn.stages.export import tflite as tflite_converter
-from edgecnn.stages.export.artifacts import ArtifactSpec, ExportOptions, select_artifacts, spec_named
+from edgecnn.stages.export.artifacts import FORMATS, ArtifactSpec, ExportOptions, select_artifacts, spec_named
 from edgecnn.stages.export.bounds import parity_bounds
-from edgecnn.stages.export.inputs import Converted, ExportInputs
+from edgecnn.stages.export.inputs import Converted, ExportInputs, converter_for
 from edgecnn.stages.export.search import SearchResult, Validation, search, validation_split
 from edgecnn.stages.export.source import SourceModel, load_source_model, resolve_model_path
 
 STAGING_PREFIX = ".export-staging-"  # + the exporting process's id
-
-Converter = Callable[[ArtifactSpec, ExportInputs, Path | None], Converted]
-CONVERTERS: dict[ArtifactFormat, Converter] = {
-    ArtifactFormat.ONNX: onnx_converter.convert,
-    ArtifactFormat.TFLITE: tflite_converter.convert,
-}
-
 
 @dataclass(frozen=True)
 class ExportResult:
@@ -175,7 +166,7 @@ def attempt(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, staged:
 def convert_one(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Converted:
     started = time.perf_counter()
     with converter_refusal(f"{spec.format.value} export of {spec.name}"):
-        converted = CONVERTERS[spec.format](spec, inputs, base)
+        converted = converter_for(spec.format).convert(spec, inputs, base)
     return replace(converted, seconds=time.perf_counter() - started)
 
 
@@ -233,8 +224,7 @@ def model_metadata(model_entry: ModelEntry) -> dict[str, str]:
 
 
 def converter_versions(artifact_format: ArtifactFormat) -> dict[str, str]:
-    names = ("tensorflow", "tf2onnx", "onnx", "onnxruntime", "onnxruntime-gpu") if artifact_format is ArtifactFormat.ONNX else ("tensorflow",)
-    return library_versions(names)
+    return library_versions(FORMATS[artifact_format].packages)
 
 
 def describe_artifact(spec: ArtifactSpec, path: Path, model_entry: ModelEntry) -> tuple[TensorSpec, TensorSpec, ArtifactDetails]:

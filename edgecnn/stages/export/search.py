@@ -31,7 +31,7 @@ from edgecnn.core.verdict import DECIDED_MARGIN, Decision, overall, paired_crite
 from edgecnn.measure.timing import TimingSettings, measure
 from edgecnn.runners import infer_in_batches, open_runner
 from edgecnn.stages.export.artifacts import ArtifactSpec
-from edgecnn.stages.export.inputs import Converted, ExportInputs
+from edgecnn.stages.export.inputs import Converted, ExportInputs, converter_for
 
 MIN_VALIDATION = 2000  # images the search judges on, where the data has them
 SENSITIVITY_IMAGES = 300  # images the one sensitivity pass compares layer by layer
@@ -153,9 +153,6 @@ class Sensitivity:
 
 def sensitivity(spec: ArtifactSpec, path: Path, inputs: ExportInputs, images: np.ndarray) -> Sensitivity:
     """Runs ranked by the SQNR each loses against the run compared before it (`verify --explain`'s comparison)."""
-    from edgecnn.core.layers import LayerMap, onnx_node_layers
-    from edgecnn.core.manifest import ArtifactFormat
-    from edgecnn.core.tflite_metadata import op_output_names
     from edgecnn.stages.explain import compare_layers, keras_layer_outputs
 
     layers = keras_layer_names(inputs.keras_model)
@@ -166,17 +163,7 @@ def sensitivity(spec: ArtifactSpec, path: Path, inputs: ExportInputs, images: np
         rows = compare_layers(layers, kinds, reference, runner.layer_outputs(images, layers), floor=0.0)
     finally:
         runner.close()
-    if spec.format is ArtifactFormat.ONNX:
-        import onnx
-
-        # the nodes the quantizer kept (and can exclude): what the prepared graph has, less what it fused into QDQ ranges
-        model = onnx.load(str(path))
-        node_layers = onnx_node_layers(model, layers)
-        with_nodes = {node_layers[node.name] for node in model.graph.node if node.op_type not in ("QuantizeLinear", "DequantizeLinear")}
-    else:
-        names = op_output_names(path.read_bytes())
-        layer_map = LayerMap.build(names, layers)
-        with_nodes = {layer_map.layer_of(name) for name in names}
+    with_nodes = converter_for(spec.format).layers_with_nodes(path, layers)
     losses: dict[str, float] = {}
     previous: float | None = None
     for row in rows:

@@ -57,6 +57,15 @@ def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Conv
     return Converted(path, ArtifactDetails(quantization=quantization, calibration=calibration_record, metadata="edgecnn entry in the model's metadata table"))
 
 
+def layers_with_nodes(path: Path, layers: list[str]) -> set[str | None]:
+    """The layers that own an operator's output in the file (the converter's debugger can keep those in float)."""
+    from edgecnn.core.tflite_metadata import op_output_names
+
+    names = op_output_names(path.read_bytes())
+    layer_map = LayerMap.build(names, layers)
+    return {layer_map.layer_of(name) for name in names}
+
+
 def keras_converter(tf: Any, inputs: ExportInputs) -> Any:
     """The TFLite converter for the model; a model built for any image size is converted at the size its description
     records (from a concrete function), as the ONNX files are, so every file takes the same fixed-size images."""
