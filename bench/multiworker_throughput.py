@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.stages.distributed import local_cluster
+from edgecnn.stages.train.distributed import local_cluster
 
 SHARED_NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-offline.npz"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 PLAIN = """
 import json, sys, time
 from edgecnn.core.data import load_dataset
-from edgecnn.stages.model import build_model
+from edgecnn.stages.train.model import build_model
 from edgecnn.stages.train import describe_trained_model, split_validation
 dataset = load_dataset(sys.argv[1])
 epochs = int(sys.argv[2])

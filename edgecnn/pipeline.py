@@ -16,6 +16,7 @@ from edgecnn.core.corruptions import Corruption
 from edgecnn.core.description import Color, DescriptionOverrides, ModelDescription, Preprocess
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.provenance import library_versions, this_machine, utc_now
+from edgecnn.core.train_report import REPORT_FILENAME, TrainReport
 from edgecnn.measure.thresholds import Thresholds
 from edgecnn.report.document import Bold, Code, Section, write_report
 from edgecnn.report.ship import Recommendation, pareto, recommend, summarize
@@ -24,7 +25,6 @@ from edgecnn.runners import RunOptions, runtime_packages
 from edgecnn.stages.bench import DEFAULT_SECONDS, BenchOptions, BenchReport, bench
 from edgecnn.stages.export import ExportOptions, ExportResult, FormatChoice, export
 from edgecnn.stages.train import TrainOptions, train
-from edgecnn.stages.train_report import REPORT_FILENAME, TrainReport
 from edgecnn.stages.verify import VerifyOptions, VerifyResult, verdict_exit_code, verify
 
 STAGES = ("train", "export", "verify", "bench")

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecnn.stages.distributed import local_cluster
 from edgecnn.stages.train import TrainOptions, train
+from edgecnn.stages.train.distributed import local_cluster
 
 EPOCHS = 5  # with 6,000 digits, past the steep start of learning: runs that differ only in dropout masks agree within a point
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from edgecnn.core.errors import EdgecnnError
-from edgecnn.stages.model import ModelConfig, build_model
+from edgecnn.stages.train.model import ModelConfig, build_model
 
 
 def test_default_model_is_the_seed_architecture():

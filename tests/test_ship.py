@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgecnn.core.artifact_details import ArtifactDetails, QuantizationRecord
 from edgecnn.core.manifest import ArtifactEntry, ArtifactFormat, Precision, TensorSpec
 from edgecnn.measure.thresholds import QUANTIZED
 from edgecnn.report.ship import DeploymentTarget, pareto, recommend
@@ -28,7 +29,7 @@ def passed(name: str, artifact_format: ArtifactFormat, accuracy: float = 0.95) -
 def entry(name: str, artifact_format: ArtifactFormat, size: int, kept: tuple[str, ...] = ()) -> ArtifactEntry:
     spec = TensorSpec("x", (None, 28, 28, 1), "float32")
     return ArtifactEntry(name, name, artifact_format, Precision.INT8, spec, spec, size, "", "", {}, 0.0, "",
-                         {"quantization": {"kept_float_layers": list(kept)}} if kept else {})
+                         ArtifactDetails(quantization=QuantizationRecord("int8 per-channel", "minmax", kept)) if kept else ArtifactDetails())
 
 
 def test_what_to_ship_names_ties_when_intervals_overlap():

@@ -7,8 +7,8 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 
 from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.train_report import LearningRateSchedule, TrainReport
 from edgecnn.stages.train import TrainOptions, train
-from edgecnn.stages.train_report import LearningRateSchedule, TrainReport
 
 
 def small_run(small_npz, out, **overrides):
@@ -88,7 +88,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from pathlib import Path
 from edgecnn.stages.train import TrainOptions, train
-from edgecnn.stages.train_report import Distribution
+from edgecnn.core.train_report import Distribution
 result = train(TrainOptions(data=sys.argv[1], epochs=1, out=Path(sys.argv[2]), distribute=Distribution.MIRRORED, progress=False))
 print(json.dumps({"distribution": result.report.to_dict()["distribution"], "accuracy": result.report.test_accuracy}))
 """

@@ -23,10 +23,10 @@ from edgecnn.cli.app import (
 )
 from edgecnn.core.description import DescriptionOverrides, parse_image_size
 from edgecnn.core.manifest import FailedArtifact
+from edgecnn.core.train_report import Distribution, LearningRateSchedule
 from edgecnn.runners import RunOptions
 from edgecnn.stages.export import CalibrationMethod, ExportOptions, FormatChoice, IoType, Quantize
 from edgecnn.stages.train import TrainOptions
-from edgecnn.stages.train_report import Distribution, LearningRateSchedule
 
 FormatOption = Annotated[
     Optional[FormatChoice],

@@ -22,8 +22,8 @@ from edgecnn.core.description import InputScaling, ModelDescription, OutputKind
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.files import read_json, sha256_file
 from edgecnn.core.manifest import ModelEntry
+from edgecnn.core.train_report import REPORT_FILENAME, TrainReport
 from edgecnn.stages.export.artifacts import ExportOptions
-from edgecnn.stages.train_report import REPORT_FILENAME, TrainReport
 
 OUTPUT_PROBE_IMAGES = 64
 log = logging.getLogger("edgecnn")

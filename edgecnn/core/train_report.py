@@ -14,7 +14,39 @@ from edgecnn.core.data_record import DataRecord, DataRequest, SourceKind
 from edgecnn.core.description import Color, ModelDescription
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.files import read_json
-from edgecnn.stages.model import ModelConfig
+
+MAX_FLAT_SIDE = 14  # the reference CNN adds conv + pool stages until its feature map is at most this wide
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    conv_filters: tuple[int, ...] = (32, 32)
+    kernel_size: int = 3
+    pool_size: int = 2
+    dense_units: int = 128
+    conv_dropout: float = 0.25
+    dense_dropout: float = 0.5
+    extra_stage_filters: int = 64
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
+        known = {key: value for key, value in raw.items() if key in cls.__dataclass_fields__}
+        return cls(**known | {"conv_filters": tuple(known.get("conv_filters", cls.conv_filters))})
+
+    def smallest_side(self) -> int:
+        """The smallest image side the network takes: its valid convolutions and one pool must leave a pixel."""
+        return len(self.conv_filters) * (self.kernel_size - 1) + self.pool_size
+
+    def extra_stages(self, height: int, width: int) -> int:
+        side = (max(height, width) - len(self.conv_filters) * (self.kernel_size - 1)) // self.pool_size
+        stages = 0
+        while side > MAX_FLAT_SIDE:
+            side //= self.pool_size
+            stages += 1
+        return stages
 
 
 @dataclass(frozen=True)

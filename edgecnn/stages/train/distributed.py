@@ -25,7 +25,7 @@ import numpy as np
 from edgecnn.core.backend import import_keras, import_tensorflow
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.files import ensure_output_dir
-from edgecnn.stages.train_report import Distribution
+from edgecnn.core.train_report import Distribution
 
 BACKUP_FOLDER = ".backup"
 

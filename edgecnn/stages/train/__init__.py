@@ -17,9 +17,7 @@ from edgecnn.core.description import Color, InputScaling, ModelDescription, Outp
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
 from edgecnn.core.provenance import library_versions, this_machine, utc_now
-from edgecnn.stages.distributed import Cluster, cluster_from_environment, distribution_strategy, evaluate_locally, fit_across_workers, worker_output_dir
-from edgecnn.stages.model import ModelConfig, build_model
-from edgecnn.stages.train_report import (
+from edgecnn.core.train_report import (
     REPORT_FILENAME,
     DataSummary,
     Distribution,
@@ -29,6 +27,8 @@ from edgecnn.stages.train_report import (
     TrainedModel,
     TrainReport,
 )
+from edgecnn.stages.train.distributed import Cluster, cluster_from_environment, distribution_strategy, evaluate_locally, fit_across_workers, worker_output_dir
+from edgecnn.stages.train.model import ModelConfig, build_model
 
 CURVES_FILENAME = "train_curves.png"
 
