@@ -113,3 +113,15 @@ def test_the_device_install_is_the_plain_dependencies_and_the_training_side_an_e
     assert not plain & training and {"onnxruntime-gpu", "ai-edge-litert", "numpy", "pillow", "typer"} <= plain
     quick_start = (REPO_ROOT / "README.md").read_text(encoding="utf-8").split("## Quick start", 1)[1].split("\n## ", 1)[0]
     assert 'pip install -e ".[train]" && edgecnn pipeline' in quick_start
+
+
+def test_a_plain_install_ships_every_module_and_the_schema():
+    """`pip install .` (not editable) installs the packages setuptools finds and the package data pyproject names: a
+    folder without `__init__.py` would be left out of a device install, and the schema with it."""
+    from setuptools import find_packages
+
+    root = REPO_ROOT
+    folders = {".".join(path.parent.relative_to(root).parts) for path in (root / "edgecnn").rglob("*.py") if "__pycache__" not in path.parts}
+    assert folders <= set(find_packages(str(root), include=["edgecnn*"]))
+    package_data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["edgecnn"]
+    assert "manifest.schema.json" in package_data and (root / "edgecnn" / "manifest.schema.json").is_file()
