@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -36,16 +37,17 @@ def progress_line(text: str) -> None:
     typer.echo(text, err=True)
 
 
-def fleet_output(runs: Any, json_output: bool, files: tuple[Path, ...], tables: Callable[[], None]) -> None:
-    """A fleet's report (its JSON file, or the tables and the files written), then each host that could not run: one
-    line on stderr (the report holds the same line in that host's row)."""
-    from edgecnn.report.render import print_json_file, written
+def fleet_output(runs: Any, json_output: bool, payload: dict[str, Any], tables: Callable[[], None], files: tuple[Path, ...] = ()) -> None:
+    """A fleet's report (its JSON, or its tables and the files written), then each host that could not run: one line on
+    stderr (the report holds the same line in that host's row)."""
+    from edgecnn.report.render import written
 
     if json_output:
-        print_json_file(files[0])
+        typer.echo(json.dumps(payload, indent=2))
     else:
         tables()
-        typer.echo(f"wrote {written(*files)}")
+        if files:
+            typer.echo(f"wrote {written(*files)}")
     for run in runs:
         if run.failed:
             progress_line(f"{run.host}: FAILED: {run.error}")
@@ -113,8 +115,8 @@ def verify_command(
         from edgecnn.report.render import fleet_verify_table
 
         on_fleet = verify_on_fleet(options, fleet, progress_line)
-        fleet_output(on_fleet.runs, json_output, (on_fleet.report_path,),
-                     lambda: fleet_verify_table(read_json(on_fleet.report_path, "verify report")["artifacts"]))
+        payload = read_json(on_fleet.report_path, "verify report")
+        fleet_output(on_fleet.runs, json_output, payload, lambda: fleet_verify_table(payload["artifacts"]), (on_fleet.report_path,))
         return on_fleet.exit_code
     result = verify(options)
     if json_output:
@@ -172,12 +174,13 @@ def bench_command(
     )
     fleet = remote_options(remote, ssh_config, remote_timeout)
     if fleet is not None:
+        from edgecnn.core.files import read_json
         from edgecnn.remote.fleet import bench_on_fleet
         from edgecnn.report.render import fleet_bench_tables
 
         on_fleet = bench_on_fleet(options, fleet, progress_line)
-        fleet_output(on_fleet.runs, json_output, (on_fleet.report_path, *on_fleet.document_paths),
-                     lambda: fleet_bench_tables(on_fleet.rows, on_fleet.ship))
+        fleet_output(on_fleet.runs, json_output, read_json(on_fleet.report_path, "bench report"), lambda: fleet_bench_tables(on_fleet.rows, on_fleet.ship),
+                     (on_fleet.report_path, *on_fleet.document_paths))
         return 0 if on_fleet.passed else 1
     report = bench(options)
     if json_output:
@@ -249,9 +252,7 @@ def selftest_command(
 
         on_fleet = selftest_on_fleet(SelftestOptions(model=model, run=run), fleet, progress_line)
         payload = on_fleet.to_dict()
-        fleet_selftest_table(payload["results"], json_output, payload)
-        for failed in (run for run in on_fleet.runs if run.failed):
-            progress_line(f"{failed.host}: FAILED: {failed.error}")
+        fleet_output(on_fleet.runs, json_output, payload, lambda: fleet_selftest_table(payload["results"]))
         return on_fleet.exit_code
     result = selftest(SelftestOptions(model=model, run=run))
     print_selftest(result, json_output)

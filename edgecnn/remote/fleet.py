@@ -27,7 +27,7 @@ from edgecnn.core.manifest import load_manifest
 from edgecnn.core.provenance import THIS_MACHINE, library_versions, this_machine, utc_now
 from edgecnn.remote.device_install import BoxFacts, box_requirements, fetch_wheels, venv_name
 from edgecnn.remote.ssh import Box, RemoteError, agent_json, call, last_line
-from edgecnn.remote.sync import code_files, export_files, sync
+from edgecnn.remote.sync import edgecnn_code, export_files, sync
 from edgecnn.report.document import write_report
 from edgecnn.report.fleet import fleet_sections
 from edgecnn.report.ship import Recommendation, recommend
@@ -76,8 +76,8 @@ class Preparation:
     bytes_sent: int
 
     def describe(self) -> str:
-        what = f"installed the device install ({self.install_s:.1f} s" + (f", wheels fetched here in {self.wheels_fetched_s:.1f} s)"
-                                                                          if self.wheels_fetched_s else ")") if self.installed else "reused its venv"
+        fetched = f", wheels fetched here in {self.wheels_fetched_s:.1f} s" if self.wheels_fetched_s else ""
+        what = f"installed the device install ({self.install_s:.1f} s{fetched})" if self.installed else "reused its venv"
         return f"ready in {self.seconds:.1f} s: {what}; sent {self.files_sent} files, {self.bytes_sent / 1e6:.2f} MB"
 
 
@@ -125,7 +125,7 @@ def prepare(box: Box, folder: str, files: dict[str, Path], digests: dict[str, st
         answer, install_sent = agent_json(box, "install", f"venvs/{venv}", f"wheels/{venv}", *requirements, timeout=timeout)
         files_sent, sent = files_sent + synced.files, sent + synced.bytes_sent + install_sent
         installed, fetched_s, install_s = bool(answer["installed"]), wheels.seconds, float(answer["seconds"])
-    for target, wanted, known in (("code", code_files(), None), (folder, files, digests)):
+    for target, wanted, known in (("code", *edgecnn_code()), (folder, files, digests)):
         synced = sync(box, target, wanted, known, timeout=timeout)
         files_sent, sent = files_sent + synced.files, sent + synced.bytes_sent
     preparation = Preparation(venv, installed, round(time.perf_counter() - started, 2), round(fetched_s, 2), install_s, files_sent, sent)
@@ -197,6 +197,11 @@ def with_host(rows: list[dict[str, Any]], host: str) -> list[dict[str, Any]]:
     return [row | {"host": host} for row in rows]
 
 
+def every_host_rows(runs: Sequence[HostRun], command: str, key: str) -> list[dict[str, Any]]:
+    """Every host's rows of one report (`command`'s `key` list), each named by its host; a failed host's one row."""
+    return [row for run in runs for row in (with_host(run.payloads[command][key], run.host) if not run.failed else [failed_row(run)])]
+
+
 def failed_row(run: HostRun) -> dict[str, Any]:
     """A host that could not run: its row in every fleet report, with the one line that says why."""
     return {"host": run.host, "status": "failed", HOST_ERROR: run.error, "device": None}
@@ -247,7 +252,7 @@ def verify_on_fleet(options: VerifyOptions, remote: RemoteOptions, say: Say) -> 
         return HostRun(box.name, {"verify": payload}, code, facts=facts, preparation=preparation)
 
     runs = on_fleet(remote, here, there, say)
-    rows = [row for run in runs for row in (with_host(run.payloads["verify"]["artifacts"], run.host) if not run.failed else [failed_row(run)])]
+    rows = every_host_rows(runs, "verify", "artifacts")
     path = options.manifest.parent / VERIFY_FILENAME
     write_json_atomic(path, fleet_record(runs) | {"passed": fleet_exit_code(runs) == 0, "manifest": str(options.manifest), "artifacts": rows})
     return FleetVerify(tuple(runs), path)
@@ -371,7 +376,7 @@ def bench_on_fleet(options: BenchOptions, remote: RemoteOptions, say: Say) -> Fl
     write_json_atomic(path, record | {
         "passed": not any(run.failed or run.exit_code for run in runs),
         "manifest": str(options.manifest),
-        "results": [row for run in runs for row in (with_host(run.payloads["bench"]["results"], run.host) if not run.failed else [failed_row(run)])],
+        "results": every_host_rows(runs, "bench", "results"),
         "verdicts": [row for run in runs if not run.failed for row in with_host(run.payloads["verify"]["artifacts"], run.host)],
         "what_to_ship": [{"host": host} | recommendation_record(choice) for host, choice in ship],
         "settings": {run.host: run.payloads["bench"]["settings"] for run in runs if not run.failed},

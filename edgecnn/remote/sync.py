@@ -7,6 +7,7 @@ folder's artifacts are checked against the manifest's sha256 before anything is 
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import tarfile
@@ -42,10 +43,13 @@ def sync(box: Box, folder: str, files: Mapping[str, Path], digests: Mapping[str,
     return Synced(len(changed), sent + received)
 
 
-def code_files() -> dict[str, Path]:
-    """edgecnn's package as this machine runs it: its sources and package data, not caches."""
-    return {f"edgecnn/{path.relative_to(PACKAGE).as_posix()}": path for path in sorted(PACKAGE.rglob("*"))
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"}
+@functools.cache
+def edgecnn_code() -> tuple[dict[str, Path], dict[str, str]]:
+    """edgecnn's package as this machine runs it (its sources and package data, not caches) and their sha256: read once
+    for a whole fleet."""
+    files = {f"edgecnn/{path.relative_to(PACKAGE).as_posix()}": path for path in sorted(PACKAGE.rglob("*"))
+             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"}
+    return files, {name: sha256_file(path) for name, path in files.items()}
 
 
 def export_files(manifest: Manifest, manifest_path: Path) -> tuple[dict[str, Path], dict[str, str]]:

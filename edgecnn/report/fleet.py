@@ -8,7 +8,7 @@ from typing import Any
 
 from edgecnn.report.document import Section
 from edgecnn.report.ship import Recommendation
-from edgecnn.report.tables import Cell, TextTable, Verdict, latency_rows, number, ship_rows, text_table, with_hosts
+from edgecnn.report.tables import Cell, TextTable, Verdict, fleet_latency_rows, number, ship_rows, text_table, with_hosts
 from edgecnn.stages.bench import BenchResult
 
 
@@ -34,5 +34,5 @@ def fleet_sections(hosts: Sequence[dict[str, Any]], rows: Sequence[BenchResult],
                                                   "against the export folder's stored reference.",),
                 table=with_hosts(ship_rows([choice for _, choice in ship]), [host for host, _ in ship])),
         Section("Hosts", table=host_rows(hosts)),
-        Section("Latency per call and throughput", table=with_hosts(latency_rows(rows), [row.host for row in rows])),
+        Section("Latency per call and throughput", table=fleet_latency_rows(rows)),
     ]

@@ -22,6 +22,7 @@ from edgecnn.report.tables import (
     corruption_rows,
     explain_rows,
     export_rows,
+    fleet_latency_rows,
     fleet_parity_rows,
     fleet_selftest_rows,
     latency_rows,
@@ -30,7 +31,6 @@ from edgecnn.report.tables import (
     shape_text,
     ship_rows,
     tuning_rows,
-    with_hosts,
 )
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ def ship_table(choices: Sequence[Recommendation]) -> None:
 def fleet_bench_tables(rows: Sequence[BenchResult], ship: Sequence[tuple[str, Recommendation]]) -> None:
     """A fleet's benchmark: every host's rows in one table, and what to ship on each host (one line per host and target)."""
     if rows:
-        print_table("latency per call and throughput, per host", with_hosts(latency_rows(rows), [row.host for row in rows]))
+        print_table("latency per call and throughput, per host", fleet_latency_rows(rows))
     if ship:
         print("what to ship on each host (the fastest artifact that passed verify there; bench.json has the figures):")
     for host, choice in ship:
@@ -162,11 +162,8 @@ def fleet_verify_table(rows: Sequence[dict[str, Any]]) -> None:
     print_table("parity with Keras on each host (the stored reference)", fleet_parity_rows(rows))
 
 
-def fleet_selftest_table(results: Sequence[dict[str, Any]], as_json: bool, payload: dict[str, Any]) -> None:
-    if as_json:
-        print(json.dumps(payload, indent=2))
-    else:
-        print_table("selftest on each host: the file's golden inputs against the Keras answers it carries", fleet_selftest_rows(results))
+def fleet_selftest_table(results: Sequence[dict[str, Any]]) -> None:
+    print_table("selftest on each host: the file's golden inputs against the Keras answers it carries", fleet_selftest_rows(results))
 
 
 def tuning_table(results: Sequence[TuneResult]) -> None:

@@ -151,6 +151,11 @@ def with_hosts(table: TextTable, hosts: Sequence[str]) -> TextTable:
     return TextTable(("host", *table.headers), tuple((host, *row) for host, row in zip(hosts, table.rows, strict=True)), table.left_columns + 1)
 
 
+def fleet_latency_rows(rows: Sequence[BenchResult]) -> TextTable:
+    """The latency table with each row's host first: a fleet's rows side by side."""
+    return with_hosts(latency_rows(rows), [row.host for row in rows])
+
+
 def fleet_parity_rows(rows: Sequence[dict[str, Any]]) -> TextTable:
     """verify.json's rows from every host (a failed host is one row saying why)."""
 

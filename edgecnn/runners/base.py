@@ -238,6 +238,8 @@ class Runner:
 
 @dataclass(frozen=True)
 class GraphFacts:
+    """What `edgecnn info` prints about a file beyond its inputs and outputs, as its runtime reads them."""
+
     metadata: dict[str, str] = field(default_factory=dict)
     opset: dict[str, int] = field(default_factory=dict)
     ops: dict[str, int] = field(default_factory=dict)

@@ -23,7 +23,7 @@ from edgecnn.core.artifact import TensorSpec
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.native_output import quiet_native_output
-from edgecnn.runners.base import Arithmetic, Backend, GraphFacts, Runner, RuntimeRefused, thread_counts
+from edgecnn.runners.base import Arithmetic, Backend, GraphFacts, Runner, RuntimeRefused, encode_images, thread_counts
 from edgecnn.runners.registry import RunOptions
 
 DEVICE_BACKENDS = {device: Backend(f"OpenVINO {device}", f"OpenVINO {device}", on_device=device != "CPU") for device in ("CPU", "GPU", "NPU")}
@@ -69,6 +69,7 @@ class OpenVinoRunner(Runner):
     def __init__(self, path: Path, config: OpenVinoConfig = OpenVinoConfig(), description: ModelDescription | None = None) -> None:
         super().__init__(path, description)
         self.config = config
+        self.layer_outputs_note = f"OpenVINO {config.device}, inference precision {config.inference_precision}"
 
     def _load(self) -> Any:
         import openvino as ov
@@ -137,10 +138,6 @@ class OpenVinoRunner(Runner):
         request.infer({0: np.ascontiguousarray(feed)})
         return np.array(request.get_output_tensor(0).data, copy=True)
 
-    @property
-    def layer_outputs_note(self) -> str:  # type: ignore[override]
-        return f"OpenVINO {self.config.device}, inference precision {self.config.inference_precision}"
-
     def layer_outputs(self, images: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
         """The ONNX file's graph with every layer's tensor as an output (runners/onnx_layers.py), compiled as this runner
         compiles the file; a TFLite file is explained with LiteRT."""
@@ -155,7 +152,7 @@ class OpenVinoRunner(Runner):
         with quiet_native_output():
             compiled = core.compile_model(core.read_model(graph), self.config.device, self.config.properties())
         request = compiled.create_infer_request()
-        request.infer({0: np.ascontiguousarray(self.encode(images))})
+        request.infer({0: np.ascontiguousarray(encode_images(images, self._spec(compiled.input(0), None), self.description))})
         values = {name: np.array(request.get_tensor(output).data, dtype=np.float32, copy=True)
                   for output in compiled.outputs for name in output.get_names()}
         return {layer: values[name] for layer, name in tensors.items()}
