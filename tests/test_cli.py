@@ -124,3 +124,32 @@ def test_predict_help_and_usage_errors_still_come_from_typer():
     assert_one_line_error(run_cli("predict", "a.png", "--top-k", "many"), "Invalid value for '--top-k'", "edgecnn predict")
     assert_one_line_error(run_cli("predict", "a.png", "--mod", "m.onnx"), "No such option: --mod", "edgecnn predict")
     assert_one_line_error(run_cli("predict"), "Missing argument 'IMAGES...'")
+
+
+def test_options_are_declared_one_way():
+    """Commands declare options only as `Declared` records; typer's own parameter types live in the one module that
+    builds the app from them."""
+    from pathlib import Path
+
+    import edgecnn.cli
+
+    for module in Path(edgecnn.cli.__file__).parent.glob("*.py"):
+        text = module.read_text()
+        if module.name != "app.py":
+            assert "typer.Option" not in text and "typer.Argument" not in text and "Annotated" not in text, module.name
+
+
+def test_every_command_takes_debug_after_its_name_and_shares_the_runtime_options():
+    for command in ("verify", "bench", "selftest", "pipeline", "predict"):
+        text = help_text(command, "--help")
+        assert "--debug" in text and "--allow-fallback" in text and "--tf32 / --no-tf32" in text, command
+
+
+def test_the_quick_parser_leaves_an_out_of_range_value_to_typer():
+    from edgecnn.cli.options import Declared, parse_quickly
+
+    severity = (Declared("severity", "--severity", int, 3, help="1-5", minimum=1, maximum=5),)
+    assert parse_quickly(severity, ("--severity", "4")) == {"severity": 4}
+    assert parse_quickly(severity, ("--severity", "9")) is None
+    assert parse_quickly(severity, ()) == {"severity": 3}
+    assert_one_line_error(run_cli("verify", "--severity", "9"), "9 is not in the range 1<=x<=5", "edgecnn verify")

@@ -5,81 +5,71 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Optional
 
 import typer
 
-from edgecnn.cli.app import (
-    ColorOption,
-    DataOption,
-    DebugOption,
-    ImageSizeOption,
-    OutOption,
-    PreprocessOption,
-    ReplaceOption,
-    command,
-    description_options,
-    runtime_options,
+from edgecnn.cli.app import Values, command
+from edgecnn.cli.options import (
+    COLOR_OPTION,
+    DATA_OPTION,
+    DESCRIPTION_OPTIONS,
+    IMAGE_SIZE_OPTION,
+    OUT_OPTION,
+    PREPROCESS_OPTION,
+    REPLACE_OPTION,
+    RUNTIME_OPTIONS,
+    Declared,
+    description_overrides,
+    run_options,
 )
-from edgecnn.core.description import DescriptionOverrides, parse_image_size
+from edgecnn.core.description import parse_image_size
 from edgecnn.core.manifest import FailedArtifact
 from edgecnn.core.train_report import Distribution, LearningRateSchedule
-from edgecnn.runners import RunOptions
 from edgecnn.stages.export import CalibrationMethod, ExportOptions, FormatChoice, IoType, Quantize
 from edgecnn.stages.train import TrainOptions
 
-FormatOption = Annotated[
-    Optional[FormatChoice],
-    typer.Option(
-        "--format",
-        help="onnx | tflite | all. Default: all, or, with --quantize/--uint8-input/--io-type, every format that has that variant.",
-        show_default=False,
-    ),
-]
+FORMAT_OPTION = Declared(
+    "format", "--format", FormatChoice, None,
+    help="onnx | tflite | all. Default: all, or, with --quantize/--uint8-input/--io-type, every format that has that variant.")
+TRAIN_OPTIONS = (
+    DATA_OPTION,
+    IMAGE_SIZE_OPTION,
+    COLOR_OPTION,
+    PREPROCESS_OPTION,
+    Declared("epochs", "--epochs", int, 10, help="Training epochs."),
+    Declared("batch_size", "--batch-size", int, 128, help="Images per training step."),
+    Declared("learning_rate", "--learning-rate", float, None,
+             help="Adam learning rate (peak, with a schedule). Default: 0.001 constant, 0.002 with cosine."),
+    Declared("seed", "--seed", int, 0, help="Seed for weights, shuffling and augmentation."),
+    Declared("validation_split", "--validation-split", float, 0.1, help="Fraction of training images held out for validation curves."),
+    Declared("augment", "--augment", bool, False, help="Random shifts, rotations and zoom during training only."),
+    Declared("lr_schedule", "--lr-schedule", LearningRateSchedule, None,
+             help="Learning-rate schedule (default: cosine with --augment, else constant)."),
+    Declared("distribute", "--distribute", Distribution, Distribution.NONE,
+             help="tf.distribute: mirrored (local GPUs/CPUs) or multi-worker (TF_CONFIG)."),
+    OUT_OPTION,
+)
 
 
-@command()
-def train(
-    data: DataOption = None,
-    image_size: ImageSizeOption = None,
-    color: ColorOption = None,
-    preprocess: PreprocessOption = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
-    batch_size: Annotated[int, typer.Option(help="Images per training step.")] = 128,
-    learning_rate: Annotated[
-        Optional[float],
-        typer.Option(help="Adam learning rate (peak, with a schedule). Default: 0.001 constant, 0.002 with cosine.", show_default=False),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and augmentation.")] = 0,
-    validation_split: Annotated[float, typer.Option(help="Fraction of training images held out for validation curves.")] = 0.1,
-    augment: Annotated[bool, typer.Option("--augment", help="Random shifts, rotations and zoom during training only.")] = False,
-    lr_schedule: Annotated[
-        Optional[LearningRateSchedule],
-        typer.Option("--lr-schedule", help="Learning-rate schedule (default: cosine with --augment, else constant)."),
-    ] = None,
-    distribute: Annotated[
-        Distribution, typer.Option(help="tf.distribute: mirrored (local GPUs/CPUs) or multi-worker (TF_CONFIG).")
-    ] = Distribution.NONE,
-    out: OutOption = Path("exports"),
-    debug: DebugOption = False,
-) -> None:
+@command("train", TRAIN_OPTIONS)
+def train_command(values: Values) -> None:
     """Train the reference CNN for the data's image shape and classes; write <source>_cnn.keras, train.json, train_curves.png."""
     from edgecnn.stages.train import train as run_training
 
     options = TrainOptions(
-        data=data,
-        image_size=parse_image_size(image_size),
-        color=color,
-        preprocess=preprocess,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        validation_split=validation_split,
-        augment=augment,
-        schedule=lr_schedule,
-        distribute=distribute,
-        out=out,
+        data=values["data"],
+        image_size=parse_image_size(values["image_size"]),
+        color=values["color"],
+        preprocess=values["preprocess"],
+        epochs=values["epochs"],
+        batch_size=values["batch_size"],
+        learning_rate=values["learning_rate"],
+        seed=values["seed"],
+        validation_split=values["validation_split"],
+        augment=values["augment"],
+        schedule=values["lr_schedule"],
+        distribute=values["distribute"],
+        out=values["out"],
     )
     result = run_training(options)
     report = result.report
@@ -90,47 +80,45 @@ def train(
     typer.echo(f"wrote {result.model_path}, {result.report_path}, {result.curves_path}")
 
 
-@command("export")
-@description_options
-def export_command(
-    format: FormatOption = None,
-    quantize: Annotated[Quantize, typer.Option(help="none | fp16 | dynamic | int8 (ONNX: none, int8).")] = Quantize.NONE,
-    uint8_input: Annotated[bool, typer.Option("--uint8-input", help="ONNX graph takes raw uint8 pixels [batch, H, W] (gray) or [batch, H, W, 3].")] = False,
-    io_type: Annotated[Optional[IoType], typer.Option("--io-type", help="int8 TFLite input/output type (default int8).")] = None,
-    model: Annotated[
-        Optional[Path], typer.Option("--model", help="Keras model (.keras). Default: the one train wrote into --out.", show_default=False)
-    ] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
-    data: DataOption = None,
-    image_size: ImageSizeOption = None,
-    color: ColorOption = None,
-    describe: DescriptionOverrides = DescriptionOverrides(),
-    calibration_images: Annotated[int, typer.Option(help="Training images used to calibrate int8.")] = 500,
-    calibration_method: Annotated[CalibrationMethod, typer.Option(
-        "--calibration-method", help="ONNX int8 only (ORT's calibrators; the TFLite converter has no choice).")] = CalibrationMethod.MINMAX,
-    per_tensor: Annotated[bool, typer.Option("--per-tensor", help="ONNX int8: one weight scale per tensor instead of per channel.")] = False,
-    keep_float: Annotated[Optional[list[str]], typer.Option(
-        "--keep-float", metavar="<layer>", show_default=False,
-        help="A Keras layer (its name in model.summary()) kept in float in the int8 files (repeatable). Default: ONNX keeps the "
-             "first convolution, TFLite nothing.")] = None,
-    max_drop: Annotated[Optional[float], typer.Option(
-        "--max-drop", metavar="<points>", show_default=False,
-        help="Search for int8 files within this accuracy drop (and verify's int8 agreement) on a validation split, keeping "
-             "the most sensitive layers in float; exit 1 when no candidate meets it.")] = None,
-    out: OutOption = Path("exports"),
-    replace: ReplaceOption = False,
-    debug: DebugOption = False,
-) -> int:
+EXPORT_OPTIONS = (
+    FORMAT_OPTION,
+    Declared("quantize", "--quantize", Quantize, Quantize.NONE, help="none | fp16 | dynamic | int8 (ONNX: none, int8)."),
+    Declared("uint8_input", "--uint8-input", bool, False, help="ONNX graph takes raw uint8 pixels [batch, H, W] (gray) or [batch, H, W, 3]."),
+    Declared("io_type", "--io-type", IoType, None, help="int8 TFLite input/output type (default int8)."),
+    Declared("model", "--model", Path, None, help="Keras model (.keras). Default: the one train wrote into --out."),
+    Declared("opset", "--opset", int, 17, help="ONNX opset."),
+    DATA_OPTION,
+    IMAGE_SIZE_OPTION,
+    COLOR_OPTION,
+    *DESCRIPTION_OPTIONS,
+    Declared("calibration_images", "--calibration-images", int, 500, help="Training images used to calibrate int8."),
+    Declared("calibration_method", "--calibration-method", CalibrationMethod, CalibrationMethod.MINMAX,
+             help="ONNX int8 only (ORT's calibrators; the TFLite converter has no choice)."),
+    Declared("per_tensor", "--per-tensor", bool, False, help="ONNX int8: one weight scale per tensor instead of per channel."),
+    Declared("keep_float", "--keep-float", str, None, repeatable=True, metavar="<layer>",
+             help="A Keras layer (its name in model.summary()) kept in float in the int8 files (repeatable). Default: ONNX keeps the "
+                  "first convolution, TFLite nothing."),
+    Declared("max_drop", "--max-drop", float, None, metavar="<points>",
+             help="Search for int8 files within this accuracy drop (and verify's int8 agreement) on a validation split, keeping the "
+                  "most sensitive layers in float; exit 1 when no candidate meets it."),
+    OUT_OPTION,
+    REPLACE_OPTION,
+)
+
+
+@command("export", EXPORT_OPTIONS)
+def export_command(values: Values) -> int:
     """Convert a Keras image classifier to ONNX / TFLite files named after it and record them in <out>/manifest.json."""
     from edgecnn.report.render import export_table, search_table, stage_progress
     from edgecnn.stages.export import export
 
+    keep_float = values["keep_float"]
     options = ExportOptions(
-        model=model, format=format, quantize=quantize, uint8_input=uint8_input, io_type=io_type, opset=opset,
-        out=out, data=data, image_size=parse_image_size(image_size), color=color,
-        describe=describe, calibration_images=calibration_images, replace=replace,
-        calibration_method=calibration_method, per_channel=not per_tensor, keep_float=tuple(keep_float) if keep_float is not None else None,
-        max_drop=max_drop,
+        model=values["model"], format=values["format"], quantize=values["quantize"], uint8_input=values["uint8_input"],
+        io_type=values["io_type"], opset=values["opset"], out=values["out"], data=values["data"],
+        image_size=parse_image_size(values["image_size"]), color=values["color"], describe=description_overrides(values),
+        calibration_images=values["calibration_images"], replace=values["replace"], calibration_method=values["calibration_method"],
+        per_channel=not values["per_tensor"], keep_float=tuple(keep_float) if keep_float is not None else None, max_drop=values["max_drop"],
     )
     with stage_progress("exporting") as advance:
         result = export(options, progress=advance)
@@ -153,43 +141,42 @@ def failed_rows(failed: Sequence[FailedArtifact]) -> None:
         typer.echo(f"error: {row.name} not written: {row.reason}", err=True)
 
 
-@command("pipeline")
-@runtime_options(several=True)
-@description_options
-def pipeline_command(
-    data: DataOption = None,
-    model: Annotated[
-        Optional[Path], typer.Option("--model", help="Your Keras model (.keras) instead of training one.", show_default=False)
-    ] = None,
-    image_size: ImageSizeOption = None,
-    color: ColorOption = None,
-    describe: DescriptionOverrides = DescriptionOverrides(),
-    replace: ReplaceOption = False,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
-    augment: Annotated[bool, typer.Option("--augment", help="Train with random shifts, rotations and zoom.")] = False,
-    format: FormatOption = None,
-    max_drop: Annotated[Optional[float], typer.Option(
-        "--max-drop", metavar="<points>", show_default=False,
-        help="Export searches int8 files within this accuracy drop (see export --max-drop); verify holds them to it.")] = None,
-    skip_train: Annotated[bool, typer.Option("--skip-train", help="Reuse the model train wrote into --out.")] = False,
-    corruptions: Annotated[bool, typer.Option(
-        "--corruptions", help="verify also judges every file on corrupted copies of the test images (see verify --corruptions); "
-                              "the report shows a table and a chart.")] = False,
-    out: OutOption = Path("exports"),
-    run: RunOptions = RunOptions(),
-    debug: DebugOption = False,
-) -> int:
+PIPELINE_OPTIONS = (
+    DATA_OPTION,
+    Declared("model", "--model", Path, None, help="Your Keras model (.keras) instead of training one."),
+    IMAGE_SIZE_OPTION,
+    COLOR_OPTION,
+    *DESCRIPTION_OPTIONS,
+    REPLACE_OPTION,
+    Declared("epochs", "--epochs", int, 10, help="Training epochs."),
+    Declared("augment", "--augment", bool, False, help="Train with random shifts, rotations and zoom."),
+    FORMAT_OPTION,
+    Declared("max_drop", "--max-drop", float, None, metavar="<points>",
+             help="Export searches int8 files within this accuracy drop (see export --max-drop); verify holds them to it."),
+    Declared("skip_train", "--skip-train", bool, False, help="Reuse the model train wrote into --out."),
+    Declared("corruptions", "--corruptions", bool, False,
+             help="verify also judges every file on corrupted copies of the test images (see verify --corruptions); the report shows "
+                  "a table and a chart."),
+    OUT_OPTION,
+    *RUNTIME_OPTIONS,
+)
+
+
+@command("pipeline", PIPELINE_OPTIONS)
+def pipeline_command(values: Values) -> int:
     """Train → export → verify → bench (on the runtimes and provider asked for), then write <out>/report.md and report.html."""
     from edgecnn.core.corruptions import every_corruption
     from edgecnn.pipeline import STAGES, PipelineOptions, run_pipeline
     from edgecnn.report.render import bench_table, export_table, pipeline_progress, ship_table, verify_table
 
-    is_user_model = model is not None
+    describe = description_overrides(values)
+    is_user_model = values["model"] is not None
     options = PipelineOptions(
-        data=data, model=model, image_size=parse_image_size(image_size), color=color, replace=replace,
-        describe=describe if is_user_model else dataclasses.replace(describe, preprocess=None),
-        preprocess=None if is_user_model else describe.preprocess, epochs=epochs, augment=augment, format=format, run=run,
-        out=out, skip_train=skip_train, max_drop=max_drop, corruptions=every_corruption() if corruptions else (),
+        data=values["data"], model=values["model"], image_size=parse_image_size(values["image_size"]), color=values["color"],
+        replace=values["replace"], describe=describe if is_user_model else dataclasses.replace(describe, preprocess=None),
+        preprocess=None if is_user_model else describe.preprocess, epochs=values["epochs"], augment=values["augment"],
+        format=values["format"], run=run_options(values, several=True), out=values["out"], skip_train=values["skip_train"],
+        max_drop=values["max_drop"], corruptions=every_corruption() if values["corruptions"] else (),
     )
     with pipeline_progress(STAGES) as stage_started:
         result = run_pipeline(options, stage_started)

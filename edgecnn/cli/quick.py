@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgecnn.cli.options import REQUIRED, RUNTIME_OPTIONS, Declared, parse_quickly, run_options
+from edgecnn.cli.options import JSON_OPTION, REQUIRED, RUNTIME_OPTIONS, Declared, parse_quickly, run_options
 
 PREDICT_OPTIONS = (
     Declared("images", "", str, REQUIRED, repeatable=True, metavar="IMAGES...",
@@ -24,7 +24,7 @@ PREDICT_OPTIONS = (
     Declared("strict", "--strict", bool, False, help="Stop at the first unreadable image instead of reporting it as a row."),
     Declared("batch_size", "--batch-size", int, 256, help="Images per inference call."),
     Declared("no_verify_hash", "--no-verify-hash", bool, False, help="Skip the sha256 check against a manifest beside the model."),
-    Declared("json_output", "--json", bool, False, help="Print JSON instead of text."),
+    JSON_OPTION,
     *RUNTIME_OPTIONS,
 )
 
