@@ -15,6 +15,7 @@ from pathlib import Path
 from edgecnn.core.corruptions import Corruption
 from edgecnn.core.description import Color, DescriptionOverrides, ModelDescription, Preprocess
 from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.plots import FrontPoint, drawn, plot_front
 from edgecnn.core.provenance import library_versions, this_machine, utc_now
 from edgecnn.core.train_report import REPORT_FILENAME, TrainReport
 from edgecnn.measure.thresholds import Thresholds
@@ -147,7 +148,7 @@ def report_sections(
     return [
         ship_section(ship, verified.model_name, verified.description),
         Section("Every artifact", table=summary_rows(summarize(verified.results, rows, exported.artifacts))),
-        candidates_section(verified, benched, exported),
+        candidates_section(out, verified, benched, exported),
         training_section(out, train_report),
         Section("Exported artifacts", table=export_rows(exported.artifacts)),
         Section(
@@ -189,16 +190,21 @@ def ship_section(ship: tuple[Recommendation, ...], model_name: str, description:
     )
 
 
-def candidates_section(verified: VerifyResult, benched: BenchReport | None, exported: ExportResult) -> Section:
+def candidates_section(out: Path, verified: VerifyResult, benched: BenchReport | None, exported: ExportResult) -> Section:
     candidates = pareto(verified.results, benched.results, exported.artifacts, benched.tuning) if benched else []
     if not candidates:
         return Section("Size × latency × accuracy", text=("No file both passed verify and was measured at batch 1 on the CPU.",))
+    points = [FrontPoint(f"{item.artifact} ({item.backend.label})", item.p50_us, item.accuracy, item.bytes / 1024, item.on_front) for item in candidates]
+    chart = drawn(lambda path: plot_front(points, path, f"{verified.model_name}: every file that passed verify"), out / "front.png",
+                  "the size × latency × accuracy chart")
     return Section(
         "Size × latency × accuracy",
         text=("Every file that passed verify, at batch 1 on the CPU: the Pareto front holds those no other file beats — at least as "
-              "small, as accurate and as fast (overlapping p50 intervals count as a tie), and better in one. An int8 file lists the "
-              "layers kept in float (export --keep-float or the --max-drop search).",),
+              "small, as accurate and as fast (overlapping p50 intervals count as a tie), and better in one. 8-bit weights: the share "
+              "of the file's weights stored in 8 bits; b1 vs fp32: its batch-1 speed against its own format's fp32 file on the same "
+              "runtime. An int8 file lists the layers kept in float (export --keep-float or the --max-drop search).",),
         table=pareto_rows(candidates),
+        image=chart,
     )
 
 

@@ -20,8 +20,13 @@ def test_pipeline_with_skip_train_writes_the_report(trained_model, small_npz, tm
     assert "| CPU, batch 1 |" in markdown and "| CPU, throughput |" in markdown and "what to ship" in run.stdout
     # every artifact passes: once in the parity table, once in the "Every artifact" summary
     assert markdown.count("| PASS") == 2 * 8 and "mnist_cnn_int8.tflite" in markdown and "![Latency](bench.png)" in markdown
+    assert "![Size × latency × accuracy](front.png)" in markdown and (out / "front.png").stat().st_size > 10_000
+    # the int8 files store nearly all of the seed CNN's 600,810 weights in 8 bits (ONNX keeps the first convolution's 320
+    # in float), the fp32 files none
+    pareto = markdown.split("## Size × latency × accuracy")[1].split("## ")[0]
+    assert "| onnx-int8 | ORT CPU |" in pareto and "| 100% |" in pareto and "| 0% |" in pareto
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3  # curves, confusion matrices, latency chart
+    assert html.count("data:image/png;base64,") == 4  # curves, the size × latency × accuracy front, confusion matrices, latency
     assert html.count("<table>") == 6 and '<span class="pass">PASS</span>' in html
     bench = json.loads((out / "bench.json").read_text())
     assert {row["batch_size"] for row in bench["results"]} == {1, 64}

@@ -63,3 +63,22 @@ def test_the_pareto_front_keeps_what_no_other_file_beats():
     front = {candidate.artifact: candidate.on_front for candidate in pareto(parity, rows, entries)}
     # beaten: bigger, less accurate and no faster than small-slow; big-fast: a latency tie with the smaller "tie" file
     assert front == {"small-slow": True, "big-fast": False, "beaten": False, "tie": True}
+
+
+def test_the_pareto_table_shows_each_files_8_bit_share_and_speed_against_its_own_formats_fp32():
+    from edgecnn.core.artifact_details import WeightCounts
+
+    parity = [passed("onnx-int8", ArtifactFormat.ONNX), passed("onnx-fp32", ArtifactFormat.ONNX), passed("tflite-int8", ArtifactFormat.TFLITE)]
+    rows = [row("onnx-int8", ArtifactFormat.ONNX, 50.0, 48.0, 52.0), row("onnx-fp32", ArtifactFormat.ONNX, 100.0, 95.0, 105.0),
+            row("tflite-int8", ArtifactFormat.TFLITE, 40.0, 38.0, 42.0)]
+    spec = TensorSpec("x", (None, 28, 28, 1), "float32")
+    weights = {"onnx-int8": WeightCounts(1000, 900), "onnx-fp32": WeightCounts(1000, 0), "tflite-int8": WeightCounts(1000, 1000)}
+    entries = [ArtifactEntry(name, name, artifact_format, precision, spec, spec, 100, "", "", {}, 0.0, "", ArtifactDetails(weights=weights[name]))
+               for name, artifact_format, precision in (("onnx-int8", ArtifactFormat.ONNX, Precision.INT8), ("onnx-fp32", ArtifactFormat.ONNX, Precision.FP32),
+                                                        ("tflite-int8", ArtifactFormat.TFLITE, Precision.INT8))]
+    candidates = {candidate.artifact: candidate for candidate in pareto(parity, rows, entries)}
+    assert candidates["onnx-int8"].eight_bit_weights == 0.9 and candidates["onnx-int8"].speedup_vs_fp32 == 2.0
+    assert candidates["onnx-fp32"].eight_bit_weights == 0.0 and candidates["onnx-fp32"].speedup_vs_fp32 == 1.0
+    assert candidates["tflite-int8"].speedup_vs_fp32 is None  # no tflite-fp32 measured: no ratio against another format's file
+    choice = next(item for item in recommend(parity, rows, entries) if item.target is DeploymentTarget.CPU_LATENCY)
+    assert choice.artifact == "tflite-int8" and choice.eight_bit_weights == 1.0

@@ -125,6 +125,20 @@ class DerivedFrom:
 
 
 @dataclass(frozen=True)
+class WeightCounts:
+    """How a file stores its weights, as its runtime reads the file: the elements of its constant tensors (less the
+    scales and zero points of its quantization, and ONNX's int64 shapes), in all and in 8 bits. The share tells an int8
+    file that keeps many layers in float from one that keeps none."""
+
+    elements: int
+    eight_bit: int
+
+    @property
+    def eight_bit_share(self) -> float | None:
+        return self.eight_bit / self.elements if self.elements else None
+
+
+@dataclass(frozen=True)
 class ArtifactDetails:
     """Everything the manifest records about how one artifact was made; a part that does not apply is null."""
 
@@ -141,7 +155,9 @@ class ArtifactDetails:
     providers: tuple[str, ...] = ()  # the ONNX Runtime providers the describing session had
     signatures: tuple[str, ...] = ()  # a TFLite file's signatures
     metadata: str | None = None  # where a TFLite file carries edgecnn's facts
+    weights: WeightCounts | None = None  # how the published file stores its weights
 
     def with_runtime_facts(self, facts: ArtifactDetails) -> ArtifactDetails:
-        """These details with what the runtime read from the published file (its metadata, providers, signatures)."""
-        return replace(self, custom_metadata=facts.custom_metadata, providers=facts.providers, signatures=facts.signatures)
+        """These details with what the runtime read from the published file (its metadata, providers, signatures, weights)."""
+        return replace(self, custom_metadata=facts.custom_metadata, providers=facts.providers, signatures=facts.signatures,
+                       weights=facts.weights)

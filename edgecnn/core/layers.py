@@ -65,31 +65,45 @@ def keras_layer_names(keras_model: object) -> list[str]:
 
 
 def onnx_node_layers(model: Any, layer_names: Sequence[str], by_weights: bool = True) -> dict[str, str | None]:
-    """Each ONNX node's Keras layer: by the node's own name, else its outputs', else — for a computing node, with
-    `by_weights` — its weights' (a weight initializer, or its DequantizeLinear in a QDQ file). tf2onnx renames the
-    convolutions it rewrites (`Conv__327`), but their weights keep the layer's scope (`…/conv_1/convolution/
-    merged_input`): that names the layer to keep in float. It does not make the node's output that layer's: with a
-    BatchNorm folded in, it is the BatchNorm's, which is why `verify --explain` maps by names only. A (de)quantization
-    node is named after its tensor only: its scale belongs to whichever layer the quantizer took it from."""
+    """Each ONNX node's Keras layer. With `by_weights` (what keeping layers in float needs) a computing node goes with
+    its weights' layer (a weight initializer, or its DequantizeLinear in a QDQ file), else with its own name's, never
+    with its outputs' names: tf2onnx renames the convolutions it rewrites (`Conv__327`) but their weights keep the
+    layer's scope (`…/conv_1/convolution/merged_input`), and ONNX Runtime's QDQ quantizer removes a Relu or Clip after a
+    node and gives that node the activation's output name (`…/re_lu_2_1/Relu:0`), which must not make it the
+    activation's. Without `by_weights` (`verify --explain`, which compares outputs), a node goes by its name, else its
+    outputs: with a BatchNorm folded in, the output is the BatchNorm's. A (de)quantization node is named after its tensor
+    only: its scale belongs to whichever layer the quantizer took it from."""
     graph = model.graph
     quantization = ("QuantizeLinear", "DequantizeLinear")
     weights = {initializer.name for initializer in graph.initializer}
     weights |= {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear" and node.input[0] in weights}
-    identities = {node.name: [node.name, *(name.split(":")[0] for name in node.output),
-                              *(name for name in node.input if by_weights and name in weights and node.op_type not in quantization)]
+    identities = {node.name: [*(name for name in node.input if name in weights and node.op_type not in quantization), node.name]
+                  if by_weights else [node.name, *(name.split(":")[0] for name in node.output)]
                   for node in graph.node}
     layer_map = LayerMap.build((name for names in identities.values() for name in names), layer_names)
     return {node: next((layer for layer in map(layer_map.layer_of, names) if layer is not None), None) for node, names in identities.items()}
 
 
-def with_orphans(nodes: Iterable[tuple[str, Sequence[str], Sequence[str]]], owners: dict[str, str | None]) -> dict[str, str | None]:
-    """Owners for keeping layers in float. A node of no layer — a converter's own Transpose, or an op Keras recorded
-    without a layer of its own (MobileNetV3's hard-sigmoid multiplies) — goes with the layer whose output it reads, so
-    keeping that layer in float keeps it too. `nodes`: (name, inputs, outputs) in execution order."""
+def with_orphans(nodes: Iterable[tuple[str, Sequence[str], Sequence[str]]], owners: dict[str, str | None],
+                 joins_producer: frozenset[str] = frozenset()) -> dict[str, str | None]:
+    """Owners for keeping layers in float, so that keeping every layer keeps every node. A node of no layer — a
+    converter's own Transpose, or an op Keras recorded without a layer of its own (MobileNetV3's hard-sigmoid
+    multiplies) — goes with the layer whose output it reads, so keeping that layer in float keeps it too; one that reads
+    no layer's output (a Transpose or Cast of the model's input) goes with the first layer that reads its output. A node
+    in `joins_producer` (an activation the quantizer folds into the node before it) goes with the layer it reads,
+    whatever its own. `nodes`: (name, inputs, outputs) in execution order."""
+    listed = list(nodes)
     produced_by: dict[str, str | None] = {}
     grouped: dict[str, str | None] = {}
-    for name, inputs, outputs in nodes:
-        layer = owners.get(name) or next((produced_by[tensor] for tensor in inputs if produced_by.get(tensor)), None)
+    for name, inputs, outputs in listed:
+        read = next((produced_by[tensor] for tensor in inputs if produced_by.get(tensor)), None)
+        layer = (read or owners.get(name)) if name in joins_producer else (owners.get(name) or read)
         grouped[name] = layer
         produced_by.update(dict.fromkeys(outputs, layer))
+    read_by: dict[str, str | None] = {}
+    for name, inputs, outputs in reversed(listed):
+        if grouped[name] is None:
+            grouped[name] = next((read_by[tensor] for tensor in outputs if read_by.get(tensor)), None)
+        for tensor in inputs:
+            read_by[tensor] = grouped[name] or read_by.get(tensor)
     return grouped

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -128,4 +129,42 @@ def plot_corruptions(corruptions: Sequence[str], keras: Sequence[float], accurac
     accuracy_axis.set_title(f"accuracy on corrupted test images ({title})")
     agreement_axis.set_title("agreement with Keras on the same images")
     agreement_axis.legend(fontsize=7, loc="lower left")
+    _save(figure, path)
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    """One file in the size × latency × accuracy picture."""
+
+    label: str  # "onnx-int8 (ORT CPU)"
+    p50_us: float
+    accuracy: float
+    kilobytes: float
+    on_front: bool
+
+
+def plot_front(points: Sequence[FrontPoint], path: Path, title: str) -> None:
+    """Batch-1 latency (x, log) against accuracy (y), the file's size as the marker's area: the files on the Pareto front
+    filled and joined in latency order, the beaten ones hollow; the legend beside the plot names each file and its size
+    (files of one precision sit on top of each other) — a scatter is read faster than the table beside it."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(11, 5))
+    largest = max(point.kilobytes for point in points)
+    colors = plt.get_cmap("tab10" if len(points) <= 10 else "tab20")
+    for index, point in enumerate(points):
+        color = colors(index % colors.N)
+        axis.scatter(point.p50_us, point.accuracy, s=40 + 900 * point.kilobytes / largest, alpha=0.7, linewidths=2, edgecolors=color,
+                     facecolors=color if point.on_front else "none",
+                     label=f"{point.label}: {point.kilobytes:,.0f} KB{', front' if point.on_front else ''}")
+    front = sorted((point for point in points if point.on_front), key=lambda point: point.p50_us)
+    axis.plot([point.p50_us for point in front], [point.accuracy for point in front], color="black", linestyle="--", linewidth=1)
+    axis.set_xscale("log")
+    for axis_format in (axis.xaxis.set_major_formatter, axis.xaxis.set_minor_formatter):
+        axis_format(plt.FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    axis.yaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:.2%}"))
+    axis.set_xlabel("batch-1 p50 latency (µs, CPU; log)")
+    axis.set_ylabel("accuracy on the test split")
+    axis.set_title(f"{title} (filled: the Pareto front; area: file size)")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, markerscale=0.5)
     _save(figure, path)

@@ -71,6 +71,7 @@ class Recommendation:
     configuration: str = ""  # the tuned configuration whose figures these are; "" for the runtime's defaults
     ties: tuple[str, ...] = ()  # passing candidates whose p50 interval overlaps this one's ("artifact (runtime)")
     kept_float_layers: tuple[str, ...] = ()  # an int8 file's layers kept in float (--keep-float, or found by --max-drop)
+    eight_bit_weights: float | None = None  # the share of the file's weights stored in 8 bits, as export read it
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ def recommend(parity: Sequence[Judged], rows: Sequence[BenchResult], entries: Se
                 images_per_second=best.images_per_second, delta_points=verdict.delta_points, agreement=verdict.agreement,
                 bytes=files[best.artifact].bytes if best.artifact in files else 0, speedup_vs_fp32=speedup(best, fp32, target), speedup_vs_keras=speedup(best, keras, target),
                 p50_low_us=best.p50_low_us, p50_high_us=best.p50_high_us, configuration=best.configuration, ties=ties,
-                kept_float_layers=kept_float_layers(files.get(best.artifact)),
+                kept_float_layers=kept_float_layers(files.get(best.artifact)), eight_bit_weights=eight_bit_weights(files.get(best.artifact)),
             )
         )
     return choices
@@ -171,6 +172,12 @@ def kept_float_layers(entry: ArtifactEntry | None) -> tuple[str, ...]:
     """The Keras layers an int8 file keeps in float, as its export recorded them."""
     quantization = entry.details.quantization if entry is not None else None
     return quantization.kept_float_layers if quantization is not None else ()
+
+
+def eight_bit_weights(entry: ArtifactEntry | None) -> float | None:
+    """The share of a file's weights stored in 8 bits, as export read it from the file."""
+    weights = entry.details.weights if entry is not None else None
+    return weights.eight_bit_share if weights is not None else None
 
 
 def summarize(parity: Sequence[ParityResult], rows: Sequence[BenchResult], entries: Sequence[ArtifactEntry]) -> list[ArtifactSummary]:
@@ -207,6 +214,8 @@ class Candidate:
     p50_high_us: float
     accuracy: float
     kept_float_layers: tuple[str, ...]  # an int8 file's layers kept in float (export --keep-float / --max-drop)
+    eight_bit_weights: float | None = None  # the share of its weights stored in 8 bits
+    speedup_vs_fp32: float | None = None  # its batch-1 speed against its own format's fp32 file on the same runtime
     on_front: bool = False  # no other candidate beats it
 
     def beats(self, other: Candidate) -> bool:
@@ -221,11 +230,16 @@ def pareto(parity: Sequence[ParityResult], rows: Sequence[BenchResult], entries:
     """Every passing artifact x runtime measured at batch 1 on the CPU, the ones no other beats marked (the Pareto front)."""
     passed = {(result.name, result.runtime): result for result in parity if result.passed and result.accuracy is not None}
     files = {entry.name: entry for entry in entries}
+    batch1 = measured(rows, DeploymentTarget.CPU_LATENCY, tuning)
+    fp32 = {(item.format, item.runtime): item for item in batch1  # the format's float-input fp32 file
+            if item.artifact in files and files[item.artifact].precision is Precision.FP32 and files[item.artifact].input.dtype == "float32"}
     candidates = []
-    for item in measured(rows, DeploymentTarget.CPU_LATENCY, tuning):
+    for item in batch1:
         verdict, entry = passed.get((item.artifact, item.runtime)), files.get(item.artifact)
         if verdict is None or entry is None or verdict.accuracy is None:
             continue
+        peer = fp32.get((item.format, item.runtime))
         candidates.append(Candidate(item.artifact, item.backend, entry.bytes, item.p50_us, item.p50_low_us, item.p50_high_us,
-                                    verdict.accuracy, kept_float_layers(entry)))
+                                    verdict.accuracy, kept_float_layers(entry), eight_bit_weights(entry),
+                                    speedup(item, [peer], DeploymentTarget.CPU_LATENCY) if peer is not None else None))
     return [replace(candidate, on_front=not any(other.beats(candidate) for other in candidates)) for candidate in candidates]

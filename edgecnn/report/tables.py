@@ -192,21 +192,24 @@ def ship_rows(choices: Sequence[Recommendation]) -> TextTable:
         artifact = f"{item.artifact} ({kept} layer{'s' if kept > 1 else ''} in float)" if kept else item.artifact
         return (item.target.value, artifact, runtime, str(item.batch_size), f"{item.p50_us:,.1f}", interval(item.p50_low_us, item.p50_high_us),
                 f"{item.images_per_second:,.0f}", number(item.delta_points, "+.2f"), number(item.agreement, ".2%"), f"{item.bytes / 1024:,.0f}",
-                times(item.speedup_vs_fp32), times(item.speedup_vs_keras), "tie with " + ", ".join(item.ties) if item.ties else "")
+                number(item.eight_bit_weights, ".0%"), times(item.speedup_vs_fp32), times(item.speedup_vs_keras),
+                "tie with " + ", ".join(item.ties) if item.ties else "")
 
     headers = ("target", "ship", "runtime", "batch", "p50 µs", "p50 95% CI", "images/s", "Δ accuracy (points)", "agreement", "size (KB)",
-               "vs fp32", "vs Keras", "ties (p50 intervals overlap)")
+               "8-bit weights", "vs fp32", "vs Keras", "ties (p50 intervals overlap)")
     return text_table(headers, choices, cells, 3)
 
 
 def pareto_rows(candidates: Sequence[Candidate]) -> TextTable:
     def cells(item: Candidate) -> tuple[Cell, ...]:
         kept = f"{len(item.kept_float_layers)}: {', '.join(item.kept_float_layers)}" if item.kept_float_layers else ""
-        return (item.artifact, item.backend.label, f"{item.bytes / 1024:,.0f}", f"{item.p50_us:,.1f}", interval(item.p50_low_us, item.p50_high_us),
-                f"{item.accuracy:.2%}", kept, Verdict(True, "Pareto front") if item.on_front else "beaten")
+        return (item.artifact, item.backend.label, f"{item.bytes / 1024:,.0f}", number(item.eight_bit_weights, ".0%"), f"{item.p50_us:,.1f}",
+                interval(item.p50_low_us, item.p50_high_us), times(item.speedup_vs_fp32), f"{item.accuracy:.2%}", kept,
+                Verdict(True, "Pareto front") if item.on_front else "beaten")
 
     ordered = sorted(candidates, key=lambda item: (not item.on_front, item.bytes))
-    return text_table(("artifact", "runtime", "size (KB)", "b1 p50 µs", "p50 95% CI", "accuracy", "layers kept in float", "front"), ordered, cells, 2)
+    headers = ("artifact", "runtime", "size (KB)", "8-bit weights", "b1 p50 µs", "p50 95% CI", "b1 vs fp32", "accuracy", "layers kept in float", "front")
+    return text_table(headers, ordered, cells, 2)
 
 
 def summary_rows(summaries: Sequence[ArtifactSummary]) -> TextTable:

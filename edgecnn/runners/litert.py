@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.core.artifact import TensorSpec
-from edgecnn.core.artifact_details import ArtifactDetails
+from edgecnn.core.artifact_details import ArtifactDetails, WeightCounts
 from edgecnn.core.description import ModelDescription
 from edgecnn.core.errors import EdgecnnError, first_line
 from edgecnn.core.native_output import quiet_native_output
@@ -107,7 +107,21 @@ class TfliteRunner(Runner):
             return {}
 
     def file_facts(self) -> ArtifactDetails:
-        return ArtifactDetails(signatures=tuple(self.interpreter.get_signature_list()))
+        return ArtifactDetails(signatures=tuple(self.interpreter.get_signature_list()), weights=self.weight_counts())
+
+    def weight_counts(self) -> WeightCounts | None:
+        """The constant tensors (what operators read that no operator writes and the caller does not feed): all elements,
+        and those stored in 8 bits; None where this LiteRT cannot list its operators."""
+        interpreter = self.interpreter
+        try:
+            operators = interpreter._get_ops_details()  # LiteRT has no public op list
+        except (AttributeError, KeyError):
+            return None
+        written = {index for operator in operators for index in operator["outputs"]}
+        fed = {detail["index"] for detail in interpreter.get_input_details()}
+        constants = {index for operator in operators for index in operator["inputs"] if index >= 0 and index not in written | fed}
+        sizes = [(np.dtype(detail["dtype"]), int(np.prod(detail["shape"]))) for detail in interpreter.get_tensor_details() if detail["index"] in constants]
+        return WeightCounts(sum(size for _, size in sizes), sum(size for kind, size in sizes if kind in (np.int8, np.uint8)))
 
     def graph_facts(self) -> GraphFacts:
         from collections import Counter

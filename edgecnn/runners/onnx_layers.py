@@ -1,11 +1,14 @@
-"""Every Keras layer's output in an ONNX graph, made a graph output: what `verify --explain` compares with the Keras
-model, for each runtime that reads ONNX files (ONNX Runtime, OpenVINO)."""
+"""What every runtime that reads ONNX files (ONNX Runtime, OpenVINO) reads from one with the onnx package: each Keras
+layer's output made a graph output (what `verify --explain` compares with the Keras model), the graph facts `info`
+prints, and how the file stores its weights."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
+from edgecnn.core.artifact_details import WeightCounts
 from edgecnn.core.layers import onnx_node_layers
 from edgecnn.runners.base import GraphFacts
 
@@ -52,6 +55,21 @@ def onnx_graph_facts(path: Path) -> GraphFacts:
     return GraphFacts(metadata={prop.key: prop.value for prop in model.metadata_props},
                       opset={entry.domain or "ai.onnx": entry.version for entry in model.opset_import},
                       ops=dict(Counter(node.op_type for node in model.graph.node)))
+
+
+def onnx_weight_counts(path: Path) -> WeightCounts:
+    """The file's initializers, less its (de)quantization scales and zero points and its int64 shapes and axes: all
+    elements, and those stored in 8 bits (a QDQ file's quantized weights)."""
+    import onnx
+
+    from edgecnn.core.onnx_graph import load_onnx_checked
+
+    graph = load_onnx_checked(path).graph
+    parameters = {name for node in graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear") for name in node.input[1:]}
+    sizes = [(tensor.data_type, math.prod(tensor.dims)) for tensor in graph.initializer
+             if tensor.name not in parameters and tensor.data_type != onnx.TensorProto.INT64]
+    eight_bit = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+    return WeightCounts(sum(size for _, size in sizes), sum(size for kind, size in sizes if kind in eight_bit))
 
 
 def dequantized(name: str, consumers: dict[str, list[Any]]) -> str:

@@ -383,7 +383,10 @@ class OnnxRunner(Runner):
         return onnx_graph_facts(self.path)
 
     def file_facts(self) -> ArtifactDetails:
-        return ArtifactDetails(custom_metadata=dict(self.session.get_modelmeta().custom_metadata_map), providers=tuple(self.session.get_providers()))
+        from edgecnn.runners.onnx_layers import onnx_weight_counts
+
+        return ArtifactDetails(custom_metadata=dict(self.session.get_modelmeta().custom_metadata_map), providers=tuple(self.session.get_providers()),
+                               weights=onnx_weight_counts(self.path))
 
 
 class OnnxRuntimePlugin:

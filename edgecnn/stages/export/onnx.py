@@ -95,13 +95,27 @@ def default_session_check(converted: Converted, probe: np.ndarray, inputs: Expor
     return replace(converted, details=replace(converted.details, default_session_check=check), extras=extras)
 
 
+REMOVABLE_ACTIVATIONS = ("Relu", "Clip")  # what ORT's QDQ quantizer folds into the node before (QDQKeepRemovableActivations)
+QUANTIZATION_NODES = ("QuantizeLinear", "DequantizeLinear")
+
+
+def node_groups(model: Any, layers: list[str]) -> dict[str, str | None]:
+    """Each node's layer for keeping layers in float, alike in the graph the quantizer reads and in the QDQ file it
+    writes: every node has one (`with_orphans`); a removable activation goes with the node before it, as the quantizer
+    folds it there (else keeping a convolution in float would still quantize its output, before the Relu); and a
+    (de)quantization node goes with what it reads, so that a QDQ file groups as the float graph did."""
+    nodes = list(model.graph.node)
+    joins = frozenset(node.name for node in nodes if node.op_type in REMOVABLE_ACTIVATIONS + QUANTIZATION_NODES)
+    return with_orphans(((node.name, node.input, node.output) for node in nodes), onnx_node_layers(model, layers), joins)
+
+
 def layers_with_nodes(path: Path, layers: list[str]) -> set[str | None]:
     """The layers whose nodes the quantizer kept (and can exclude): what the graph has, less what it fused into QDQ ranges."""
     import onnx
 
     model = onnx.load(str(path))
-    node_layers = onnx_node_layers(model, layers)
-    return {node_layers[node.name] for node in model.graph.node if node.op_type not in ("QuantizeLinear", "DequantizeLinear")}
+    groups = node_groups(model, layers)
+    return {groups[node.name] for node in model.graph.node if node.op_type not in QUANTIZATION_NODES}
 
 
 def frozen_graph(tf_function: Any, signature: list[Any]) -> tuple[Any, str, str]:
@@ -196,9 +210,9 @@ def quantize_int8(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Conve
     prepared = inputs.staging / "int8-prepared.onnx"
     quant_pre_process(str(fused), str(prepared), skip_symbolic_shape=True)
     prepared_model = onnx.load(prepared)
-    node_layers = onnx_node_layers(prepared_model, keras_layer_names(inputs.keras_model))
-    kept_layers = list(inputs.options.keep_float) if inputs.options.keep_float is not None else first_float_candidate(prepared_model, node_layers)
-    kept_nodes = nodes_of_layers(prepared_model, kept_layers, node_layers)
+    groups = node_groups(prepared_model, keras_layer_names(inputs.keras_model))
+    kept_layers = list(inputs.options.keep_float) if inputs.options.keep_float is not None else first_float_candidate(prepared_model, groups)
+    kept_nodes = nodes_of_layers(kept_layers, groups)
     options = inputs.options
     quantized = inputs.staging / f"int8-quantized-{spec.filename(inputs.model_entry.stem)}"
     quantize_static(
@@ -228,15 +242,14 @@ def first_float_candidate(model: Any, node_layers: dict[str, str | None]) -> lis
     return [layer] if layer else []
 
 
-def nodes_of_layers(model: Any, kept_layers: list[str], node_layers: dict[str, str | None]) -> list[str]:
-    """The graph's nodes that belong to the kept Keras layers, with the nodes of no layer that read their outputs
-    (`with_orphans`); a named layer without a node of its own is a user error."""
-    empty = [layer for layer in kept_layers if layer not in node_layers.values()]
+def nodes_of_layers(kept_layers: list[str], groups: dict[str, str | None]) -> list[str]:
+    """The graph's nodes that go with the kept Keras layers (`node_groups`); a named layer without a node of its own is
+    a user error."""
+    empty = [layer for layer in kept_layers if layer not in groups.values()]
     if empty:
         raise EdgecnnError(f"layer {empty[0]!r} has no node of its own in the ONNX graph (the converter folded it into a neighbour)",
                            "--keep-float")
-    grouped = with_orphans(((node.name, node.input, node.output) for node in model.graph.node), node_layers)
-    return [node for node, layer in grouped.items() if layer in kept_layers]
+    return [node for node, layer in groups.items() if layer in kept_layers]
 
 
 def save_checked(model_proto: Any, spec: ArtifactSpec, inputs: ExportInputs, metadata: dict[str, str], details: ArtifactDetails) -> Converted:
