@@ -80,6 +80,8 @@ def test_the_default_keeps_the_first_convolution_in_onnx_only(exported):
     (("--format", "tflite", "--quantize", "int8", "--calibration-method", "entropy"), ("no calibration method choice", "--calibration-method")),
     (("--format", "tflite", "--quantize", "int8", "--per-tensor"), ("ONNX int8 files only", "--per-tensor")),
     (("--format", "onnx", "--keep-float", "conv2"), ("none is being exported", "--keep-float")),
+    (("--format", "tflite", "--quantize", "int8", "--quantizer", "nncf"), ("ONNX int8 files only", "--quantizer")),
+    (("--format", "onnx", "--quantize", "int8", "--quantizer", "nncf", "--per-tensor"), ("NNCF sets its own ranges", "--quantizer")),
 ])
 def test_bad_quantization_choices_are_one_line_errors(trained_model, tmp_path, args, fragments):
     for name in (trained_model.name, "train.json"):
@@ -288,3 +290,32 @@ def test_the_8_bit_share_counts_weights_not_quantization_parameters_or_shapes(tm
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     counts = onnx_weight_counts(path)
     assert (counts.elements, counts.eight_bit) == (36 + 4, 36) and counts.eight_bit_share == 0.9
+
+
+def test_nncf_quantizes_onnx_int8_files_that_pass_verify_and_record_it(trained_model, small_npz, tmp_path):
+    """`--quantizer nncf` (OpenVINO's post-training quantization, with bias correction): the first convolution stays
+    float as with ONNX Runtime's quantizer, every other weight is int8, the file passes verify on ONNX Runtime and on
+    OpenVINO, and the file and the manifest name the quantizer."""
+    pytest.importorskip("nncf")
+    import onnx
+
+    for name in (trained_model.name, "train.json"):
+        shutil.copy(trained_model.parent / name, tmp_path / name)
+    run = run_cli("export", "--out", str(tmp_path), "--format", "onnx", "--quantize", "int8", "--quantizer", "nncf", "--data", str(small_npz))
+    assert run.returncode == 0, run.stderr
+    assert "Statistics collection" not in run.stdout  # NNCF's progress bars stay off the terminal
+    manifest = load_manifest(tmp_path / "manifest.json")
+    entry = manifest.artifact("onnx-int8")
+    quantization = entry.details.quantization
+    assert quantization is not None and quantization.quantizer is not None and quantization.quantizer.startswith("nncf ")
+    assert quantization.kept_float_layers == ("conv1",) and "bias correction" in quantization.calibration_method
+    path = manifest.resolve(entry.path)
+    assert json.loads(OnnxRunner(path).embedded_metadata()["quantization"])["quantizer"] == quantization.quantizer
+    model = onnx.load(path)
+    conv1 = next(node for node in model.graph.node if node.op_type == "Conv")
+    assert conv1.input[1] in {initializer.name for initializer in model.graph.initializer}, "conv1's weights stay float"
+    assert entry.details.weights is not None and entry.details.weights.eight_bit_share > 0.99
+    for runtime in ("onnxruntime", "openvino"):
+        verified = run_cli("verify", "--manifest", str(tmp_path / "manifest.json"), "--runtime", runtime, "--json")
+        assert verified.returncode == 0, verified.stderr
+        assert [row["status"] for row in json.loads(verified.stdout)["artifacts"]] == ["PASS"]

@@ -25,7 +25,7 @@ from edgecnn.cli.options import (
 from edgecnn.core.description import parse_image_size
 from edgecnn.core.manifest import FailedArtifact
 from edgecnn.core.train_report import Distribution, LearningRateSchedule
-from edgecnn.stages.export import CalibrationMethod, ExportOptions, FormatChoice, IoType, Quantize
+from edgecnn.stages.export import CalibrationMethod, ExportOptions, FormatChoice, IoType, Quantize, Quantizer
 from edgecnn.stages.train import TrainOptions
 
 FORMAT_OPTION = Declared(
@@ -95,6 +95,9 @@ EXPORT_OPTIONS = (
     Declared("calibration_method", "--calibration-method", CalibrationMethod, CalibrationMethod.MINMAX,
              help="ONNX int8 only (ORT's calibrators; the TFLite converter has no choice)."),
     Declared("per_tensor", "--per-tensor", bool, False, help="ONNX int8: one weight scale per tensor instead of per channel."),
+    Declared("quantizer", "--quantizer", Quantizer, Quantizer.ONNXRUNTIME,
+             help="ONNX int8: onnxruntime (its files run fastest under ONNX Runtime) | nncf (OpenVINO's, with bias correction: "
+                  "for files deployed on OpenVINO; needs the openvino extra)."),
     Declared("keep_float", "--keep-float", str, None, repeatable=True, metavar="<layer>",
              help="A Keras layer (its name in model.summary()) kept in float in the int8 files (repeatable). Default: ONNX keeps the "
                   "first convolution, TFLite nothing."),
@@ -118,7 +121,7 @@ def export_command(values: Values) -> int:
         io_type=values["io_type"], opset=values["opset"], out=values["out"], data=values["data"],
         image_size=parse_image_size(values["image_size"]), color=values["color"], describe=description_overrides(values),
         calibration_images=values["calibration_images"], replace=values["replace"], calibration_method=values["calibration_method"],
-        per_channel=not values["per_tensor"], keep_float=tuple(keep_float) if keep_float is not None else None, max_drop=values["max_drop"],
+        per_channel=not values["per_tensor"], quantizer=values["quantizer"], keep_float=tuple(keep_float) if keep_float is not None else None, max_drop=values["max_drop"],
     )
     with stage_progress("exporting") as advance:
         result = export(options, progress=advance)

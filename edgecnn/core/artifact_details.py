@@ -22,6 +22,7 @@ class QuantizationRecord:
     kept_float_nodes: tuple[str, ...] = ()
     format: str | None = None  # "QDQ" for ONNX; None where the converter has one form (TFLite)
     activations: str | None = None  # "uint8"; None where the converter decides
+    quantizer: str | None = None  # who placed the quantization: "onnxruntime 1.31.1", "nncf 3.4.0"; None: the converter itself
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,12 @@ from edgecnn.stages.export.artifacts import (
     FormatChoice,
     IoType,
     Quantize,
+    Quantizer,
     select_artifacts,
 )
 
 __all__ = [
-    "ARTIFACTS", "ArtifactSpec", "CalibrationMethod", "ExportOptions", "ExportResult", "FormatChoice", "IoType", "Quantize", "export",
+    "ARTIFACTS", "ArtifactSpec", "CalibrationMethod", "ExportOptions", "ExportResult", "FormatChoice", "IoType", "Quantize", "Quantizer", "export",
     "select_artifacts",
 ]
 

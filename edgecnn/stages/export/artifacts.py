@@ -31,6 +31,16 @@ class CalibrationMethod(str, Enum):
     PERCENTILE = "percentile"
 
 
+class Quantizer(str, Enum):
+    """Who quantizes an int8 ONNX file (bench/quantizers.py compares them on the same fp32 files and calibration
+    images). ONNX Runtime's `quantize_static` is the default: its QDQ placement fuses into ONNX Runtime's integer CPU
+    kernels. NNCF (OpenVINO's) adds bias correction and places QDQ as OpenVINO runs it fastest; under ONNX Runtime its
+    files ran 3-6x slower than fp32, under OpenVINO as fast as fp32 and faster than ONNX Runtime's int8 files."""
+
+    ONNXRUNTIME = "onnxruntime"
+    NNCF = "nncf"
+
+
 class Quantize(str, Enum):
     NONE = "none"
     FP16 = "fp16"
@@ -118,6 +128,7 @@ class ExportOptions:
     calibration_images: int = 500
     calibration_method: CalibrationMethod = CalibrationMethod.MINMAX  # ONNX int8 only
     per_channel: bool = True  # ONNX int8 weights: one scale per output channel (else one per tensor)
+    quantizer: Quantizer = Quantizer.ONNXRUNTIME  # ONNX int8 only
     keep_float: tuple[str, ...] | None = None  # Keras layers kept in float in int8 files; None: each format's first candidate
     max_drop: float | None = None  # points: search for int8 files within verify's int8 criteria on a validation split
     seed: int = 0
@@ -132,6 +143,11 @@ class ExportOptions:
                                "--calibration-method")
         if not self.per_channel and not onnx_int8:
             raise EdgecnnError("applies to ONNX int8 files only (the TFLite converter quantizes weights per channel)", "--per-tensor")
+        if self.quantizer is not Quantizer.ONNXRUNTIME and not onnx_int8:
+            raise EdgecnnError("the TFLite converter quantizes its own files: this option applies to ONNX int8 files only", "--quantizer")
+        if self.quantizer is Quantizer.NNCF and (self.calibration_method is not CalibrationMethod.MINMAX or not self.per_channel):
+            raise EdgecnnError("NNCF sets its own ranges and quantizes weights per channel: drop --calibration-method and --per-tensor",
+                               "--quantizer")
         if self.max_drop is not None and not (self.max_drop >= 0 and any_int8):
             raise EdgecnnError(f"needs int8 files and a budget of 0 points or more, got {self.max_drop}", "--max-drop")
         if self.keep_float is not None and not any_int8:

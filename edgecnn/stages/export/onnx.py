@@ -22,7 +22,7 @@ from edgecnn.core.errors import ConversionRefused, EdgecnnError, converter_refus
 from edgecnn.core.layers import keras_layer_names, onnx_node_layers, with_orphans
 from edgecnn.core.manifest import Precision
 from edgecnn.core.records import encode
-from edgecnn.stages.export.artifacts import ArtifactSpec
+from edgecnn.stages.export.artifacts import ArtifactSpec, ExportOptions, Quantizer
 from edgecnn.stages.export.inputs import Converted, ExportInputs
 
 
@@ -191,16 +191,15 @@ def convert_fp16(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Conver
 
 
 def quantize_int8(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Converted:
-    """Static int8 (QDQ) with onnxruntime.quantization, calibrated on training images, with the calibration method,
-    weight granularity and the Keras layers kept in float that the options name (recorded in the file and manifest).
+    """Static int8 (QDQ), calibrated on training images, by the quantizer the options name (ONNX Runtime's
+    `quantize_static` with the calibration method and weight granularity they name, or NNCF), with the Keras layers
+    kept in float that they name (recorded in the file and manifest).
 
     Without --keep-float the model's first convolution stays fp32 (the search's first candidate): on the seed CNN it
     has one input channel (a 9-tap dot product), holds 320 of the 600k weights, and ONNX Runtime's int8 kernel for it
     measured slower than fp32 (25 vs 29 µs per image at batch 1).
     """
     import onnx
-    from onnxruntime.quantization import CalibrationMethod as OrtCalibrationMethod
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from edgecnn.core.onnx_graph import fuse_matmul_add_into_gemm
@@ -214,11 +213,32 @@ def quantize_int8(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Conve
     kept_layers = list(inputs.options.keep_float) if inputs.options.keep_float is not None else first_float_candidate(prepared_model, groups)
     kept_nodes = nodes_of_layers(kept_layers, groups)
     options = inputs.options
-    quantized = inputs.staging / f"int8-quantized-{spec.filename(inputs.model_entry.stem)}"
+    if options.quantizer is Quantizer.NNCF:  # NNCF counts its subset in dataset items: one image each
+        calibration = ImageCalibrationReader(inputs.calibration, description=inputs.description, batch_size=1)
+        quantized, calibration_method, quantizer = quantized_by_nncf(prepared_model, calibration, kept_nodes)
+    else:
+        path = inputs.staging / f"int8-quantized-{spec.filename(inputs.model_entry.stem)}"
+        calibration = ImageCalibrationReader(inputs.calibration, description=inputs.description)
+        quantized, calibration_method, quantizer = quantized_by_onnxruntime(prepared, calibration, kept_nodes, path, options)
+    quantization = QuantizationRecord(weights=f"int8 {'per-channel' if options.per_channel else 'per-tensor'}",
+                                      calibration_method=calibration_method, kept_float_layers=tuple(kept_layers),
+                                      kept_float_nodes=tuple(kept_nodes), format="QDQ", activations="uint8", quantizer=quantizer)
+    details = ArtifactDetails(quantization=quantization, calibration=inputs.calibration_record())
+    return save_checked(quantized, spec, inputs, inputs.metadata | {"quantization": json.dumps(encode(quantization), sort_keys=True)}, details)
+
+
+def quantized_by_onnxruntime(prepared: Path, calibration: ImageCalibrationReader, kept_nodes: list[str], path: Path,
+                             options: ExportOptions) -> tuple[Any, str, str]:
+    """ONNX Runtime's `quantize_static`: the quantized model, the calibration method and the quantizer's name."""
+    import onnx
+    import onnxruntime
+    from onnxruntime.quantization import CalibrationMethod as OrtCalibrationMethod
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
     quantize_static(
         str(prepared),
-        str(quantized),
-        ImageCalibrationReader(inputs.calibration, description=inputs.description),
+        str(path),
+        calibration,
         quant_format=QuantFormat.QDQ,
         per_channel=options.per_channel,
         activation_type=QuantType.QUInt8,
@@ -226,11 +246,24 @@ def quantize_int8(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Conve
         nodes_to_exclude=kept_nodes,
         calibrate_method=getattr(OrtCalibrationMethod, {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}[options.calibration_method.value]),
     )
-    quantization = QuantizationRecord(weights=f"int8 {'per-channel' if options.per_channel else 'per-tensor'}",
-                                      calibration_method=options.calibration_method.value, kept_float_layers=tuple(kept_layers),
-                                      kept_float_nodes=tuple(kept_nodes), format="QDQ", activations="uint8")
-    details = ArtifactDetails(quantization=quantization, calibration=inputs.calibration_record())
-    return save_checked(onnx.load(quantized), spec, inputs, inputs.metadata | {"quantization": json.dumps(encode(quantization), sort_keys=True)}, details)
+    return onnx.load(path), options.calibration_method.value, f"onnxruntime {onnxruntime.__version__}"
+
+
+def quantized_by_nncf(prepared_model: Any, calibration: ImageCalibrationReader, kept_nodes: list[str]) -> tuple[Any, str, str]:
+    """NNCF's post-training quantization with full bias correction (its mixed preset: symmetric weights, asymmetric
+    activations), the kept nodes in its ignored scope: the quantized model, the calibration method and the quantizer's
+    name. Its progress bars stay off the terminal (export prints its own)."""
+    try:
+        import nncf
+    except ImportError:
+        raise EdgecnnError('NNCF is not installed: pip install "edgecnn[openvino]"', "--quantizer") from None
+    from edgecnn.core.native_output import quiet_native_output
+
+    batches = list(iter(calibration.get_next, None))
+    with quiet_native_output((1, 2)):
+        quantized = nncf.quantize(prepared_model, nncf.Dataset(batches), subset_size=len(batches),
+                                  fast_bias_correction=False, ignored_scope=nncf.IgnoredScope(names=kept_nodes))
+    return quantized, "min/max (NNCF's own) with bias correction", f"nncf {nncf.__version__}"
 
 
 def first_float_candidate(model: Any, node_layers: dict[str, str | None]) -> list[str]:
