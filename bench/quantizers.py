@@ -96,7 +96,7 @@ def compare(family: object, data: str, epochs: int, out: Path) -> list[Row]:
         files[quantizer.value] = manifest.resolve(manifest.artifact("onnx-int8").path)
         verified = verify(VerifyOptions(manifest=target / "manifest.json"))
         verdicts |= {("fp32" if result.name == "onnx-fp32" else quantizer.value): result for result in verified.results}
-    benched = bench(BenchOptions(models=tuple(files.values()), batch_sizes=(1,), rounds=5, seconds=0.5, memory=False, out=folder,
+    benched = bench(BenchOptions(models=tuple(files.values()), data=data, batch_sizes=(1,), rounds=5, seconds=0.5, memory=False, out=folder,
                                  run=RunOptions(runtimes=(RuntimeName.ONNXRUNTIME, RuntimeName.OPENVINO), threads=1)))
     p50 = {(Path(result.path).resolve(), result.runtime): result.p50_us for result in benched.results}
 
