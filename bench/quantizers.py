@@ -93,6 +93,10 @@ def compare(family: object, data: str, epochs: int, out: Path) -> list[Row]:
         seconds[quantizer.value] = time.perf_counter() - started
         manifest = load_manifest(target / "manifest.json")
         files.setdefault("fp32", manifest.resolve(manifest.artifact("onnx-fp32").path))
+        refused = [row.reason for row in manifest.failed if row.name == "onnx-int8"]
+        if refused:  # the quantizer refused the model: a row that says so, nothing to verify or time
+            print(f"{family.name}: {quantizer.value} refused: {refused[0]}", flush=True)  # type: ignore[attr-defined]
+            continue
         files[quantizer.value] = manifest.resolve(manifest.artifact("onnx-int8").path)
         verified = verify(VerifyOptions(manifest=target / "manifest.json"))
         verdicts |= {("fp32" if result.name == "onnx-fp32" else quantizer.value): result for result in verified.results}
