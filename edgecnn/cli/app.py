@@ -57,8 +57,9 @@ def typer_parameter(option: Declared) -> inspect.Parameter:
 def parsed_by_typer(body: CommandBody, declared: Sequence[Declared]) -> Callable[..., Any]:
     """`body` as the function typer calls: its signature is the declared options (and --debug), and the body receives
     their values as one dict (without the actions' flags, which have run)."""
-    parameters = [typer_parameter(option) for option in with_debug(declared)]
-    actions = {option.name for option in with_debug(declared) if option.action is not None}
+    options = with_debug(declared)
+    parameters = [typer_parameter(option) for option in options]
+    actions = {option.name for option in options if option.action is not None}
 
     def parsed(**values: Any) -> Any:
         return body({name: value for name, value in values.items() if name not in actions})

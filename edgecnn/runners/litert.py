@@ -109,13 +109,19 @@ class TfliteRunner(Runner):
     def file_facts(self) -> ArtifactDetails:
         return ArtifactDetails(signatures=tuple(self.interpreter.get_signature_list()), weights=self.weight_counts())
 
+    def operators(self) -> list[dict[str, Any]] | None:
+        """The file's operators (name, input and output tensor indices); None where this LiteRT cannot list them."""
+        try:
+            return list(self.interpreter._get_ops_details())  # LiteRT has no public op list
+        except (AttributeError, KeyError):
+            return None
+
     def weight_counts(self) -> WeightCounts | None:
         """The constant tensors (what operators read that no operator writes and the caller does not feed): all elements,
         and those stored in 8 bits; None where this LiteRT cannot list its operators."""
         interpreter = self.interpreter
-        try:
-            operators = interpreter._get_ops_details()  # LiteRT has no public op list
-        except (AttributeError, KeyError):
+        operators = self.operators()
+        if operators is None:
             return None
         written = {index for operator in operators for index in operator["outputs"]}
         fed = {detail["index"] for detail in interpreter.get_input_details()}
@@ -129,10 +135,7 @@ class TfliteRunner(Runner):
         from edgecnn.core.tflite_metadata import METADATA_NAME, read
 
         interpreter = self.interpreter
-        try:
-            ops = dict(Counter(op["op_name"] for op in interpreter._get_ops_details()))  # LiteRT has no public op list
-        except (AttributeError, KeyError):
-            ops = {}
+        ops = dict(Counter(operator["op_name"] for operator in self.operators() or ()))
         entries = read(self.path.read_bytes())
         metadata = dict(entries.pop(METADATA_NAME, {})) | entries | {"signatures": ", ".join(interpreter.get_signature_list())}
         return GraphFacts(metadata=metadata, ops=ops)

@@ -213,12 +213,12 @@ def quantize_int8(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Conve
     kept_layers = list(inputs.options.keep_float) if inputs.options.keep_float is not None else first_float_candidate(prepared_model, groups)
     kept_nodes = nodes_of_layers(kept_layers, groups)
     options = inputs.options
-    if options.quantizer is Quantizer.NNCF:  # NNCF counts its subset in dataset items: one image each
-        calibration = ImageCalibrationReader(inputs.calibration, description=inputs.description, batch_size=1)
+    by_nncf = options.quantizer is Quantizer.NNCF  # NNCF counts its subset in dataset items: one image each
+    calibration = ImageCalibrationReader(inputs.calibration, description=inputs.description, batch_size=1 if by_nncf else 50)
+    if by_nncf:
         quantized, calibration_method, quantizer = quantized_by_nncf(prepared_model, calibration, kept_nodes)
     else:
         path = inputs.staging / f"int8-quantized-{spec.filename(inputs.model_entry.stem)}"
-        calibration = ImageCalibrationReader(inputs.calibration, description=inputs.description)
         quantized, calibration_method, quantizer = quantized_by_onnxruntime(prepared, calibration, kept_nodes, path, options)
     quantization = QuantizationRecord(weights=f"int8 {'per-channel' if options.per_channel else 'per-tensor'}",
                                       calibration_method=calibration_method, kept_float_layers=tuple(kept_layers),
