@@ -219,3 +219,35 @@ def test_a_model_built_for_any_size_takes_it_from_image_size_or_the_data(small_n
     from_data = run_cli("export", "--model", str(path), "--data", str(small_npz), "--color", "rgb", "--format", "onnx", "--out", str(tmp_path / "data"))
     assert from_data.returncode == 0, from_data.stderr
     assert "exporting it for 28x28, the data's size" in from_data.stderr
+
+
+def test_reshapes_to_the_shape_a_tensor_already_has_are_removed_and_others_kept():
+    """tf2onnx's Reshape to [-1, C, 1, 1] of a 1x1 feature map (MobileNetV2's last blocks at 32x32) is removed, its
+    reader reading its input; a flatten and a Reshape that gives the graph's output stay; the answers are the same."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgecnn.core.onnx_graph import identity_reshapes_removed
+
+    shapes = [numpy_helper.from_array(np.array(shape, np.int64), name)
+              for name, shape in (("same", [-1, 4, 1, 1]), ("flat", [-1, 4]), ("same_again", [0, 4]))]
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "same"], ["same_out"], name="identity"),
+         helper.make_node("Relu", ["same_out"], ["relu_out"], name="relu"),
+         helper.make_node("Reshape", ["relu_out", "flat"], ["flat_out"], name="flatten"),
+         helper.make_node("Reshape", ["flat_out", "same_again"], ["y"], name="gives_the_output")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])], shapes)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    original = model.SerializeToString()
+    rewritten, removed = identity_reshapes_removed(model)
+    onnx.checker.check_model(rewritten, full_check=True)
+    assert removed == ["identity"] and [node.name for node in rewritten.graph.node] == ["relu", "flatten", "gives_the_output"]
+    assert rewritten.graph.node[0].input[0] == "x" and "same" not in {tensor.name for tensor in rewritten.graph.initializer}
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    feed = {"x": np.random.default_rng(0).standard_normal((3, 4, 1, 1)).astype(np.float32)}
+    before, after = (ort.InferenceSession(proto, options, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+                     for proto in (original, rewritten.SerializeToString()))
+    assert np.array_equal(before, after)

@@ -101,9 +101,12 @@ EXPORT_OPTIONS = (
     Declared("keep_float", "--keep-float", str, None, repeatable=True, metavar="<layer>",
              help="A Keras layer (its name in model.summary()) kept in float in the int8 files (repeatable). Default: ONNX keeps the "
                   "first convolution, TFLite nothing."),
+    Declared("keep_int16", "--keep-int16", str, None, repeatable=True, metavar="<layer>",
+             help="A Keras layer whose activations stay 16-bit (int8 weights) in the int8 files (repeatable): ONNX A16W8 for that "
+                  "layer (opset 21); TFLite cannot mix, so the whole file goes 16x8 with int16 I/O."),
     Declared("max_drop", "--max-drop", float, None, metavar="<points>",
              help="Search for int8 files within this accuracy drop (and verify's int8 agreement) on a validation split, keeping the "
-                  "most sensitive layers in float; exit 1 when no candidate meets it."),
+                  "most sensitive layers in 16-bit activations, then in float; exit 1 when no candidate meets it."),
     OUT_OPTION,
     REPLACE_OPTION,
 )
@@ -121,7 +124,8 @@ def export_command(values: Values) -> int:
         io_type=values["io_type"], opset=values["opset"], out=values["out"], data=values["data"],
         image_size=parse_image_size(values["image_size"]), color=values["color"], describe=description_overrides(values),
         calibration_images=values["calibration_images"], replace=values["replace"], calibration_method=values["calibration_method"],
-        per_channel=not values["per_tensor"], quantizer=values["quantizer"], keep_float=tuple(keep_float) if keep_float is not None else None, max_drop=values["max_drop"],
+        per_channel=not values["per_tensor"], quantizer=values["quantizer"], keep_float=tuple(keep_float) if keep_float is not None else None,
+        keep_int16=tuple(values["keep_int16"] or ()), max_drop=values["max_drop"],
     )
     with stage_progress("exporting") as advance:
         result = export(options, progress=advance)
@@ -154,6 +158,9 @@ PIPELINE_OPTIONS = (
     Declared("epochs", "--epochs", int, 10, help="Training epochs."),
     Declared("augment", "--augment", bool, False, help="Train with random shifts, rotations and zoom."),
     FORMAT_OPTION,
+    Declared("keep_int16", "--keep-int16", str, None, repeatable=True, metavar="<layer>",
+             help="A Keras layer whose activations stay 16-bit (int8 weights) in the int8 files (repeatable): ONNX A16W8 for that "
+                  "layer (opset 21); TFLite cannot mix, so the whole file goes 16x8 with int16 I/O."),
     Declared("max_drop", "--max-drop", float, None, metavar="<points>",
              help="Export searches int8 files within this accuracy drop (see export --max-drop); verify holds them to it."),
     Declared("skip_train", "--skip-train", bool, False, help="Reuse the model train wrote into --out."),

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 
 @dataclass(frozen=True)
 class QuantizationRecord:
-    """How an int8 file was quantized: weights, activations, the calibration method and the Keras layers (and graph
-    nodes) kept in float."""
+    """How an int8 file was quantized: weights, activations, the calibration method, the Keras layers (and graph
+    nodes) kept in float, and those whose activations are 16-bit (with int8 weights)."""
 
     weights: str  # "int8 per-channel"
     calibration_method: str
@@ -23,6 +23,7 @@ class QuantizationRecord:
     format: str | None = None  # "QDQ" for ONNX; None where the converter has one form (TFLite)
     activations: str | None = None  # "uint8"; None where the converter decides
     quantizer: str | None = None  # who placed the quantization: "onnxruntime 1.31.1", "nncf 3.4.0"; None: the converter itself
+    int16_layers: tuple[str, ...] = ()  # Keras layers with 16-bit activations and int8 weights (A16W8; TFLite: the whole file)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,8 @@ class Float16Record:
 
 @dataclass(frozen=True)
 class SearchStep:
-    """One candidate of `--max-drop`'s search: the layers kept in float and how the file did on the validation images."""
+    """One candidate of `--max-drop`'s search: the layers kept in float (and those with 16-bit activations) and how the
+    file did on the validation images."""
 
     kept_float_layers: tuple[str, ...]
     accuracy: float
@@ -99,6 +101,7 @@ class SearchStep:
     bytes: int
     p50_batch1_us: float
     within_budget: bool
+    int16_layers: tuple[str, ...] = ()  # the 16-bit tier: int8 weights, 16-bit activations
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,7 @@ class ArtifactDetails:
     opset: int | None = None
     graph_cleanup: CleanupReport | None = None
     valid_pools_after_zero_pads: tuple[str, ...] = ()  # MaxPools given auto_pad=VALID (core/onnx_graph.py)
+    identity_reshapes_removed: tuple[str, ...] = ()  # Reshapes to the shape their input already has (core/onnx_graph.py)
     default_session_check: SessionCheck | None = None
     float16: Float16Record | None = None
     quantization: QuantizationRecord | None = None

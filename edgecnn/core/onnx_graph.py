@@ -90,6 +90,47 @@ def valid_pools_after_zero_pads(model: Any) -> list[str]:
     return rewritten
 
 
+def identity_reshapes_removed(model: Any) -> tuple[Any, list[str]]:
+    """The graph without the Reshapes whose constant target is the shape their input already has (a batch of -1 or 0,
+    every other dimension equal to the input's static one), their readers reading the input instead, and the names of
+    those removed. tf2onnx writes such Reshapes where a Keras model's feature map is 1x1 (MobileNetV2's last blocks at
+    32x32); each one costs a float file a layout reorder on each side and an int8 file two Transposes out of and back
+    into ONNX Runtime's NHWC int8 chain. The computation is the same (bit for bit with ORT's optimizations off)."""
+    from onnx import numpy_helper, shape_inference
+
+    graph = model.graph
+    inferred = shape_inference.infer_shapes(model)
+    shapes = {info.name: [dim.dim_value if dim.HasField("dim_value") else None for dim in info.type.tensor_type.shape.dim]
+              for info in [*inferred.graph.value_info, *inferred.graph.input] if info.type.tensor_type.HasField("shape")}
+    constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    outputs = {output.name for output in graph.output}
+    replaced: dict[str, str] = {}
+    removed: dict[int, str] = {}  # index in the graph: name
+    for index, node in enumerate(graph.node):
+        if node.op_type != "Reshape" or node.output[0] in outputs or node.input[1] not in constants:
+            continue
+        source, target = shapes.get(node.input[0]), constants[node.input[1]].tolist()
+        allows_zero = any(attribute.name == "allowzero" and attribute.i for attribute in node.attribute)
+        if allows_zero or source is None or len(source) != len(target) or target[0] not in (-1, 0) or None in source[1:] or source[1:] != target[1:]:
+            continue
+        replaced[node.output[0]] = replaced.get(node.input[0], node.input[0])
+        removed[index] = node.name
+    if not removed:
+        return model, []
+    kept = [node for index, node in enumerate(graph.node) if index not in removed]
+    for node in kept:
+        for position, name in enumerate(node.input):
+            if name in replaced:
+                node.input[position] = replaced[name]
+    del graph.node[:]
+    graph.node.extend(kept)
+    read = {name for node in kept for name in node.input}
+    unread = [tensor for tensor in graph.initializer if tensor.name not in read]
+    for tensor in unread:
+        graph.initializer.remove(tensor)
+    return model, list(removed.values())
+
+
 def zero_constant_pad(pad: Any, constants: dict[str, np.ndarray]) -> bool:
     """A Pad in constant mode whose fill value is 0 (the default when the input is absent)."""
     from onnx import helper

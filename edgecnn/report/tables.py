@@ -124,13 +124,16 @@ def explain_rows(result: ExplainResult) -> TextTable:
 
 
 def search_rows(result: SearchResult) -> TextTable:
+    def named(layers: tuple[str, ...]) -> str:
+        return ", ".join(layers) if len(layers) <= 4 else f"{len(layers)} layers: {', '.join(layers[:2])}, …, {layers[-1]}"
+
     def cells(step: SearchStep) -> tuple[Cell, ...]:
-        kept = step.kept_float_layers
-        layers = (", ".join(kept) or "none") if len(kept) <= 4 else f"{len(kept)} layers: {', '.join(kept[:2])}, …, {kept[-1]}"
-        return (layers, f"{step.accuracy:.2%}", f"{-step.drop_points or 0.0:+.2f}", f"{step.agreement:.2%}", f"{step.agreement_low:.2%}",
+        tiers = (("int16", step.int16_layers), ("float", step.kept_float_layers))
+        lifted = "; ".join(f"{tier} {named(layers)}" for tier, layers in tiers if layers) or "none"
+        return (lifted, f"{step.accuracy:.2%}", f"{-step.drop_points or 0.0:+.2f}", f"{step.agreement:.2%}", f"{step.agreement_low:.2%}",
                 f"{step.bytes / 1024:,.1f}", f"{step.p50_batch1_us:,.1f}", Verdict(step.within_budget, "within" if step.within_budget else "misses"))
 
-    headers = ("kept in float", "accuracy", "Δ points", "agreement", "agreement ≥ (95%)", "size (KB)", "b1 p50 µs", "budget")
+    headers = ("out of int8 (tier: layers)", "accuracy", "Δ points", "agreement", "agreement ≥ (95%)", "size (KB)", "b1 p50 µs", "budget")
     return text_table(headers, result.steps, cells, 1)
 
 

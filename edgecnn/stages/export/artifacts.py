@@ -130,6 +130,7 @@ class ExportOptions:
     per_channel: bool = True  # ONNX int8 weights: one scale per output channel (else one per tensor)
     quantizer: Quantizer = Quantizer.ONNXRUNTIME  # ONNX int8 only
     keep_float: tuple[str, ...] | None = None  # Keras layers kept in float in int8 files; None: each format's first candidate
+    keep_int16: tuple[str, ...] = ()  # Keras layers with 16-bit activations (int8 weights) in int8 files
     max_drop: float | None = None  # points: search for int8 files within verify's int8 criteria on a validation split
     seed: int = 0
     replace: bool = False  # replace another model's artifacts in --out instead of refusing
@@ -152,6 +153,24 @@ class ExportOptions:
             raise EdgecnnError(f"needs int8 files and a budget of 0 points or more, got {self.max_drop}", "--max-drop")
         if self.keep_float is not None and not any_int8:
             raise EdgecnnError("layers are kept in float in int8 files, and none is being exported (add --quantize int8)", "--keep-float")
+        if self.keep_int16:
+            self.check_int16(specs, any_int8)
+
+    def check_int16(self, specs: list[ArtifactSpec], any_int8: bool) -> None:
+        """--keep-int16 needs an int8 file that can hold 16-bit activations: ONNX Runtime's quantizer (NNCF places 8-bit
+        only), and for TFLite int8 I/O without float layers (the converter's 16x8 mode is the whole file, int16 in and
+        out, and its debugger cannot keep layers in float in it)."""
+        tflite_int8 = any(spec.format is ArtifactFormat.TFLITE and spec.precision is Precision.INT8 for spec in specs)
+        both = sorted(set(self.keep_int16) & set(self.keep_float or ()))
+        if not any_int8:
+            raise EdgecnnError("16-bit activations are a tier of int8 files, and none is being exported (add --quantize int8)", "--keep-int16")
+        if both:
+            raise EdgecnnError(f"layer {both[0]!r} is also given to --keep-float: a layer has one tier", "--keep-int16")
+        if self.quantizer is Quantizer.NNCF:
+            raise EdgecnnError("NNCF places 8-bit quantization only: 16-bit activations need --quantizer onnxruntime", "--keep-int16")
+        if tflite_int8 and (self.keep_float or self.io_type is IoType.UINT8):
+            raise EdgecnnError("TFLite's 16x8 mode makes the whole file 16-bit with int16 I/O: it takes neither --keep-float nor --io-type uint8 "
+                               "(use --format onnx for per-layer tiers)", "--keep-int16")
 
 
 def select_artifacts(options: ExportOptions) -> list[ArtifactSpec]:

@@ -25,6 +25,8 @@ from edgecnn.core.records import encode
 from edgecnn.stages.export.artifacts import ArtifactSpec, ExportOptions, Quantizer
 from edgecnn.stages.export.inputs import Converted, ExportInputs
 
+INT16_PER_LAYER = True  # A16W8 per node: ONNX Runtime's QDQ quantizer mixes uint16 and uint8 activations
+
 
 def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Converted:
     """fp32 from the Keras model; fp16 and int8 from `base`, the fp32 file the format table names as their base."""
@@ -41,7 +43,7 @@ def convert_fp32(spec: ArtifactSpec, inputs: ExportInputs) -> Converted:
     with training_side("ONNX export"):
         import tf2onnx
 
-    from edgecnn.core.onnx_graph import slim_if_identical, valid_pools_after_zero_pads
+    from edgecnn.core.onnx_graph import identity_reshapes_removed, slim_if_identical, valid_pools_after_zero_pads
 
     description = inputs.description
     tf_function, signature = serving_function(inputs.keras_model, description, uint8_input=spec.uint8_input)
@@ -57,11 +59,12 @@ def convert_fp32(spec: ArtifactSpec, inputs: ExportInputs) -> Converted:
     probe = raw_pixels(inputs.calibration[:64], description) if spec.uint8_input else description.model_input(inputs.calibration[:64])
     model_proto, cleanup = slim_if_identical(model_proto, probe)
     rewritten = valid_pools_after_zero_pads(model_proto)
+    model_proto, reshapes = identity_reshapes_removed(model_proto)
     metadata = inputs.metadata | (
         {"input_layout": f"[{', '.join(map(str, ('batch', *raw_pixel_shape(description))))}]",
          "input_scaling": f"uint8 raw pixels 0-255; the graph computes {description.scaling_text()}"} if spec.uint8_input else {}
     )
-    details = ArtifactDetails(graph_cleanup=cleanup, valid_pools_after_zero_pads=tuple(rewritten))
+    details = ArtifactDetails(graph_cleanup=cleanup, valid_pools_after_zero_pads=tuple(rewritten), identity_reshapes_removed=tuple(reshapes))
     converted = save_checked(model_proto, spec, inputs, metadata, details)
     return default_session_check(converted, probe, inputs)
 
@@ -193,7 +196,7 @@ def convert_fp16(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Conver
 def quantize_int8(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Converted:
     """Static int8 (QDQ), calibrated on training images, by the quantizer the options name (ONNX Runtime's
     `quantize_static` with the calibration method and weight granularity they name, or NNCF), with the Keras layers
-    kept in float that they name (recorded in the file and manifest).
+    kept in float, and those with 16-bit activations, that they name (recorded in the file and manifest).
 
     Without --keep-float the model's first convolution stays fp32 (the search's first candidate): on the seed CNN it
     has one input channel (a 9-tap dot product), holds 320 of the 600k weights, and ONNX Runtime's int8 kernel for it
@@ -210,31 +213,44 @@ def quantize_int8(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Conve
     quant_pre_process(str(fused), str(prepared), skip_symbolic_shape=True)
     prepared_model = onnx.load(prepared)
     groups = node_groups(prepared_model, keras_layer_names(inputs.keras_model))
-    kept_layers = list(inputs.options.keep_float) if inputs.options.keep_float is not None else first_float_candidate(prepared_model, groups)
-    kept_nodes = nodes_of_layers(kept_layers, groups)
     options = inputs.options
+    kept_layers = list(options.keep_float) if options.keep_float is not None else first_float_candidate(prepared_model, groups)
+    kept_nodes = nodes_of_layers(kept_layers, groups, "--keep-float")
+    int16_nodes = [node for node in nodes_of_layers(list(options.keep_int16), groups, "--keep-int16") if node not in kept_nodes]
     by_nncf = options.quantizer is Quantizer.NNCF  # NNCF counts its subset in dataset items: one image each
     calibration = ImageCalibrationReader(inputs.calibration, description=inputs.description, batch_size=1 if by_nncf else 50)
     if by_nncf:
         quantized, calibration_method, quantizer = quantized_by_nncf(prepared_model, calibration, kept_nodes)
     else:
         path = inputs.staging / f"int8-quantized-{spec.filename(inputs.model_entry.stem)}"
-        quantized, calibration_method, quantizer = quantized_by_onnxruntime(prepared, calibration, kept_nodes, path, options)
+        quantized, calibration_method, quantizer = quantized_by_onnxruntime(prepared, calibration, kept_nodes, int16_nodes, path, options)
     quantization = QuantizationRecord(weights=f"int8 {'per-channel' if options.per_channel else 'per-tensor'}",
                                       calibration_method=calibration_method, kept_float_layers=tuple(kept_layers),
-                                      kept_float_nodes=tuple(kept_nodes), format="QDQ", activations="uint8", quantizer=quantizer)
+                                      kept_float_nodes=tuple(kept_nodes), format="QDQ",
+                                      activations="uint8" + (" (uint16 in the int16 layers)" if int16_nodes else ""), quantizer=quantizer,
+                                      int16_layers=options.keep_int16)
     details = ArtifactDetails(quantization=quantization, calibration=inputs.calibration_record())
     return save_checked(quantized, spec, inputs, inputs.metadata | {"quantization": json.dumps(encode(quantization), sort_keys=True)}, details)
 
 
-def quantized_by_onnxruntime(prepared: Path, calibration: ImageCalibrationReader, kept_nodes: list[str], path: Path,
+A16W8_OPSET = 21  # the first opset whose QuantizeLinear/DequantizeLinear take 16-bit integers
+
+
+def quantized_by_onnxruntime(prepared: Path, calibration: ImageCalibrationReader, kept_nodes: list[str], int16_nodes: list[str], path: Path,
                              options: ExportOptions) -> tuple[Any, str, str]:
-    """ONNX Runtime's `quantize_static`: the quantized model, the calibration method and the quantizer's name."""
+    """ONNX Runtime's `quantize_static`: the quantized model, the calibration method and the quantizer's name. The
+    int16 nodes' outputs are quantized to uint16 (A16W8: their weights stay int8) through its tensor overrides, which
+    its mixed-precision fixer completes with the conversions at each boundary with the uint8 rest; such a file is
+    written in opset 21, converted here so that ONNX Runtime need not do it with a warning."""
     import onnx
     import onnxruntime
     from onnxruntime.quantization import CalibrationMethod as OrtCalibrationMethod
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
+    extra_options = {}
+    if int16_nodes:
+        prepared = upgraded_for_a16w8(prepared)
+        extra_options = {"TensorQuantOverrides": int16_overrides(onnx.load(prepared), int16_nodes)}
     quantize_static(
         str(prepared),
         str(path),
@@ -245,8 +261,36 @@ def quantized_by_onnxruntime(prepared: Path, calibration: ImageCalibrationReader
         weight_type=QuantType.QInt8,
         nodes_to_exclude=kept_nodes,
         calibrate_method=getattr(OrtCalibrationMethod, {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}[options.calibration_method.value]),
+        extra_options=extra_options,
     )
     return onnx.load(path), options.calibration_method.value, f"onnxruntime {onnxruntime.__version__}"
+
+
+def upgraded_for_a16w8(prepared: Path) -> Path:
+    """The prepared graph in opset 21 (beside it), with its shapes inferred again (the converter may add nodes)."""
+    import onnx
+    from onnx import version_converter
+
+    upgraded = prepared.with_name(f"{prepared.stem}-opset{A16W8_OPSET}.onnx")
+    onnx.save(onnx.shape_inference.infer_shapes(version_converter.convert_version(onnx.load(prepared), A16W8_OPSET)), upgraded)
+    return upgraded
+
+
+def int16_overrides(model: Any, int16_nodes: list[str]) -> dict[str, Any]:
+    """ONNX Runtime's TensorQuantOverrides for uint16 float outputs of the nodes, fixed by its mixed-precision helper
+    (which adds the uint8↔uint16 conversions where they meet the rest of the graph)."""
+    import onnx
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.execution_providers.qnn.mixed_precision_overrides_utils import MixedPrecisionTensorQuantOverridesFixer
+    from onnxruntime.quantization.tensor_quant_overrides import TensorQuantOverridesHelper
+
+    floats = {info.name for info in [*model.graph.value_info, *model.graph.output] if info.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    chosen = set(int16_nodes)
+    overrides = TensorQuantOverridesHelper({output: [{"quant_type": QuantType.QUInt16}] for node in model.graph.node if node.name in chosen
+                                            for output in node.output if output in floats})
+    if not overrides.empty():
+        MixedPrecisionTensorQuantOverridesFixer.create_from_model(overrides, model, QuantType.QUInt8).apply(QuantType.QUInt8, False)
+    return overrides.get_dict()
 
 
 def quantized_by_nncf(prepared_model: Any, calibration: ImageCalibrationReader, kept_nodes: list[str]) -> tuple[Any, str, str]:
@@ -275,13 +319,12 @@ def first_float_candidate(model: Any, node_layers: dict[str, str | None]) -> lis
     return [layer] if layer else []
 
 
-def nodes_of_layers(kept_layers: list[str], groups: dict[str, str | None]) -> list[str]:
-    """The graph's nodes that go with the kept Keras layers (`node_groups`); a named layer without a node of its own is
-    a user error."""
+def nodes_of_layers(kept_layers: list[str], groups: dict[str, str | None], option: str) -> list[str]:
+    """The graph's nodes that go with the Keras layers (`node_groups`); a layer the option names without a node of its
+    own is a user error."""
     empty = [layer for layer in kept_layers if layer not in groups.values()]
     if empty:
-        raise EdgecnnError(f"layer {empty[0]!r} has no node of its own in the ONNX graph (the converter folded it into a neighbour)",
-                           "--keep-float")
+        raise EdgecnnError(f"layer {empty[0]!r} has no node of its own in the ONNX graph (the converter folded it into a neighbour)", option)
     return [node for node, layer in groups.items() if layer in kept_layers]
 
 
@@ -300,7 +343,8 @@ def save_checked(model_proto: Any, spec: ArtifactSpec, inputs: ExportInputs, met
     onnx.save(model_proto, path)
     with converter_refusal("the ONNX checker"):
         onnx.checker.check_model(str(path), full_check=True)
-    return Converted(path, replace(details, opset=inputs.options.opset))
+    opset = next(entry.version for entry in model_proto.opset_import if entry.domain in ("", "ai.onnx"))  # 21 where A16W8 needed it
+    return Converted(path, replace(details, opset=opset))
 
 
 class ImageCalibrationReader:

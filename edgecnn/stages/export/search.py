@@ -1,5 +1,6 @@
-"""`export --max-drop POINTS`: an int8 file within verify's int8 criteria, found by keeping the most sensitive Keras
-layers in float (Olive's and OpenVINO's accuracy-aware quantization, per format).
+"""`export --max-drop POINTS`: an int8 file within verify's int8 criteria, found by lifting the most sensitive Keras
+layers out of int8, to 16-bit activations first and then to float (Olive's and OpenVINO's accuracy-aware
+quantization, per format, with LiteRT's and ONNX Runtime's 16-bit tier before float).
 
 The budget is verify's own: accuracy drop against Keras at most `max_drop` points and top-1 agreement at least
 verify's int8 minimum — the agreement's 95 % lower bound on the validation images, so that a candidate that meets it
@@ -7,18 +8,22 @@ also meets it on the test split. It is judged on a validation split that is neit
 calibration images: the hold-out `train` recorded (found again from train.json's seed and fraction), else a seeded
 slice of the training data. The first candidate is the format's default (ONNX keeps the first convolution, TFLite
 nothing); when it misses, one pass of `verify --explain`'s comparison ranks the layers by the quantization noise they
-add on the validation images whose answer int8 changes most (`most_changed`) (SQNR lost against the layer before), and the most sensitive layers are kept in float one
-by one (a few steps). Where the noise is spread over many layers rather than concentrated in a few (MobileNetV3's
-late blocks), that cannot meet the budget, and the search goes on as Polygraphy's `debug precision` does: it
-bisects over the network's layer order for the shortest tail of the network that, kept in float, meets the budget
-(the whole network but its first layer in float first: if even that misses, the input and output quantization alone
-miss it, and the search says so). Every step is recorded: layers kept, accuracy, agreement, size, batch-1 latency.
+add (SQNR lost against the layer before) on the validation images whose answer int8 changes most (`most_changed`), and
+the most sensitive layers leave int8 run by run (a few steps): in ONNX each run first with 16-bit activations and int8
+weights (A16W8: the file stays as small), then in float; TFLite cannot mix 16x8 and 8x8 operators, so the whole file in
+16x8 is tried once before any layer goes to float. Where the noise is spread over many layers rather than concentrated
+in a few (MobileNetV3's late blocks), that cannot meet the budget, and the search goes on as Polygraphy's `debug
+precision` does: it bisects over the network's layer order for the shortest tail of the network that, lifted, meets
+the budget (per tier, the whole network but its first layer first: if even the float one misses, the input and output
+quantization alone miss it, and the search says so). Every step is recorded: each lifted layer's tier, accuracy,
+agreement, size, batch-1 latency.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -62,64 +67,96 @@ def validation_split(train_images: np.ndarray, train_labels: np.ndarray, holdout
     return Validation(train_images[held], train_labels[held], np.asarray(held), source)
 
 
+class Tier(Enum):
+    """Where a layer goes when it must leave int8: 16-bit activations with int8 weights first (the file stays as small),
+    then float."""
+
+    INT16 = "int16 activations"
+    FLOAT = "float"
+
+
 def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: Converted, validation: Validation,
            convert: Any, max_drop: float, min_agreement: float) -> tuple[Converted, SearchResult]:
-    """Steps from the format's first candidate (already converted: `first`) until the budget is met."""
+    """Steps from the format's first candidate (already converted: `first`) until the budget is met. Each run of
+    sensitive layers is tried in 16-bit activations before float where the format mixes them per layer (ONNX); where it
+    cannot (TFLite's 16x8 is the whole file), the whole file in 16x8 is tried once before any layer goes to float."""
     started = time.perf_counter()
     keras_probabilities = inputs.keras_probabilities(validation.images)
     keras_accuracy = float(np.mean(keras_probabilities.argmax(axis=1) == validation.labels))
     kept = list(first.details.quantization.kept_float_layers if first.details.quantization else ())
+    per_layer = converter_for(spec.format).INT16_PER_LAYER
 
-    def tried(layers: list[str]) -> tuple[Converted, SearchStep]:
-        converted = convert(spec, replace(inputs, options=replace(inputs.options, keep_float=tuple(layers))), base)
-        return converted, evaluated(spec, converted, inputs, validation, keras_probabilities, keras_accuracy, layers, max_drop, min_agreement)[0]
+    def tried(floats: list[str], int16: list[str] | None = None) -> tuple[Converted, SearchStep]:
+        options = replace(inputs.options, keep_float=tuple(floats), keep_int16=tuple(int16 or ()))
+        converted = convert(spec, replace(inputs, options=options), base)
+        return converted, evaluated(spec, converted, inputs, validation, keras_probabilities, keras_accuracy, max_drop, min_agreement)[0]
 
     current = first
-    first_step, first_probabilities = evaluated(spec, current, inputs, validation, keras_probabilities, keras_accuracy, kept, max_drop, min_agreement)
+    first_step, first_probabilities = evaluated(spec, current, inputs, validation, keras_probabilities, keras_accuracy, max_drop, min_agreement)
     steps = [first_step]
+
+    def attempt(floats: list[str], int16: list[str] | None = None) -> bool:
+        """One candidate: its step goes on the trail and its file becomes the current one; whether it met the budget."""
+        nonlocal current
+        current, step = tried(floats, int16)
+        steps.append(step)
+        return step.within_budget
+
     if not first_step.within_budget:
         ranked_on = most_changed(first_probabilities, keras_probabilities, SENSITIVITY_IMAGES)
         profile = sensitivity(spec, current.path, inputs, validation.images[ranked_on])
+        met = not per_layer and attempt([], profile.layers_with_nodes)
         for run in profile.runs[:RANKED_STEPS]:
-            kept += [layer for layer in run if layer not in kept]
-            current, step = tried(kept)
-            steps.append(step)
-            if step.within_budget:
+            if met:
                 break
-        if not steps[-1].within_budget:
-            current = bisect_float_tail(kept, profile.layers_with_nodes, tried, steps) or current
+            added = [layer for layer in run if layer not in kept]
+            met = per_layer and attempt(kept, added)
+            if not met:
+                kept += added
+                met = attempt(kept)
+        if not met:
+            tiers = (Tier.INT16, Tier.FLOAT) if per_layer else (Tier.FLOAT,)
+            current = bisect_tail(kept, profile.layers_with_nodes, tried, steps, tiers) or current
     result = SearchResult.of(max_drop, min_agreement, validation.source, tuple(steps), round(time.perf_counter() - started, 2))
     return replace(current, details=replace(current.details, accuracy_search=result)), result
 
 
-def bisect_float_tail(kept: list[str], order: list[str], tried: Any, steps: list[SearchStep]) -> Converted | None:
-    """The shortest tail of `order` (layers with nodes, network order) that, kept in float with `kept`, meets the
-    budget: the whole network but its first layer first (the TFLite converter's debugger needs one quantized operator),
-    then halving; the best candidate's file (the longest tail's, which missed, when none meets it; None when nothing
-    is left to keep in float)."""
+def bisect_tail(kept: list[str], order: list[str], tried: Any, steps: list[SearchStep], tiers: tuple[Tier, ...]) -> Converted | None:
+    """The shortest tail of `order` (layers with nodes, network order) that, in the cheapest tier whose longest tail
+    meets the budget (16-bit activations before float), meets it with `kept` in float: per tier the whole network but
+    its first layer first (the TFLite converter's debugger needs one quantized operator), then halving in the first
+    tier that met; the best candidate's file (the longest float tail's, which missed, when none meets it; None when
+    nothing is left to lift)."""
 
     def with_tail(length: int) -> list[str]:
-        return kept + [layer for layer in order[len(order) - length :] if layer not in kept]
+        return [layer for layer in order[len(order) - length :] if layer not in kept]
 
     quantized = [index for index, layer in enumerate(order) if layer not in kept]
     if not quantized:
         return None
     missing, meeting = 0, len(order) - 1 - quantized[0]  # a tail of 0 is the ranked steps' last candidate, which missed
-    converted, step = tried(with_tail(meeting))
-    steps.append(step)
-    if not step.within_budget:
+    for tier in tiers:
+
+        def tail_candidate(length: int, tier: Tier = tier) -> tuple[Converted, SearchStep]:
+            return tried(kept, with_tail(length)) if tier is Tier.INT16 else tried(kept + with_tail(length))
+
+        converted, step = tail_candidate(meeting)
+        steps.append(step)
+        if step.within_budget:
+            break
+    else:
         return converted
     best = converted
     while meeting - missing > 1 and len(steps) < MAX_STEPS:
         middle = (missing + meeting) // 2
-        converted, step = tried(with_tail(middle))
+        converted, step = tail_candidate(middle)
         steps.append(step)
         if step.within_budget:
             meeting, best = middle, converted
         else:
             missing = middle
     if not steps[-1].within_budget:  # the last try missed: write the best one again (each try reuses the staged file name)
-        best, step = tried(with_tail(meeting))
+        best, step = tail_candidate(meeting)
         steps.append(step)
     return best
 
@@ -135,8 +172,9 @@ def most_changed(probabilities: np.ndarray, keras_probabilities: np.ndarray, cou
 
 
 def evaluated(spec: ArtifactSpec, converted: Converted, inputs: ExportInputs, validation: Validation, keras_probabilities: np.ndarray,
-              keras_accuracy: float, kept: list[str], max_drop: float, min_agreement: float) -> tuple[SearchStep, np.ndarray]:
-    """The candidate's step in the trail, and its probabilities on the validation images."""
+              keras_accuracy: float, max_drop: float, min_agreement: float) -> tuple[SearchStep, np.ndarray]:
+    """The candidate's step in the trail (its layers' tiers as its quantization record names them), and its
+    probabilities on the validation images."""
     runner = open_runner(spec.format, converted.path, description=inputs.description)
     try:
         probabilities = inputs.description.probabilities(infer_in_batches(runner, validation.images))
@@ -150,8 +188,9 @@ def evaluated(spec: ArtifactSpec, converted: Converted, inputs: ExportInputs, va
     margin = inputs.bounds.decided_margin if inputs.bounds is not None else DECIDED_MARGIN
     criteria = paired_criteria(probabilities, keras_probabilities, validation.labels, min_agreement, max_drop, margin)
     drop = round(100.0 * (keras_accuracy - accuracy), 4)
-    step = SearchStep(tuple(kept), accuracy, drop, agreement, round(criteria[0].low, 6), converted.path.stat().st_size, round(p50, 2),
-                      overall(criteria) is Decision.PASS)
+    record = converted.details.quantization
+    step = SearchStep(record.kept_float_layers if record else (), accuracy, drop, agreement, round(criteria[0].low, 6), converted.path.stat().st_size,
+                      round(p50, 2), overall(criteria) is Decision.PASS, record.int16_layers if record else ())
     return step, probabilities
 
 

@@ -14,8 +14,10 @@ from edgecnn.core.manifest import Precision
 from edgecnn.core.native_output import quiet_native_output
 from edgecnn.core.records import encode
 from edgecnn.core.tflite_metadata import embed, io_quantization, operator_tensors
-from edgecnn.stages.export.artifacts import ArtifactSpec, IoType
+from edgecnn.stages.export.artifacts import ArtifactSpec, ExportOptions, IoType
 from edgecnn.stages.export.inputs import Converted, ExportInputs
+
+INT16_PER_LAYER = False  # LiteRT's 16x8 mode is the whole file: a layer cannot leave 8-bit alone
 
 
 def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Converted:
@@ -32,15 +34,9 @@ def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Conv
     if spec.precision is Precision.INT8:
         calibration = inputs.description.model_input(inputs.calibration)
         converter.representative_dataset = lambda: ([calibration[index : index + 1]] for index in range(len(calibration)))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        io_dtype = tf.uint8 if spec.io_type is IoType.UINT8 else tf.int8
-        converter.inference_input_type = io_dtype
-        converter.inference_output_type = io_dtype
-        kept_layers = tuple(inputs.options.keep_float or ())  # nothing by default: the seed model's file as it always was
-        quantization = QuantizationRecord(weights="int8 per-channel", calibration_method="minmax (the converter's own; no choice)",
-                                          kept_float_layers=kept_layers)
+        quantization = int8_mode(tf, converter, spec, inputs.options)
         calibration_record = inputs.calibration_record()
-        if kept_layers and spec.io_type is IoType.UINT8:
+        if quantization.kept_float_layers and spec.io_type is IoType.UINT8:
             raise EdgecnnError("int8 files with layers kept in float take and give int8 (the converter's debugger has no uint8 I/O)",
                                "--keep-float")
     with quiet_native_output((1, 2)), converter_refusal("the TFLite converter"):
@@ -55,6 +51,24 @@ def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Conv
     path = inputs.staging / spec.filename(inputs.model_entry.stem)
     path.write_bytes(embed(flatbuffer, tflite_facts(metadata, io_quantization(flatbuffer)[0])))
     return Converted(path, ArtifactDetails(quantization=quantization, calibration=calibration_record, metadata="edgecnn entry in the model's metadata table"))
+
+
+def int8_mode(tf: Any, converter: Any, spec: ArtifactSpec, options: ExportOptions) -> QuantizationRecord:
+    """Full-integer int8 (8-bit activations, the I/O type the row names), or, when layers are to keep 16-bit
+    activations, the converter's 16x8 mode for the whole file: LiteRT has no per-operator mix of 16x8 and 8x8 kernels,
+    and its 16x8 files take and give int16."""
+    if options.keep_int16:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int16
+        return QuantizationRecord(weights="int8 per-channel", calibration_method=CONVERTER_CALIBRATION, activations="int16 (the whole file: 16x8)",
+                                  int16_layers=options.keep_int16)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.uint8 if spec.io_type is IoType.UINT8 else tf.int8
+    kept_layers = tuple(options.keep_float or ())  # nothing by default: the seed model's file as it always was
+    return QuantizationRecord(weights="int8 per-channel", calibration_method=CONVERTER_CALIBRATION, kept_float_layers=kept_layers)
+
+
+CONVERTER_CALIBRATION = "minmax (the converter's own; no choice)"
 
 
 def layers_with_nodes(path: Path, layers: list[str]) -> set[str | None]:
