@@ -11,11 +11,12 @@ nothing); when it misses, one pass of `verify --explain`'s comparison ranks the 
 add (SQNR lost against the layer before) on the validation images whose answer int8 changes most (`most_changed`), and
 the most sensitive layers leave int8 run by run (a few steps): in ONNX each run first with 16-bit activations and int8
 weights (A16W8: the file stays as small), then in float; TFLite cannot mix 16x8 and 8x8 operators, so the whole file in
-16x8 is tried once before any layer goes to float. Where the noise is spread over many layers rather than concentrated
-in a few (MobileNetV3's late blocks), that cannot meet the budget, and the search goes on as Polygraphy's `debug
-precision` does: it bisects over the network's layer order for the shortest tail of the network that, lifted, meets
-the budget (per tier, the whole network but its first layer first: if even the float one misses, the input and output
-quantization alone miss it, and the search says so). Every step is recorded: each lifted layer's tier, accuracy,
+16x8 is tried once before any layer goes to float; a 16-bit candidate that meets the budget is weighed against the
+float one (`keeps_16_bit`: CPUs have no fast 16-bit kernels). Where the noise is spread over many layers rather than
+concentrated in a few (MobileNetV3's late blocks), that cannot meet the budget, and the search goes on as Polygraphy's
+`debug precision` does: it bisects over the network's layer order for the shortest tail of the network that, lifted,
+meets the budget (per tier, the whole network but its first layer first: if even the float one misses, the input and
+output quantization alone miss it, and the search says so). Every step is recorded: each lifted layer's tier, accuracy,
 agreement, size, batch-1 latency.
 """
 
@@ -75,11 +76,23 @@ class Tier(Enum):
     FLOAT = "float"
 
 
+SAME_SPEED = 1.10  # a 16-bit candidate up to 10% slower than its float counterpart counts as as fast (one 200-call p50 each)
+
+
+def keeps_16_bit(sixteen: SearchStep, floated: SearchStep) -> bool:
+    """Whether a 16-bit candidate that met the budget is kept over the float candidate with the same layers lifted: unless
+    that one also meets it and is faster. CPUs have no fast 16-bit kernels: ONNX Runtime's CPU provider runs A16W8 nodes
+    in float between the (de)quantization, and LiteRT's 16x8 kernels are reference ones (a 16x8 seed CNN measured
+    2.8-3.8 ms at batch 1 against 25 µs for int8), so a smaller file that is many times slower is not what a user ships."""
+    return not floated.within_budget or sixteen.p50_batch1_us <= floated.p50_batch1_us * SAME_SPEED
+
+
 def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: Converted, validation: Validation,
            convert: Any, max_drop: float, min_agreement: float) -> tuple[Converted, SearchResult]:
     """Steps from the format's first candidate (already converted: `first`) until the budget is met. Each run of
     sensitive layers is tried in 16-bit activations before float where the format mixes them per layer (ONNX); where it
-    cannot (TFLite's 16x8 is the whole file), the whole file in 16x8 is tried once before any layer goes to float."""
+    cannot (TFLite's 16x8 is the whole file), the whole file in 16x8 is tried once before any layer goes to float. A
+    16-bit candidate that meets the budget is compared with the float one (`keeps_16_bit`)."""
     started = time.perf_counter()
     keras_probabilities = inputs.keras_probabilities(validation.images)
     keras_accuracy = float(np.mean(keras_probabilities.argmax(axis=1) == validation.labels))
@@ -105,58 +118,60 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
     if not first_step.within_budget:
         ranked_on = most_changed(first_probabilities, keras_probabilities, SENSITIVITY_IMAGES)
         profile = sensitivity(spec, current.path, inputs, validation.images[ranked_on])
-        met = not per_layer and attempt([], profile.layers_with_nodes)
+        sixteen = steps[-1] if not per_layer and attempt([], profile.layers_with_nodes) else None  # TFLite: the whole file
+        met = False
         for run in profile.runs[:RANKED_STEPS]:
-            if met:
-                break
             added = [layer for layer in run if layer not in kept]
-            met = per_layer and attempt(kept, added)
-            if not met:
-                kept += added
-                met = attempt(kept)
-        if not met:
+            if per_layer and attempt(kept, added):
+                sixteen = steps[-1]
+            kept += added
+            met = attempt(kept)
+            if met or (sixteen is not None and per_layer):
+                break
+        if not met and (sixteen is None or not per_layer):  # TFLite's whole-file 16x8 is weighed against the float search's end
             tiers = (Tier.INT16, Tier.FLOAT) if per_layer else (Tier.FLOAT,)
             current = bisect_tail(kept, profile.layers_with_nodes, tried, steps, tiers) or current
+        if sixteen is not None and keeps_16_bit(sixteen, steps[-1]) and steps[-1] is not sixteen:
+            attempt(list(sixteen.kept_float_layers), list(sixteen.int16_layers))  # written again: each try reuses the staged name
     result = SearchResult.of(max_drop, min_agreement, validation.source, tuple(steps), round(time.perf_counter() - started, 2))
     return replace(current, details=replace(current.details, accuracy_search=result)), result
 
 
 def bisect_tail(kept: list[str], order: list[str], tried: Any, steps: list[SearchStep], tiers: tuple[Tier, ...]) -> Converted | None:
-    """The shortest tail of `order` (layers with nodes, network order) that, in the cheapest tier whose longest tail
-    meets the budget (16-bit activations before float), meets it with `kept` in float: per tier the whole network but
-    its first layer first (the TFLite converter's debugger needs one quantized operator), then halving in the first
-    tier that met; the best candidate's file (the longest float tail's, which missed, when none meets it; None when
-    nothing is left to lift)."""
+    """The shortest tail of `order` (layers with nodes, network order) that, lifted out of int8 with `kept` in float,
+    meets the budget. Each tier's longest tail is tried first — the whole network but its first layer (the TFLite
+    converter's debugger needs one quantized operator) — and the bisection halves in the tier that met (16-bit unless
+    float met too and is faster: `keeps_16_bit`). Returns the best candidate's file (the longest float tail's, which
+    missed, when none meets it; None when nothing is left to lift)."""
 
-    def with_tail(length: int) -> list[str]:
-        return [layer for layer in order[len(order) - length :] if layer not in kept]
+    def tail_candidate(tier: Tier, length: int) -> tuple[Converted, SearchStep]:
+        tail = [layer for layer in order[len(order) - length :] if layer not in kept]
+        return tried(kept, tail) if tier is Tier.INT16 else tried(kept + tail)
 
     quantized = [index for index, layer in enumerate(order) if layer not in kept]
     if not quantized:
         return None
     missing, meeting = 0, len(order) - 1 - quantized[0]  # a tail of 0 is the ranked steps' last candidate, which missed
+    longest = {}
     for tier in tiers:
-
-        def tail_candidate(length: int, tier: Tier = tier) -> tuple[Converted, SearchStep]:
-            return tried(kept, with_tail(length)) if tier is Tier.INT16 else tried(kept + with_tail(length))
-
-        converted, step = tail_candidate(meeting)
+        converted, step = tail_candidate(tier, meeting)
         steps.append(step)
-        if step.within_budget:
-            break
-    else:
+        longest[tier] = (converted, step)
+    met = [tier for tier in tiers if longest[tier][1].within_budget]
+    if not met:
         return converted
-    best = converted
+    chosen = Tier.INT16 if Tier.INT16 in met and keeps_16_bit(longest[Tier.INT16][1], longest[Tier.FLOAT][1]) else Tier.FLOAT
+    best, best_step = longest[chosen]
     while meeting - missing > 1 and len(steps) < MAX_STEPS:
         middle = (missing + meeting) // 2
-        converted, step = tail_candidate(middle)
+        converted, step = tail_candidate(chosen, middle)
         steps.append(step)
         if step.within_budget:
-            meeting, best = middle, converted
+            meeting, best, best_step = middle, converted, step
         else:
             missing = middle
-    if not steps[-1].within_budget:  # the last try missed: write the best one again (each try reuses the staged file name)
-        best, step = tail_candidate(meeting)
+    if steps[-1] is not best_step:  # the last try was another file: write the best one again (each try reuses the staged file name)
+        best, step = tail_candidate(chosen, meeting)
         steps.append(step)
     return best
 
