@@ -14,7 +14,6 @@ file's. Prints one Markdown table for bench/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[1]
 SHARED_NPZ = REPOSITORY.parent / "shared" / "data" / "mnist-offline.npz"
 MAX_SIZE_SHARE = 0.40  # of the format's fp32 file (the acceptance)
+ACCEPTANCE_FAMILIES = ("MobileNet", "MobileNetV2-1.0", "MobileNetV3Small", "MobileNetV3Large-nopre", "EfficientNetB0", "NASNetMobile",
+                       "ResNet50V2", "MobileNet-gray", "MobileNetV2")
 
 
 @dataclass(frozen=True)
@@ -124,13 +125,8 @@ def markdown(rows: list[Row], data: str, epochs: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(SHARED_NPZ))
-    parser.add_argument("--families", default="MobileNet,MobileNetV2-1.0,MobileNetV3Small,MobileNetV3Large-nopre,EfficientNetB0,NASNetMobile,"
-                                                "ResNet50V2,MobileNet-gray,MobileNetV2")
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--out", type=Path, default=REPOSITORY / "bench" / "out" / "int8_search")
-    arguments = parser.parse_args()
+    arguments = zoo.family_parser(__doc__.splitlines()[0], str(SHARED_NPZ), ",".join(ACCEPTANCE_FAMILIES), 4,
+                                  REPOSITORY / "bench" / "out" / "int8_search").parse_args()
     rows: list[Row] = []
     for name in arguments.families.split(","):
         family = next(family for family in families() if family.name == name)  # type: ignore[attr-defined]

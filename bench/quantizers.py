@@ -14,7 +14,6 @@ Markdown table for bench/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -139,12 +138,8 @@ def markdown(rows: list[Row], data: str, epochs: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(SHARED_NPZ))
-    parser.add_argument("--families", default="MobileNetV2,MobileNetV3Small,MobileNet-gray")
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--out", type=Path, default=REPOSITORY / "bench" / "out" / "quantizers")
-    arguments = parser.parse_args()
+    arguments = zoo.family_parser(__doc__.splitlines()[0], str(SHARED_NPZ), "MobileNetV2,MobileNetV3Small,MobileNet-gray", 4,
+                                  REPOSITORY / "bench" / "out" / "quantizers").parse_args()
     rows: list[Row] = []
     for name in arguments.families.split(","):
         family = next(family for family in zoo.FAMILIES if family.name == name)

