@@ -196,6 +196,36 @@ def test_the_search_judges_on_training_images_only_never_test_or_calibration(tra
         assert entry.details.accuracy_search == searched and entry.details.accuracy_search.steps[1].int16_layers == second.int16_layers
 
 
+def test_a_16x8_file_the_converter_refuses_is_recorded_and_the_search_goes_on_in_float(small_npz, tmp_path, monkeypatch):
+    """LiteRT has no 16x8 HARD_SWISH (MobileNetV3's activation): the whole-file 16x8 candidate is refused, the trail
+    says so, and the search goes on with float layers instead of failing the file."""
+    import keras
+
+    from edgecnn.stages.export import ExportOptions, FormatChoice, Quantize, export
+    from edgecnn.stages.export import search as search_module
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((28, 28, 1))
+    features = keras.layers.Activation("hard_swish")(keras.layers.Conv2D(8, 3, name="conv")(inputs))
+    outputs = keras.layers.Dense(10, activation="softmax", name="dense")(keras.layers.Flatten()(features))
+    path = tmp_path / "hard_swish.keras"
+    keras.Model(inputs, outputs).save(path)
+    evaluated = search_module.evaluated
+
+    def first_misses(spec, converted, *args):
+        step, probabilities = evaluated(spec, converted, *args)
+        quantization = converted.details.quantization
+        untouched = not quantization.kept_float_layers and not quantization.int16_layers
+        return (search_module.replace(step, within_budget=False) if untouched else step), probabilities
+
+    monkeypatch.setattr(search_module, "evaluated", first_misses)
+    result = export(ExportOptions(model=path, data=str(small_npz), format=FormatChoice.TFLITE, quantize=Quantize.INT8, max_drop=5.0, out=tmp_path))
+    searched = result.searches["tflite-int8"]
+    assert len(searched.refused) == 1 and "HARD_SWISH" in searched.refused[0] and "16-bit" in searched.refused[0]
+    assert not any(step.int16_layers for step in searched.steps) and searched.steps[1].kept_float_layers
+    assert [entry.name for entry in result.artifacts] == ["tflite-int8"] and not result.failed
+
+
 @pytest.mark.parametrize(("int16_meets", "int16_p50", "winner"), [(False, 1.0, "float"), (True, 1.05, "int16"), (True, 5.0, "float")])
 def test_the_bisection_finds_the_shortest_tail_in_the_tier_that_meets_the_budget(int16_meets, int16_p50, winner):
     """A model whose budget is met once its last 7 layers leave int8 (in float; in 16-bit activations too when

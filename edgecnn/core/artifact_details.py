@@ -114,10 +114,12 @@ class SearchResult:
     steps: tuple[SearchStep, ...]
     seconds: float
     met: bool = False  # the last step is within the budget (set by `of`)
+    refused: tuple[str, ...] = ()  # candidates the converter refused (the search went on without them): which, and why
 
     @classmethod
-    def of(cls, max_drop_points: float, min_agreement: float, validation: str, steps: tuple[SearchStep, ...], seconds: float) -> SearchResult:
-        return cls(max_drop_points, min_agreement, validation, steps, seconds, bool(steps) and steps[-1].within_budget)
+    def of(cls, max_drop_points: float, min_agreement: float, validation: str, steps: tuple[SearchStep, ...], seconds: float,
+           refused: tuple[str, ...] = ()) -> SearchResult:
+        return cls(max_drop_points, min_agreement, validation, steps, seconds, bool(steps) and steps[-1].within_budget, refused)
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,8 @@ def search_table(artifact: str, result: SearchResult) -> None:
     verdict = "met" if result.met else "NOT met"
     print_table(f"{artifact}: --max-drop {result.max_drop_points:g} points, agreement ≥ {result.min_agreement:.0%} on {result.validation} — "
                 f"{verdict} after {len(result.steps)} step(s), {result.seconds:.0f} s", search_rows(result))
+    for refusal in result.refused:
+        print(f"  not a step (refused): {refusal}")
 
 
 def bench_table(results: Sequence[BenchResult]) -> None:

@@ -32,6 +32,7 @@ import numpy as np
 
 from edgecnn.core.artifact_details import SearchResult, SearchStep
 from edgecnn.core.data import holdout_indices
+from edgecnn.core.errors import ConversionRefused
 from edgecnn.core.layers import keras_layer_names
 from edgecnn.core.verdict import DECIDED_MARGIN, Decision, overall, paired_criteria
 from edgecnn.measure.timing import TimingSettings, measure
@@ -99,9 +100,19 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
     kept = list(first.details.quantization.kept_float_layers if first.details.quantization else ())
     per_layer = converter_for(spec.format).INT16_PER_LAYER
 
-    def tried(floats: list[str], int16: list[str] | None = None) -> tuple[Converted, SearchStep]:
+    refused: list[str] = []
+
+    def tried(floats: list[str], int16: list[str] | None = None) -> tuple[Converted, SearchStep] | None:
+        """A candidate's file and step; None for a 16-bit candidate the converter refuses (LiteRT has no 16x8 HARD_SWISH),
+        which is recorded as refused (the search goes on in float)."""
         options = replace(inputs.options, keep_float=tuple(floats), keep_int16=tuple(int16 or ()))
-        converted = convert(spec, replace(inputs, options=options), base)
+        try:
+            converted = convert(spec, replace(inputs, options=options), base)
+        except ConversionRefused as refusal:
+            if not int16:
+                raise
+            refused.append(f"{len(int16)} layers in 16-bit activations and {len(floats)} in float: {refusal}")
+            return None
         return converted, evaluated(spec, converted, inputs, validation, keras_probabilities, keras_accuracy, max_drop, min_agreement)[0]
 
     current = first
@@ -111,7 +122,10 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
     def attempt(floats: list[str], int16: list[str] | None = None) -> bool:
         """One candidate: its step goes on the trail and its file becomes the current one; whether it met the budget."""
         nonlocal current
-        current, step = tried(floats, int16)
+        candidate = tried(floats, int16)
+        if candidate is None:
+            return False
+        current, step = candidate
         steps.append(step)
         return step.within_budget
 
@@ -133,7 +147,7 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
             current = bisect_tail(kept, profile.layers_with_nodes, tried, steps, tiers) or current
         if sixteen is not None and keeps_16_bit(sixteen, steps[-1]) and steps[-1] is not sixteen:
             attempt(list(sixteen.kept_float_layers), list(sixteen.int16_layers))  # written again: each try reuses the staged name
-    result = SearchResult.of(max_drop, min_agreement, validation.source, tuple(steps), round(time.perf_counter() - started, 2))
+    result = SearchResult.of(max_drop, min_agreement, validation.source, tuple(steps), round(time.perf_counter() - started, 2), tuple(refused))
     return replace(current, details=replace(current.details, accuracy_search=result)), result
 
 
@@ -144,9 +158,9 @@ def bisect_tail(kept: list[str], order: list[str], tried: Any, steps: list[Searc
     float met too and is faster: `keeps_16_bit`). Returns the best candidate's file (the longest float tail's, which
     missed, when none meets it; None when nothing is left to lift)."""
 
-    def tail_candidate(tier: Tier, length: int) -> tuple[Converted, SearchStep]:
+    def tail_candidate(tier: Tier, length: int) -> tuple[Converted, SearchStep] | None:
         tail = [layer for layer in order[len(order) - length :] if layer not in kept]
-        return tried(kept, tail) if tier is Tier.INT16 else tried(kept + tail)
+        return tried(kept, tail) if tier is Tier.INT16 else tried(kept + tail)  # None: a 16-bit one the converter refused
 
     quantized = [index for index, layer in enumerate(order) if layer not in kept]
     if not quantized:
@@ -154,24 +168,26 @@ def bisect_tail(kept: list[str], order: list[str], tried: Any, steps: list[Searc
     missing, meeting = 0, len(order) - 1 - quantized[0]  # a tail of 0 is the ranked steps' last candidate, which missed
     longest = {}
     for tier in tiers:
-        converted, step = tail_candidate(tier, meeting)
-        steps.append(step)
-        longest[tier] = (converted, step)
-    met = [tier for tier in tiers if longest[tier][1].within_budget]
+        candidate = tail_candidate(tier, meeting)
+        if candidate is not None:
+            steps.append(candidate[1])
+            longest[tier] = candidate
+    met = [tier for tier in longest if longest[tier][1].within_budget]
     if not met:
-        return converted
+        return longest[Tier.FLOAT][0]
     chosen = Tier.INT16 if Tier.INT16 in met and keeps_16_bit(longest[Tier.INT16][1], longest[Tier.FLOAT][1]) else Tier.FLOAT
     best, best_step = longest[chosen]
     while meeting - missing > 1 and len(steps) < MAX_STEPS:
         middle = (missing + meeting) // 2
-        converted, step = tail_candidate(chosen, middle)
-        steps.append(step)
-        if step.within_budget:
-            meeting, best, best_step = middle, converted, step
+        candidate = tail_candidate(chosen, middle)
+        if candidate is not None:
+            steps.append(candidate[1])
+        if candidate is not None and candidate[1].within_budget:
+            meeting, (best, best_step) = middle, candidate
         else:
             missing = middle
     if steps[-1] is not best_step:  # the last try was another file: write the best one again (each try reuses the staged file name)
-        best, step = tail_candidate(chosen, meeting)
+        best, step = tail_candidate(chosen, meeting) or (best, best_step)  # the converter took it before
         steps.append(step)
     return best
 
