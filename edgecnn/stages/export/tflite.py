@@ -18,6 +18,7 @@ from edgecnn.stages.export.artifacts import ArtifactSpec, ExportOptions, IoType
 from edgecnn.stages.export.inputs import Converted, ExportInputs
 
 INT16_PER_LAYER = False  # LiteRT's 16x8 mode is the whole file: a layer cannot leave 8-bit alone
+CONVERTER_CALIBRATION = "minmax (the converter's own; no choice)"
 
 
 def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Converted:
@@ -66,9 +67,6 @@ def int8_mode(tf: Any, converter: Any, spec: ArtifactSpec, options: ExportOption
     converter.inference_input_type = converter.inference_output_type = tf.uint8 if spec.io_type is IoType.UINT8 else tf.int8
     kept_layers = tuple(options.keep_float or ())  # nothing by default: the seed model's file as it always was
     return QuantizationRecord(weights="int8 per-channel", calibration_method=CONVERTER_CALIBRATION, kept_float_layers=kept_layers)
-
-
-CONVERTER_CALIBRATION = "minmax (the converter's own; no choice)"
 
 
 def layers_with_nodes(path: Path, layers: list[str]) -> set[str | None]:
