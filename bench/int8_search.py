@@ -3,10 +3,12 @@
 
     python bench/int8_search.py [--families MobileNetV2,...] [--data ../shared/data/mnist-offline.npz] [--epochs 4]
 
-Each family is trained on every class of the data in its size and colour (bench/quantizers.py's `trained`: a
-model.keras already in its folder is reused), then exported three times per format into its own folder: fp32, plain
-int8 (the format's first candidate), and the search's int8 (its wall time is the search's, on this machine's cores).
-Every file is verified on the whole test split, and every file of a family is timed in one interleaved bench run
+The data's test split is cut in two seeded halves (`unseen_split`, written beside the families): the search judges on
+one (`--validation-data`: images the models never saw, as a user who keeps a validation set gives them), verify on the
+other. Each family is trained on every class of the training split in its size and colour (bench/quantizers.py's
+`trained`: a model.keras already in its folder is reused), then exported three times per format into its own folder:
+fp32, plain int8 (the format's first candidate), and the search's int8 (its wall time is the search's, on this
+machine's cores). Every file is verified on the other half, and every file of a family is timed in one interleaved bench run
 (batch 1, one thread: ONNX files under ONNX Runtime's CPU provider, TFLite files under LiteRT). A file meets the
 acceptance when it PASSes, is at most 40% of its format's fp32 file, and its batch-1 p50 is no worse than that fp32
 file's. Prints one Markdown table for bench/RESULTS.md.
@@ -44,6 +46,24 @@ class Row:
         return self.verdict == "PASS" and self.size_share <= MAX_SIZE_SHARE and self.vs_fp32 >= 1.0
 
 
+def unseen_split(data: str, out: Path) -> tuple[str, str]:
+    """(data, validation data): the data with half its test split (seeded), and the other half as its own npz (both
+    splits of it: the search judges on every image of --validation-data)."""
+    import numpy as np
+
+    from edgecnn.core.data import load_dataset
+
+    dataset = load_dataset(data)
+    order = np.random.default_rng(28).permutation(len(dataset.y_test))
+    judged, kept = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "data.npz", x_train=dataset.x_train, y_train=dataset.y_train, x_test=dataset.x_test[kept], y_test=dataset.y_test[kept])
+    half = len(judged) // 2
+    np.savez(out / "validation.npz", x_train=dataset.x_test[judged[:half]], y_train=dataset.y_test[judged[:half]],
+             x_test=dataset.x_test[judged[half:]], y_test=dataset.y_test[judged[half:]])
+    return str(out / "data.npz"), str(out / "validation.npz")
+
+
 def exported(family: object, keras_path: Path, data: str, folder: Path, **options: object) -> Path:
     """fp32 and the int8 variant of both formats in `folder`; the manifest's path."""
     from edgecnn.core.description import Color
@@ -63,7 +83,7 @@ def families() -> tuple[object, ...]:
     return (*zoo.FAMILIES, zoo.Family("MobileNet", "MobileNet", (32, 32)), zoo.Family("MobileNetV2-1.0", "MobileNetV2", (32, 32)))
 
 
-def measured(family: object, data: str, epochs: int, out: Path) -> list[Row]:
+def measured(family: object, data: str, validation: str, epochs: int, out: Path) -> list[Row]:
     from edgecnn.core.manifest import load_manifest
     from edgecnn.runners import RunOptions, RuntimeName
     from edgecnn.stages.bench import BenchOptions, bench
@@ -74,7 +94,7 @@ def measured(family: object, data: str, epochs: int, out: Path) -> list[Row]:
     keras_path = quantizers.trained(family, data, epochs, folder)
     manifests = {"plain": exported(family, keras_path, data, folder / "plain")}
     started = time.perf_counter()
-    manifests["search"] = exported(family, keras_path, data, folder / "search", max_drop=0.5)
+    manifests["search"] = exported(family, keras_path, data, folder / "search", max_drop=0.5, validation_data=validation)
     print(f"{family.name}: plain and searched int8 exported ({time.perf_counter() - started:.0f} s with the search)", flush=True)  # type: ignore[attr-defined]
     files: dict[tuple[str, str], Path] = {}
     verdicts = {}
@@ -107,7 +127,7 @@ def measured(family: object, data: str, epochs: int, out: Path) -> list[Row]:
 
 
 def markdown(rows: list[Row], data: str, epochs: int) -> str:
-    lines = [f"Data: all classes of `{data}` in each model's size and colour, {epochs} epochs; verify on the whole test split; "
+    lines = [f"Data: all classes of `{data}` in each model's size and colour, {epochs} epochs; verify on half the test split (the search judged on the other half); "
              "batch-1 p50 with one thread, every file of a family interleaved in one bench run (ONNX under ORT CPU, TFLite under "
              "LiteRT); \"vs fp32\": the format's fp32 p50 over this file's (1x or more: no worse). Accepted: PASS, at most "
              f"{MAX_SIZE_SHARE:.0%} of fp32, no slower.", "",
@@ -127,16 +147,17 @@ def markdown(rows: list[Row], data: str, epochs: int) -> str:
 def main() -> None:
     arguments = zoo.family_parser(__doc__.splitlines()[0], str(SHARED_NPZ), ",".join(ACCEPTANCE_FAMILIES), 4,
                                   REPOSITORY / "bench" / "out" / "int8_search").parse_args()
+    data, validation = unseen_split(arguments.data, arguments.out)
     rows: list[Row] = []
     for name in arguments.families.split(","):
         family = next(family for family in families() if family.name == name)  # type: ignore[attr-defined]
         started = time.perf_counter()
         try:
-            rows += measured(family, arguments.data, arguments.epochs, arguments.out)
+            rows += measured(family, data, validation, arguments.epochs, arguments.out)
         except Exception as error:  # a family the converters refuse is a finding, not the end of the run
             print(f"{name}: {type(error).__name__}: {error}", flush=True)
         print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
-        print(markdown(rows, arguments.data, arguments.epochs), flush=True)
+        print(markdown(rows, data, arguments.epochs), flush=True)
 
 
 sys.path.insert(0, str(REPOSITORY / "bench"))

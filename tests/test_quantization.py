@@ -196,6 +196,52 @@ def test_the_search_judges_on_training_images_only_never_test_or_calibration(tra
         assert entry.details.accuracy_search == searched and entry.details.accuracy_search.steps[1].int16_layers == second.int16_layers
 
 
+def test_the_search_judges_on_validation_data_when_given_and_refuses_test_images(trained_model, small_npz, real_arrays, tmp_path, monkeypatch):
+    """--validation-data: the search judges on every image of it (both splits) and on nothing else, calibration avoids
+    --data's training images that are among them, and the trail names the file; images from --data's test split, a
+    size the model does not take, or the option without --max-drop are one-line errors naming it."""
+    import numpy as np
+
+    from edgecnn.stages.export import ExportOptions, FormatChoice, Quantize, export
+    from edgecnn.stages.export import search as search_module
+
+    unseen = real_arrays["x_train"][2000:2400], real_arrays["y_train"][2000:2400]  # past the small slice the model was fit on
+    repeated = real_arrays["x_train"][:40], real_arrays["y_train"][:40]  # --data training images: calibration must avoid them
+    validation_npz = tmp_path / "unseen.npz"
+    np.savez(validation_npz, x_train=np.concatenate([unseen[0][:200], repeated[0]]), y_train=np.concatenate([unseen[1][:200], repeated[1]]),
+             x_test=unseen[0][200:], y_test=unseen[1][200:])
+    model = tmp_path / "model" / trained_model.name  # without its train.json: a user's model, whose hold-out is unknown
+    model.parent.mkdir()
+    shutil.copy(trained_model, model)
+    seen: dict[str, object] = {}
+    evaluated = search_module.evaluated
+
+    def spy(spec, converted, inputs, validation, *args):
+        seen["validation"], seen["calibration"], seen["source"] = validation.images, inputs.calibration, validation.source
+        return evaluated(spec, converted, inputs, validation, *args)
+
+    monkeypatch.setattr(search_module, "evaluated", spy)
+    result = export(ExportOptions(model=model, data=str(small_npz), format=FormatChoice.ONNX, quantize=Quantize.INT8, max_drop=0.5,
+                                  validation_data=str(validation_npz), out=tmp_path / "out"))
+    given = {image.tobytes() for image in np.concatenate([unseen[0], repeated[0]])}
+    judged = {image[..., 0].tobytes() for image in seen["validation"]}  # (N, 28, 28, 1) → the npz's (N, 28, 28)
+    assert judged == given and len(seen["validation"]) == 440
+    assert not {image[..., 0].tobytes() for image in seen["calibration"]} & given and len(seen["calibration"]) == 500
+    assert "440 images of --validation-data" in result.searches["onnx-int8"].validation and str(validation_npz.resolve()) in seen["source"]
+
+    peeking = tmp_path / "peeking.npz"
+    np.savez(peeking, x_train=unseen[0], y_train=unseen[1], x_test=np.load(small_npz)["x_test"][:3], y_test=np.load(small_npz)["y_test"][:3])
+    wide = tmp_path / "wide.npz"
+    np.savez(wide, x_train=np.zeros((20, 32, 32), np.uint8), y_train=np.arange(20) % 10, x_test=np.zeros((10, 32, 32), np.uint8), y_test=np.arange(10))
+    for extra, fragments in ((["--max-drop", "0.5", "--validation-data", str(peeking)], ("3 of its images are in the test split", "--validation-data")),
+                             (["--max-drop", "0.5", "--validation-data", str(wide)], ("the model takes 28x28", "--validation-data")),
+                             (["--validation-data", str(validation_npz)], ("add --max-drop", "--validation-data"))):
+        out = tmp_path / f"refused-{len(fragments[0])}"
+        run = run_cli("export", "--model", str(model), "--data", str(small_npz), "--format", "onnx", "--quantize", "int8", "--out", str(out), *extra)
+        assert_one_line_error(run, *fragments)
+        assert not (out / "manifest.json").exists()
+
+
 def test_a_16x8_file_the_converter_refuses_is_recorded_and_the_search_goes_on_in_float(small_npz, tmp_path, monkeypatch):
     """LiteRT has no 16x8 HARD_SWISH (MobileNetV3's activation): the whole-file 16x8 candidate is refused, the trail
     says so, and the search goes on with float layers instead of failing the file."""

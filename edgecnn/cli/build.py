@@ -107,6 +107,10 @@ EXPORT_OPTIONS = (
     Declared("max_drop", "--max-drop", float, None, metavar="<points>",
              help="Search for int8 files within this accuracy drop (and verify's int8 agreement) on a validation split, keeping the "
                   "most sensitive layers in 16-bit activations, then in float; exit 1 when no candidate meets it."),
+    Declared("validation_data", "--validation-data", str, None, metavar="<data>",
+             help="Labelled images the model never saw (as --data takes them; every image of both splits) that --max-drop's search "
+                  "judges on. Default: the hold-out train recorded, else a seeded slice of --data's training images (optimistic: "
+                  "the model fit them)."),
     OUT_OPTION,
     REPLACE_OPTION,
 )
@@ -125,7 +129,7 @@ def export_command(values: Values) -> int:
         image_size=parse_image_size(values["image_size"]), color=values["color"], describe=description_overrides(values),
         calibration_images=values["calibration_images"], replace=values["replace"], calibration_method=values["calibration_method"],
         per_channel=not values["per_tensor"], quantizer=values["quantizer"], keep_float=tuple(keep_float) if keep_float is not None else None,
-        keep_int16=tuple(values["keep_int16"] or ()), max_drop=values["max_drop"],
+        keep_int16=tuple(values["keep_int16"] or ()), max_drop=values["max_drop"], validation_data=values["validation_data"],
     )
     with stage_progress("exporting") as advance:
         result = export(options, progress=advance)

@@ -332,9 +332,10 @@ def validated(arrays: dict[str, np.ndarray], source: DataSource, where: Path | s
     )
 
 
-def check_model_fits(description: ModelDescription, dataset: Dataset, model_name: str) -> None:
-    """A model and a dataset that cannot go together are named as such, before any work."""
-    where = f"{model_name} with --data {dataset.source.spec}"
+def check_model_fits(description: ModelDescription, dataset: Dataset, model_name: str, option: str = "--data") -> None:
+    """A model and a dataset that cannot go together are named as such (with the option that gave the data), before any
+    work."""
+    where = f"{model_name} with {option} {dataset.source.spec}"
     if dataset.image_shape != description.image_shape:
         height, width, channels = dataset.image_shape
         raise EdgecnnError(

@@ -132,6 +132,7 @@ class ExportOptions:
     keep_float: tuple[str, ...] | None = None  # Keras layers kept in float in int8 files; None: each format's first candidate
     keep_int16: tuple[str, ...] = ()  # Keras layers with 16-bit activations (int8 weights) in int8 files
     max_drop: float | None = None  # points: search for int8 files within verify's int8 criteria on a validation split
+    validation_data: str | None = None  # the images --max-drop's search judges on (default: train's hold-out, else training images)
     seed: int = 0
     replace: bool = False  # replace another model's artifacts in --out instead of refusing
 
@@ -151,6 +152,8 @@ class ExportOptions:
                                "--quantizer")
         if self.max_drop is not None and not (self.max_drop >= 0 and any_int8):
             raise EdgecnnError(f"needs int8 files and a budget of 0 points or more, got {self.max_drop}", "--max-drop")
+        if self.validation_data is not None and self.max_drop is None:
+            raise EdgecnnError("the search judges on these images: add --max-drop POINTS", "--validation-data")
         if self.keep_float is not None and not any_int8:
             raise EdgecnnError("layers are kept in float in int8 files, and none is being exported (add --quantize int8)", "--keep-float")
         if self.keep_int16:

@@ -41,7 +41,7 @@ from edgecnn.measure.thresholds import QUANTIZED
 from edgecnn.stages.export.artifacts import FORMATS, ArtifactSpec, ExportOptions, select_artifacts, spec_named
 from edgecnn.stages.export.bounds import parity_bounds
 from edgecnn.stages.export.inputs import Converted, ExportInputs, converter_for
-from edgecnn.stages.export.search import SearchResult, Validation, search, validation_split
+from edgecnn.stages.export.search import SearchResult, Validation, search, validation_given, validation_split
 from edgecnn.stages.export.source import SourceModel, load_source_model, resolve_model_path
 
 STAGING_PREFIX = ".export-staging-"  # + the exporting process's id
@@ -75,7 +75,9 @@ def export(options: ExportOptions, progress: Callable[[str], None] | None = None
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
     try:
         validation = None
-        if options.max_drop is not None:
+        if source.validation_data is not None:
+            validation = validation_given(source.validation_data, source.dataset)
+        elif options.max_drop is not None:
             validation = validation_split(source.dataset.x_train, source.dataset.y_train, source.holdout, options.seed)
         calibration = calibration_images(options, source, validation.indices if validation is not None else None)
         inputs = ExportInputs(source.keras_model, model_entry, options, staging, calibration, model_metadata(model_entry))

@@ -36,6 +36,7 @@ class SourceModel:
     entry: ModelEntry
     dataset: Dataset  # in the model's size and color: calibration images come from it
     holdout: tuple[float, int] | None = None  # train's validation fraction and seed, when train made this model on this data
+    validation_data: Dataset | None = None  # --validation-data, in the model's size and color
 
 
 def resolve_model_path(options: ExportOptions) -> Path:
@@ -70,7 +71,11 @@ def load_source_model(options: ExportOptions, path: Path) -> SourceModel:
     entry = ModelEntry(path=path.name, sha256=sha, test_accuracy=accuracy, data=data, description=description)
     same_split = report is not None and report.data.sha256 == dataset.fingerprint()
     holdout = (report.hyperparameters.validation_split, report.seed) if report is not None and same_split else None
-    return SourceModel(path, keras_model, entry, dataset, holdout)
+    validation_data = None
+    if options.validation_data is not None:
+        validation_data = load_dataset(replace(dataset.request, spec=options.validation_data))  # --data's size and color
+        check_model_fits(description, validation_data, path.name, "--validation-data")
+    return SourceModel(path, keras_model, entry, dataset, holdout, validation_data)
 
 
 def trained_here(path: Path, sha: str) -> TrainReport | None:
