@@ -5,8 +5,8 @@ quantization, per format, with LiteRT's and ONNX Runtime's 16-bit tier before fl
 The budget is verify's own: accuracy drop against Keras at most `max_drop` points and top-1 agreement at least
 verify's int8 minimum — the agreement's 95 % lower bound on the validation images, so that a candidate that meets it
 also meets it on the test split. It is judged on a validation split that is neither the test split verify judges nor the
-calibration images: the hold-out `train` recorded (found again from train.json's seed and fraction), else a seeded
-slice of the training data. The first candidate is the format's default (ONNX keeps the first convolution, TFLite
+calibration images: the user's `--validation-data` (images the model never saw), else the hold-out `train` recorded
+(found again from train.json's seed and fraction), else a seeded slice of the training data. The first candidate is the format's default (ONNX keeps the first convolution, TFLite
 nothing); when it misses, one pass of `verify --explain`'s comparison ranks the layers by the quantization noise they
 add (SQNR lost against the layer before) on the validation images whose answer int8 changes most (`most_changed`), and
 the most sensitive layers leave int8 run by run (a few steps): in ONNX each run first with 16-bit activations and int8
@@ -65,18 +65,17 @@ def validation_split(train_images: np.ndarray, train_labels: np.ndarray, holdout
     else:
         count = min(len(train_labels) // 2, max(MIN_VALIDATION, len(train_labels) // 10))
         held = np.sort(np.random.default_rng(seed + 1).permutation(len(train_labels))[:count])
-        source = (f"a seeded slice of {count:,} training images (seed {seed + 1}; the model's own hold-out is unknown, and int8 flips "
-                  "fewer answers on images the model fit: --validation-data judges on unseen ones)")
+        source = (f"a seeded slice of {count:,} training images (seed {seed + 1}; the model's own hold-out is unknown, and images "
+                  "it was fit on can make int8 look better than it is: --validation-data judges on unseen ones)")
     return Validation(train_images[held], train_labels[held], np.asarray(held), source)
 
 
 def validation_given(given: Dataset, data: Dataset) -> Validation:
     """Every image of --validation-data (both its splits): images the user knows the model never saw, as NNCF's accuracy
     control and Olive take an evaluation dataset. A search judged on training images the model fit ended at 99.2-99.3%
-    agreement there and gave 98.6-98.7% on the test split, INCONCLUSIVE (MobileNetV3Large; EfficientNetB0 99.1% → 98.4-98.7%:
-    bench/RESULTS.md). None of them may be in --data's test split
-    (the search would choose on images verify then judges with); calibration avoids --data's training images equal to
-    one of them."""
+    agreement there and gave 98.6-98.7% on the test split, INCONCLUSIVE (MobileNetV3Large; EfficientNetB0 99.1% →
+    98.4-98.7%: bench/RESULTS.md). None of them may be in --data's test split (the search would choose on images verify
+    then judges with); calibration avoids --data's training images equal to one of them."""
     images, labels = np.concatenate([given.x_train, given.x_test]), np.concatenate([given.y_train, given.y_test])
     keys = {image.tobytes() for image in images}
     in_test = sum(image.tobytes() in keys for image in data.x_test)
