@@ -238,9 +238,28 @@ def test_doctor_without_a_gpu_names_what_is_missing():
     assert text.returncode == 1 and "NOT usable" in text.stdout and "fix" in text.stdout
 
 
-def test_doctor_cpu_is_usable():
+def test_doctor_cpu_is_usable_and_says_whether_int8_sums_saturate():
+    from edgecnn.core.provenance import int8_dot_product
+
     run = run_cli("doctor", "--provider", "cpu")
     assert run.returncode == 0 and "cpu          usable" in run.stdout
+    expected = {"vnni": "VNNI (32-bit sums)", "avx2": "--reduce-range", "": "not x86"}[int8_dot_product()]
+    assert expected in next(line for line in run.stdout.splitlines() if line.startswith("cpu int8"))
+
+
+@pytest.mark.parametrize(("flags", "instructions"), [
+    ("flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw avx512_vnni", "vnni"),
+    ("flags\t\t: fpu sse2 avx avx2 fma avx_vnni", "vnni"),
+    ("flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw", "avx2"),  # AVX-512 without VNNI sums pairs in 16 bits too
+    ("Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 asimddp", ""),  # ARM64: 32-bit dot products
+])
+def test_the_cpus_int8_instructions_are_read_from_its_flags(tmp_path, flags, instructions):
+    from edgecnn.core.provenance import int8_dot_product
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\n{flags}\n\nprocessor\t: 1\n{flags}\n")
+    assert int8_dot_product(cpuinfo) == instructions
+    assert int8_dot_product(tmp_path / "absent") == ""
 
 
 @gpu

@@ -122,6 +122,59 @@ def test_16_bit_activations_follow_keras_more_closely_than_8_bit_and_pass_verify
         assert reports["int16"][name]["mean_abs_diff"] < reports["plain"][name]["mean_abs_diff"], name
 
 
+def test_reduce_range_keeps_weights_in_7_bits_where_the_integer_kernels_compute_what_the_file_says(trained_model, small_npz, tmp_path):
+    """--reduce-range: every int8 weight lies in [-64, 64] (ONNX Runtime's 7-bit range), the record and the file say so,
+    and the file passes verify. Its point: ONNX Runtime's integer kernels (the default session) give what the QDQ file
+    means (every optimization off: each node dequantized and computed in float) up to rounding, on any x86 CPU, while a
+    file with 8-bit weights may differ by a saturated sum on one without VNNI (`edgecnn doctor`)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from edgecnn.core.data import load_dataset
+
+    for name in (trained_model.name, "train.json"):
+        shutil.copy(trained_model.parent / name, tmp_path / name)
+    run = run_cli("export", "--out", str(tmp_path), "--format", "onnx", "--quantize", "int8", "--reduce-range")
+    assert run.returncode == 0, run.stderr
+    manifest = load_manifest(tmp_path / "manifest.json")
+    entry = manifest.artifact("onnx-int8")
+    path = manifest.resolve(entry.path)
+    record = entry.details.quantization
+    assert record is not None and record.reduce_range
+    assert json.loads(OnnxRunner(path).embedded_metadata()["quantization"]) == encode(record)
+    model = onnx.load(path)
+    initializers = {item.name: item for item in model.graph.initializer}
+    weights = [numpy_helper.to_array(initializers[node.input[0]]) for node in model.graph.node
+               if node.op_type == "DequantizeLinear" and node.input[0] in initializers and initializers[node.input[0]].data_type == onnx.TensorProto.INT8]
+    assert weights and all(int(np.abs(weight.astype(np.int32)).max()) <= 64 for weight in weights)
+    assert max(int(np.abs(weight.astype(np.int32)).max()) for weight in weights) == 64  # the range is used, not shrunk further
+
+    images = manifest.source_model().description.model_input(load_dataset(str(small_npz)).x_test[:500])
+    unoptimized = ort.SessionOptions()
+    unoptimized.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    integer, in_float = (ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(None, {"image": images})[0]
+                         for options in (ort.SessionOptions(), unoptimized))
+    assert np.abs(integer - in_float).max() < 0.05 and (integer.argmax(1) == in_float.argmax(1)).mean() >= 0.998
+    verified = run_cli("verify", "--manifest", str(manifest.path), "--json")
+    assert verified.returncode == 0 and json.loads(verified.stdout)["artifacts"][-1]["status"] == "PASS", verified.stdout[-2000:]
+
+
+@pytest.mark.parametrize(("given", "instructions", "seven_bit", "reason"), [
+    (None, "avx2", True, "without VNNI"), (None, "vnni", False, "with VNNI"), (None, "", False, "not x86"),
+    (True, "vnni", True, "--reduce-range"), (False, "avx2", False, "--no-reduce-range"),
+])
+def test_weights_take_7_bits_by_default_only_where_the_cpu_lacks_vnni(monkeypatch, given, instructions, seven_bit, reason):
+    from edgecnn.core import provenance
+    from edgecnn.stages.export import ExportOptions
+    from edgecnn.stages.export.onnx import weight_range
+
+    monkeypatch.setattr(provenance, "int8_dot_product", lambda: instructions)
+    chosen, why = weight_range(ExportOptions(reduce_range=given))
+    assert chosen is seven_bit and reason in why
+
+
 def test_the_default_keeps_the_first_convolution_in_onnx_only(exported):
     manifest = load_manifest(exported)
     assert manifest.artifact("onnx-int8").details.quantization.kept_float_layers == ("conv1",)
@@ -137,6 +190,8 @@ def test_the_default_keeps_the_first_convolution_in_onnx_only(exported):
     (("--format", "onnx", "--keep-float", "conv2"), ("none is being exported", "--keep-float")),
     (("--format", "tflite", "--quantize", "int8", "--quantizer", "nncf"), ("ONNX int8 files only", "--quantizer")),
     (("--format", "onnx", "--quantize", "int8", "--quantizer", "nncf", "--per-tensor"), ("NNCF sets its own ranges", "--quantizer")),
+    (("--format", "tflite", "--quantize", "int8", "--reduce-range"), ("--quantizer onnxruntime only", "--reduce-range")),
+    (("--format", "onnx", "--quantize", "int8", "--quantizer", "nncf", "--reduce-range"), ("--quantizer onnxruntime only", "--reduce-range")),
     (("--format", "onnx", "--keep-int16", "conv2"), ("none is being exported", "--keep-int16")),
     (("--quantize", "int8", "--keep-int16", "no_such_layer"), ("no layer named 'no_such_layer'", "--keep-int16")),
     (("--format", "onnx", "--quantize", "int8", "--keep-int16", "conv2", "--keep-float", "conv2"), ("a layer has one tier", "--keep-int16")),

@@ -144,3 +144,25 @@ def test_manifest_paths_must_stay_inside_the_folder(exported, tmp_path):
     raw["artifacts"][0]["path"] = "../../etc/passwd"
     manifest_path.write_text(json.dumps(raw))
     assert_one_line_error(run_cli("verify", "--manifest", str(manifest_path)), "points outside the folder of manifest.json")
+
+
+@pytest.mark.parametrize(("instructions", "seven_bit", "artifact", "named"), [
+    ("avx2", False, "onnx-int8", True), ("vnni", False, "onnx-int8", False), ("avx2", True, "onnx-int8", False),
+    ("avx2", False, "tflite-int8", False),
+])
+def test_a_miss_on_saturating_int8_kernels_names_the_remedy(exported, monkeypatch, instructions, seven_bit, artifact, named):
+    """An ONNX int8 file with 8-bit weights that misses on ONNX Runtime's CPU kernels of an x86 CPU without VNNI says
+    that 7-bit weights (`export --reduce-range`) avoid the saturation; with VNNI, 7-bit weights or LiteRT it does not."""
+    from edgecnn.report.tables import parity_rows
+    from edgecnn.runners import Backend, RuntimeName
+    from edgecnn.stages import verify as verify_module
+
+    monkeypatch.setattr(verify_module, "int8_dot_product", lambda: instructions)
+    entry = load_manifest(exported).artifact(artifact)
+    entry = replace(entry, details=replace(entry.details, quantization=replace(entry.details.quantization, reduce_range=seven_bit)))
+    runtime = RuntimeName.ONNXRUNTIME if artifact.startswith("onnx") else RuntimeName.LITERT
+    ran = ParityResult(entry.name, entry.path, entry.precision, entry.sha256, Status.INCONCLUSIVE, Thresholds(), runtime=runtime,
+                       provider_used=Backend("CPUExecutionProvider", "cpu"))
+    assert verify_module.on_saturating_kernels(entry, ran) is named
+    verdict = str(parity_rows([replace(ran, saturating_kernels=named)]).rows[0][-1])
+    assert ("export with --reduce-range" in verdict) is named

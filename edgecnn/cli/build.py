@@ -95,6 +95,9 @@ EXPORT_OPTIONS = (
     Declared("calibration_method", "--calibration-method", CalibrationMethod, CalibrationMethod.MINMAX,
              help="ONNX int8 only (ORT's calibrators; the TFLite converter has no choice)."),
     Declared("per_tensor", "--per-tensor", bool, False, help="ONNX int8: one weight scale per tensor instead of per channel."),
+    Declared("reduce_range", "--reduce-range/--no-reduce-range", bool, None,
+             help="ONNX int8: weights in 7 bits (ONNX Runtime's reduce_range), or in 8. Default: 7 where this CPU is x86 without VNNI "
+                  "(its 8-bit integer kernels saturate there; `edgecnn doctor` says), else 8. Name the CPUs you ship to."),
     Declared("quantizer", "--quantizer", Quantizer, Quantizer.ONNXRUNTIME,
              help="ONNX int8: onnxruntime (its files run fastest under ONNX Runtime) | nncf (OpenVINO's, with bias correction: "
                   "for files deployed on OpenVINO; needs the openvino extra)."),
@@ -128,7 +131,7 @@ def export_command(values: Values) -> int:
         io_type=values["io_type"], opset=values["opset"], out=values["out"], data=values["data"],
         image_size=parse_image_size(values["image_size"]), color=values["color"], describe=description_overrides(values),
         calibration_images=values["calibration_images"], replace=values["replace"], calibration_method=values["calibration_method"],
-        per_channel=not values["per_tensor"], quantizer=values["quantizer"], keep_float=tuple(keep_float) if keep_float is not None else None,
+        per_channel=not values["per_tensor"], reduce_range=values["reduce_range"], quantizer=values["quantizer"], keep_float=tuple(keep_float) if keep_float is not None else None,
         keep_int16=tuple(values["keep_int16"] or ()), max_drop=values["max_drop"], validation_data=values["validation_data"],
     )
     with stage_progress("exporting") as advance:

@@ -24,6 +24,8 @@ class QuantizationRecord:
     activations: str | None = None  # "uint8"; None where the converter decides
     quantizer: str | None = None  # who placed the quantization: "onnxruntime 1.31.1", "nncf 3.4.0"; None: the converter itself
     int16_layers: tuple[str, ...] = ()  # Keras layers with 16-bit activations and int8 weights (A16W8; TFLite: the whole file)
+    reduce_range: bool = False  # weights in 7 bits of the 8 (ONNX Runtime's reduce_range): no saturation on x86 CPUs without VNNI
+    reduce_range_reason: str = ""  # the option that chose it, or the exporting CPU's int8 instructions when none did
 
 
 @dataclass(frozen=True)

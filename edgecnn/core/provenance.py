@@ -7,6 +7,7 @@ import os
 import platform
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from edgecnn import __version__
 
@@ -35,6 +36,21 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def int8_dot_product(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """How this CPU sums ONNX Runtime's u8×s8 int8 products: "vnni" (AVX-512 VNNI or AVX-VNNI sum them in 32 bits), "avx2"
+    (x86 without VNNI: VPMADDUBSW sums each pair in 16 bits, which saturates on 8-bit weights and moves predictions; ONNX
+    Runtime's quantization docs name `reduce_range`, edgecnn's `export --reduce-range`), or "" (not x86, or no flags to
+    read: ARM's dot-product instructions sum in 32 bits)."""
+    try:
+        with cpuinfo.open(encoding="utf-8") as handle:
+            flags = next((set(line.split(":", 1)[1].split()) for line in handle if line.startswith("flags")), set())
+    except OSError:
+        return ""
+    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+        return "vnni"
+    return "avx2" if "avx2" in flags else ""
 
 
 def memory_mib() -> int | None:
@@ -68,6 +84,7 @@ class Machine:
     memory_mib: int | None = None
     os: str = ""
     python: str = ""
+    int8_dot: str = ""  # `int8_dot_product()`: "avx2" is where 8-bit-weight ONNX int8 files can lose agreement to saturation
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -75,7 +92,8 @@ class Machine:
 
 def this_machine() -> Machine:
     return Machine(platform=platform.platform(), machine=platform.machine(), cpu=cpu_model(), cpu_count=os.cpu_count() or 1,
-                   memory_mib=memory_mib(), os=operating_system(), python=platform.python_version())
+                   memory_mib=memory_mib(), os=operating_system(), python=platform.python_version(),
+                   int8_dot=int8_dot_product())
 
 
 THIS_MACHINE = "local"  # the host that rows measured on this machine name; rows from a box over SSH name the box (--remote)

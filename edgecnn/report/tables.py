@@ -68,6 +68,8 @@ def export_rows(entries: Sequence[ArtifactEntry]) -> TextTable:
 def parity_rows(results: Sequence[ParityResult]) -> TextTable:
     def cells(item: ParityResult) -> tuple[Cell, ...]:
         verdict = item.status.value + "".join(f"; {failure.describe()}" for failure in item.failures)
+        if item.saturating_kernels:
+            verdict += "; 8-bit weights on a CPU without VNNI, whose int8 sums saturate: export with --reduce-range"
         if item.status.value == "FAIL":
             verdict += f"; layer by layer: edgecnn verify --explain {item.name}"
         return (item.name, item.precision.value, ran_on(item), number(item.accuracy, ".2%"), number(item.delta_points, "+.2f"), number(item.agreement, ".2%"),

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecnn.core.provenance import package_version
+from edgecnn.core.provenance import int8_dot_product, package_version
 from edgecnn.runners import Provider, ProviderError, SessionConfig
 from edgecnn.runners.onnxrt import TENSORRT_LIBRARIES, built_for_cuda, check_provider_usable, preload_gpu_libraries, provider_fix
 
@@ -45,6 +45,7 @@ class DoctorReport:
     usable: bool
     problem: str
     fix: str
+    int8_dot: str = ""  # `provenance.int8_dot_product()`: whether this CPU's int8 kernels saturate on 8-bit weights
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {
@@ -122,6 +123,7 @@ def diagnose(provider: Provider = Provider.CUDA, device_id: int = 0) -> DoctorRe
         usable=not problem,
         problem=problem,
         fix="" if not problem else fix_for(provider, package, libraries),
+        int8_dot=int8_dot_product(),
     )
 
 

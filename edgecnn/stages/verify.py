@@ -28,7 +28,7 @@ from edgecnn.core.errors import EdgecnnError, IntegrityError
 from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
 from edgecnn.core.manifest import ArtifactEntry, Manifest, ModelEntry, ParityBounds, Precision, load_manifest
 from edgecnn.core.plots import drawn
-from edgecnn.core.provenance import THIS_MACHINE, hosted, library_versions, this_machine, utc_now
+from edgecnn.core.provenance import THIS_MACHINE, hosted, int8_dot_product, library_versions, this_machine, utc_now
 from edgecnn.core.records import encode
 from edgecnn.core.reference import load_reference
 from edgecnn.core.verdict import DECIDED_MARGIN, Criterion, Decision, decided_images, overall, paired_criteria
@@ -85,6 +85,7 @@ class ParityResult:
     provider_used: Backend | None = None
     arithmetic: Arithmetic | None = None
     optimizer: OptimizerFinding | None = None  # an fp32 FAIL rerun with graph optimizations off (runners/onnxrt_passes.py)
+    saturating_kernels: bool = False  # a file that missed, with 8-bit weights, on ONNX Runtime's CPU kernels of an x86 CPU without VNNI
     confusion: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -348,6 +349,17 @@ def keras_outputs(manifest: Manifest, images: np.ndarray, fingerprint: str, kera
     return outputs
 
 
+def on_saturating_kernels(entry: ArtifactEntry, ran: ParityResult) -> bool:
+    """Whether an int8 file ONNX Runtime's quantizer gave 8-bit weights ran on ONNX Runtime's CPU provider of an x86 CPU without VNNI, whose
+    16-bit pair sums saturate (`provenance.int8_dot_product`): a miss there may be the CPU's, and 7-bit weights
+    (`export --reduce-range`) avoid it."""
+    quantization = entry.details.quantization
+    return (entry.precision is Precision.INT8 and quantization is not None
+            and not quantization.reduce_range and (quantization.quantizer or "").startswith("onnxruntime")
+            and ran.provider_used is not None and not ran.provider_used.on_device and ran.runtime is RuntimeName.ONNXRUNTIME
+            and int8_dot_product() == "avx2")
+
+
 def verify_artifact(manifest: Manifest, entry: ArtifactEntry, judged: JudgedSet, copies: tuple[CorruptedCopy, ...], options: VerifyOptions,
                     runtime: RuntimeName) -> tuple[ParityResult, tuple[ParityResult, ...]]:
     """The file judged on the plain split, and on each corrupted copy (one session for all)."""
@@ -373,6 +385,8 @@ def verify_artifact(manifest: Manifest, entry: ArtifactEntry, judged: JudgedSet,
     compared = compare(ran, probabilities, judged.probabilities, judged.labels, judged.decided_margin)
     if compared.status is Status.FAIL and entry.precision is Precision.FP32 and compared.thresholds.atol is not None:
         compared = with_optimizer_finding(compared, path, probabilities, judged, manifest, runtime)
+    if compared.status is not Status.PASS and on_saturating_kernels(entry, ran):
+        compared = replace(compared, saturating_kernels=True)
     on_copies = tuple(compare(ran, copied, copy.set.probabilities, copy.set.labels, judged.decided_margin)
                       for copy, copied in zip(copies, outputs[1:], strict=True))
     return replace(compared, flipped=tuple(int(index) for index in judged.indices[list(compared.flipped)])), on_copies

@@ -128,6 +128,7 @@ class ExportOptions:
     calibration_images: int = 500
     calibration_method: CalibrationMethod = CalibrationMethod.MINMAX  # ONNX int8 only
     per_channel: bool = True  # ONNX int8 weights: one scale per output channel (else one per tensor)
+    reduce_range: bool | None = None  # ONNX int8 weights in 7 bits (ONNX Runtime's reduce_range); None: where this CPU lacks VNNI
     quantizer: Quantizer = Quantizer.ONNXRUNTIME  # ONNX int8 only
     keep_float: tuple[str, ...] | None = None  # Keras layers kept in float in int8 files; None: each format's first candidate
     keep_int16: tuple[str, ...] = ()  # Keras layers with 16-bit activations (int8 weights) in int8 files
@@ -147,6 +148,9 @@ class ExportOptions:
             raise EdgecnnError("applies to ONNX int8 files only (the TFLite converter quantizes weights per channel)", "--per-tensor")
         if self.quantizer is not Quantizer.ONNXRUNTIME and not onnx_int8:
             raise EdgecnnError("the TFLite converter quantizes its own files: this option applies to ONNX int8 files only", "--quantizer")
+        if self.reduce_range is not None and not (onnx_int8 and self.quantizer is Quantizer.ONNXRUNTIME):
+            raise EdgecnnError("7-bit weights are ONNX Runtime's quantizer's option: it applies to ONNX int8 files with --quantizer onnxruntime only",
+                               "--reduce-range" if self.reduce_range else "--no-reduce-range")
         if self.quantizer is Quantizer.NNCF and (self.calibration_method is not CalibrationMethod.MINMAX or not self.per_channel):
             raise EdgecnnError("NNCF sets its own ranges and quantizes weights per channel: drop --calibration-method and --per-tensor",
                                "--quantizer")
