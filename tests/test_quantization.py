@@ -132,6 +132,7 @@ def test_reduce_range_keeps_weights_in_7_bits_where_the_integer_kernels_compute_
     import onnxruntime as ort
     from onnx import numpy_helper
 
+    from edgecnn.core.artifact import INPUT_NAME
     from edgecnn.core.data import load_dataset
 
     for name in (trained_model.name, "train.json"):
@@ -154,7 +155,7 @@ def test_reduce_range_keeps_weights_in_7_bits_where_the_integer_kernels_compute_
     images = manifest.source_model().description.model_input(load_dataset(str(small_npz)).x_test[:500])
     unoptimized = ort.SessionOptions()
     unoptimized.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    integer, in_float = (ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(None, {"image": images})[0]
+    integer, in_float = (ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: images})[0]
                          for options in (ort.SessionOptions(), unoptimized))
     assert np.abs(integer - in_float).max() < 0.05 and (integer.argmax(1) == in_float.argmax(1)).mean() >= 0.998
     verified = run_cli("verify", "--manifest", str(manifest.path), "--json")
@@ -170,7 +171,7 @@ def test_weights_take_7_bits_by_default_only_where_the_cpu_lacks_vnni(monkeypatc
     from edgecnn.stages.export import ExportOptions
     from edgecnn.stages.export.onnx import weight_range
 
-    monkeypatch.setattr(provenance, "int8_dot_product", lambda: instructions)
+    monkeypatch.setattr(provenance, "int8_dot_product", lambda: provenance.Int8Sums(instructions))
     chosen, why = weight_range(ExportOptions(reduce_range=given))
     assert chosen is seven_bit and reason in why
 

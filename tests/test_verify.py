@@ -153,11 +153,12 @@ def test_manifest_paths_must_stay_inside_the_folder(exported, tmp_path):
 def test_a_miss_on_saturating_int8_kernels_names_the_remedy(exported, monkeypatch, instructions, seven_bit, artifact, named):
     """An ONNX int8 file with 8-bit weights that misses on ONNX Runtime's CPU kernels of an x86 CPU without VNNI says
     that 7-bit weights (`export --reduce-range`) avoid the saturation; with VNNI, 7-bit weights or LiteRT it does not."""
+    from edgecnn.core.provenance import Int8Sums
     from edgecnn.report.tables import parity_rows
     from edgecnn.runners import Backend, RuntimeName
     from edgecnn.stages import verify as verify_module
 
-    monkeypatch.setattr(verify_module, "int8_dot_product", lambda: instructions)
+    monkeypatch.setattr(verify_module, "int8_dot_product", lambda: Int8Sums(instructions))
     entry = load_manifest(exported).artifact(artifact)
     entry = replace(entry, details=replace(entry.details, quantization=replace(entry.details.quantization, reduce_range=seven_bit)))
     runtime = RuntimeName.ONNXRUNTIME if artifact.startswith("onnx") else RuntimeName.LITERT

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import platform
 from dataclasses import asdict, dataclass
+from enum import Enum
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -38,19 +40,26 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def int8_dot_product(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """How this CPU sums ONNX Runtime's u8×s8 int8 products: "vnni" (AVX-512 VNNI or AVX-VNNI sum them in 32 bits), "avx2"
-    (x86 without VNNI: VPMADDUBSW sums each pair in 16 bits, which saturates on 8-bit weights and moves predictions; ONNX
-    Runtime's quantization docs name `reduce_range`, edgecnn's `export --reduce-range`), or "" (not x86, or no flags to
-    read: ARM's dot-product instructions sum in 32 bits)."""
+class Int8Sums(str, Enum):
+    """How a CPU sums ONNX Runtime's u8×s8 int8 products (`int8_dot_product`)."""
+
+    VNNI = "vnni"  # AVX-512 VNNI, AVX-VNNI or AMX: 32-bit sums
+    SATURATING = "avx2"  # x86 without VNNI: VPMADDUBSW sums each pair in 16 bits, which saturates on 8-bit weights
+    UNKNOWN = ""  # not x86 (ARM's dot-product instructions sum in 32 bits), or no flags to read
+
+
+@functools.cache
+def int8_dot_product(cpuinfo: Path = Path("/proc/cpuinfo")) -> Int8Sums:
+    """This CPU's int8 sums, read once from its flags. Where they saturate, ONNX int8 files with 8-bit weights move
+    predictions; ONNX Runtime's quantization docs name `reduce_range`, edgecnn's `export --reduce-range`."""
     try:
         with cpuinfo.open(encoding="utf-8") as handle:
             flags = next((set(line.split(":", 1)[1].split()) for line in handle if line.startswith("flags")), set())
     except OSError:
-        return ""
+        return Int8Sums.UNKNOWN
     if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
-        return "vnni"
-    return "avx2" if "avx2" in flags else ""
+        return Int8Sums.VNNI
+    return Int8Sums.SATURATING if "avx2" in flags else Int8Sums.UNKNOWN
 
 
 def memory_mib() -> int | None:
@@ -84,7 +93,7 @@ class Machine:
     memory_mib: int | None = None
     os: str = ""
     python: str = ""
-    int8_dot: str = ""  # `int8_dot_product()`: "avx2" is where 8-bit-weight ONNX int8 files can lose agreement to saturation
+    int8_dot: str = ""  # `Int8Sums`' value: "avx2" is where 8-bit-weight ONNX int8 files can lose agreement to saturation
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -93,7 +102,7 @@ class Machine:
 def this_machine() -> Machine:
     return Machine(platform=platform.platform(), machine=platform.machine(), cpu=cpu_model(), cpu_count=os.cpu_count() or 1,
                    memory_mib=memory_mib(), os=operating_system(), python=platform.python_version(),
-                   int8_dot=int8_dot_product())
+                   int8_dot=int8_dot_product().value)
 
 
 THIS_MACHINE = "local"  # the host that rows measured on this machine name; rows from a box over SSH name the box (--remote)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgecnn.core.manifest import ArtifactEntry
+from edgecnn.core.provenance import Int8Sums
 from edgecnn.report.tables import (
     Cell,
     TextTable,
@@ -189,9 +190,11 @@ def print_model_info(info: ModelInfo, as_json: bool) -> None:
         print(f"  meta     {key} = {value}")
 
 
-INT8_DOT_PRODUCT = {
-    "vnni": "VNNI (32-bit sums): ONNX int8 files with 8-bit weights run as quantized",
-    "avx2": "x86 without VNNI (16-bit pair sums saturate on 8-bit weights): export gives ONNX int8 files 7-bit weights here (--reduce-range)",
+INT8_SUMS = {
+    Int8Sums.VNNI: "VNNI (32-bit sums): ONNX int8 files with 8-bit weights run as quantized",
+    Int8Sums.SATURATING: "x86 without VNNI (16-bit pair sums saturate on 8-bit weights): export gives ONNX int8 files 7-bit weights here "
+                         "(--reduce-range)",
+    Int8Sums.UNKNOWN: "not x86 (or its flags unreadable): export keeps 8-bit weights",
 }
 
 
@@ -204,7 +207,7 @@ def print_doctor(report: DoctorReport, as_json: bool) -> None:
     print(f"providers    {', '.join(report.available_providers)}")
     for gpu in report.gpus or ("none seen (nvidia-smi not found or no device)",):
         print(f"gpu          {gpu}")
-    print(f"cpu int8     {INT8_DOT_PRODUCT.get(report.int8_dot, 'not x86: no saturation to avoid')}")
+    print(f"cpu int8     {INT8_SUMS[report.int8_dot]}")
     for library in report.libraries:
         state = f"found   {library.path}" if library.found else "MISSING"
         print(f"library      {library.file:26s} {library.needed_for:9s} {state}")

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecnn.core.provenance import int8_dot_product, package_version
+from edgecnn.core.provenance import Int8Sums, int8_dot_product, package_version
 from edgecnn.runners import Provider, ProviderError, SessionConfig
 from edgecnn.runners.onnxrt import TENSORRT_LIBRARIES, built_for_cuda, check_provider_usable, preload_gpu_libraries, provider_fix
 
@@ -45,11 +45,12 @@ class DoctorReport:
     usable: bool
     problem: str
     fix: str
-    int8_dot: str = ""  # `provenance.int8_dot_product()`: whether this CPU's int8 kernels saturate on 8-bit weights
+    int8_dot: Int8Sums = Int8Sums.UNKNOWN  # whether this CPU's int8 kernels saturate on 8-bit weights
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {
             "provider": self.provider.value,
+            "int8_dot": self.int8_dot.value,
             "libraries": [asdict(library) | {"found": library.found} for library in self.libraries],
         }
 

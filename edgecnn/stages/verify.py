@@ -28,7 +28,7 @@ from edgecnn.core.errors import EdgecnnError, IntegrityError
 from edgecnn.core.files import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
 from edgecnn.core.manifest import ArtifactEntry, Manifest, ModelEntry, ParityBounds, Precision, load_manifest
 from edgecnn.core.plots import drawn
-from edgecnn.core.provenance import THIS_MACHINE, hosted, int8_dot_product, library_versions, this_machine, utc_now
+from edgecnn.core.provenance import THIS_MACHINE, Int8Sums, hosted, int8_dot_product, library_versions, this_machine, utc_now
 from edgecnn.core.records import encode
 from edgecnn.core.reference import load_reference
 from edgecnn.core.verdict import DECIDED_MARGIN, Criterion, Decision, decided_images, overall, paired_criteria
@@ -357,7 +357,7 @@ def on_saturating_kernels(entry: ArtifactEntry, ran: ParityResult) -> bool:
     return (entry.precision is Precision.INT8 and quantization is not None
             and not quantization.reduce_range and (quantization.quantizer or "").startswith("onnxruntime")
             and ran.provider_used is not None and not ran.provider_used.on_device and ran.runtime is RuntimeName.ONNXRUNTIME
-            and int8_dot_product() == "avx2")
+            and int8_dot_product() is Int8Sums.SATURATING)
 
 
 def verify_artifact(manifest: Manifest, entry: ArtifactEntry, judged: JudgedSet, copies: tuple[CorruptedCopy, ...], options: VerifyOptions,

@@ -230,27 +230,30 @@ def quantize_int8(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Conve
                                       calibration_method=calibration_method, kept_float_layers=tuple(kept_layers),
                                       kept_float_nodes=tuple(kept_nodes), format="QDQ",
                                       activations="uint8" + (" (uint16 in the int16 layers)" if int16_nodes else ""), quantizer=quantizer,
-                                      int16_layers=options.keep_int16, reduce_range=reduce_range and not by_nncf,
-                                      reduce_range_reason="" if by_nncf else reduce_range_reason)
+                                      int16_layers=options.keep_int16, reduce_range=reduce_range, reduce_range_reason=reduce_range_reason)
     details = ArtifactDetails(quantization=quantization, calibration=inputs.calibration_record())
     return save_checked(quantized, spec, inputs, inputs.metadata | {"quantization": json.dumps(encode(quantization), sort_keys=True)}, details)
 
 
 def weight_range(options: ExportOptions) -> tuple[bool, str]:
-    """Whether ONNX Runtime's quantizer keeps int8 weights in 7 bits (`reduce_range`), and why. Without an option it
-    does so where the exporting CPU is x86 without VNNI: there ONNX Runtime's u8s8 kernels sum each pair of products in
-    16 bits (VPMADDUBSW), which saturates on 8-bit weights. On an AVX2 host, plain int8 agreement with fp32 on 5,000
-    unseen test images went 96.76% -> 99.38% (NASNetMobile), 98.64% -> 99.22% (MobileNetV2), 97.60% -> 98.36%
-    (MobileNetV3Small) with 7-bit weights (bench/RESULTS.md). Where the CPU has VNNI (or is not x86) files keep 8-bit
-    weights: the earlier acceptance figures were measured with them, and that file is what runs best there."""
+    """Whether ONNX Runtime's quantizer keeps int8 weights in 7 bits (`reduce_range`), and why ("" for NNCF, which sets
+    its own ranges). Without an option it does so where the exporting CPU is x86 without VNNI: there ONNX Runtime's
+    u8s8 kernels sum each pair of products in 16 bits (VPMADDUBSW), which saturates on 8-bit weights. On an AVX2 host,
+    plain int8 agreement with fp32 on 5,000 unseen test images went 96.76% -> 99.38% (NASNetMobile), 98.64% -> 99.22%
+    (MobileNetV2), 97.60% -> 98.36% (MobileNetV3Small), 95.94% -> 96.48% (EfficientNetB0) with 7-bit weights
+    (bench/RESULTS.md). Where the CPU has VNNI (or is not x86) files keep 8-bit weights: the earlier acceptance figures
+    were measured with them, and that file is what runs best there."""
+    if options.quantizer is Quantizer.NNCF:
+        return False, ""
     if options.reduce_range is not None:
         return options.reduce_range, "--reduce-range" if options.reduce_range else "--no-reduce-range"
-    from edgecnn.core.provenance import int8_dot_product
+    from edgecnn.core.provenance import Int8Sums, int8_dot_product
 
-    instructions = int8_dot_product()
-    if instructions == "avx2":
-        return True, "default: exported on an x86 CPU without VNNI, where 8-bit weights saturate ONNX Runtime's integer kernels"
-    return False, "default: exported on a CPU with VNNI" if instructions == "vnni" else "default: exported on a CPU that is not x86 (or whose flags are unreadable)"
+    return {
+        Int8Sums.SATURATING: (True, "default: exported on an x86 CPU without VNNI, where 8-bit weights saturate ONNX Runtime's integer kernels"),
+        Int8Sums.VNNI: (False, "default: exported on a CPU with VNNI"),
+        Int8Sums.UNKNOWN: (False, "default: exported on a CPU that is not x86 (or whose flags are unreadable)"),
+    }[int8_dot_product()]
 
 
 A16W8_OPSET = 21  # the first opset whose QuantizeLinear/DequantizeLinear take 16-bit integers
