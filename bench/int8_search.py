@@ -118,7 +118,7 @@ def measured(family: object, data: str, validation: str, epochs: int, out: Path)
         if searched is not None:
             last = searched.steps[-1]
             trail = (f"{'met' if searched.met else 'missed'} in {len(searched.steps)} steps, {searched.seconds:.0f} s; "
-                     f"{len(last.int16_layers)} int16, {len(last.kept_float_layers)} float")
+                     f"{len(last.dynamic_layers)} per-call, {len(last.int16_layers)} int16, {len(last.kept_float_layers)} float")
         own = p50[path.resolve()]
         rows.append(Row(family.name, name, variant, result.status.value, result.agreement or 0.0, result.delta_points or 0.0,  # type: ignore[attr-defined]
                         path.stat().st_size / fp32.stat().st_size, own, p50[fp32.resolve()] / own, trail))

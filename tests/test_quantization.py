@@ -122,6 +122,72 @@ def test_16_bit_activations_follow_keras_more_closely_than_8_bit_and_pass_verify
         assert reports["int16"][name]["mean_abs_diff"] < reports["plain"][name]["mean_abs_diff"], name
 
 
+def test_per_call_ranges_quantize_dense_inputs_on_each_call_with_int8_weights(trained_model, tmp_path):
+    """--keep-dynamic: the named Dense layers read their input through ONNX Runtime's dynamic quantization (its range
+    measured on each call, int8 weights in the file), the other layers stay static QDQ, the record and the file say so,
+    nearly every weight is 8-bit, and the file passes verify."""
+    import onnx
+
+    for name in (trained_model.name, "train.json"):
+        shutil.copy(trained_model.parent / name, tmp_path / name)
+    run = run_cli("export", "--out", str(tmp_path), "--format", "onnx", "--quantize", "int8", "--keep-dynamic", "dense",
+                  "--keep-dynamic", "probabilities")
+    assert run.returncode == 0, run.stderr
+    manifest = load_manifest(tmp_path / "manifest.json")
+    entry = manifest.artifact("onnx-int8")
+    model = onnx.load(manifest.resolve(entry.path))
+    initializers = {item.name: item for item in model.graph.initializer}
+    products = [node for node in model.graph.node if node.op_type == "MatMulInteger"]
+    assert len(products) == 2 and all(initializers[node.input[1]].data_type == onnx.TensorProto.INT8 for node in products)
+    assert sum(node.op_type == "DynamicQuantizeLinear" for node in model.graph.node) == 2
+    assert not any(node.op_type in ("Gemm", "MatMul") for node in model.graph.node), "no matrix product is left in float"
+    assert any(node.op_type == "QuantizeLinear" for node in model.graph.node), "the convolutions stay static int8"
+    record = entry.details.quantization
+    assert record is not None and record.dynamic_layers == ("dense", "probabilities") and "per call" in record.activations
+    assert json.loads(OnnxRunner(manifest.resolve(entry.path)).embedded_metadata()["quantization"]) == encode(record)
+    assert entry.details.weights is not None and entry.details.weights.eight_bit_share > 0.99
+    verified = run_cli("verify", "--manifest", str(manifest.path), "--json")
+    assert verified.returncode == 0 and json.loads(verified.stdout)["artifacts"][0]["status"] == "PASS", verified.stdout[-2000:]
+
+
+def test_matrix_products_are_rewritten_as_matmuls_that_compute_the_same():
+    """A 1x1 convolution over a 1x1 map (MobileNetV3's head) and a Gemm with transposed weights are matrix products, and
+    their MatMul form gives the same outputs under the same names; a 1x1 convolution over a larger map and a 3x3 one
+    are not, and stay as they are."""
+    import numpy as np
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper, shape_inference
+
+    from edgecnn.stages.export.onnx import as_matmuls, matrix_products
+
+    rng = np.random.default_rng(0)
+    weights = {"head_w": rng.normal(size=(6, 4, 1, 1)), "head_b": rng.normal(size=6), "fc_w": rng.normal(size=(3, 6)), "fc_b": rng.normal(size=3),
+               "map_w": rng.normal(size=(4, 2, 1, 1)), "wide_w": rng.normal(size=(4, 4, 3, 3))}
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "map_w"], ["mapped"], name="model/map/conv"),
+         helper.make_node("Conv", ["mapped", "wide_w"], ["widened"], name="model/wide/conv", pads=[1, 1, 1, 1]),
+         helper.make_node("GlobalAveragePool", ["widened"], ["pooled"], name="model/pool"),
+         helper.make_node("Conv", ["pooled", "head_w", "head_b"], ["head"], name="model/head/conv"),
+         helper.make_node("Flatten", ["head"], ["flat"], name="model/flatten"),
+         helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["y"], name="model/fc/gemm", transB=1)],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, 5, 5])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
+        [numpy_helper.from_array(value.astype(np.float32), name) for name, value in weights.items()])
+    model = shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
+    images = rng.normal(size=(4, 2, 5, 5)).astype(np.float32)
+
+    def outputs(proto):
+        return onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": images})[0]
+
+    expected = outputs(model)
+    found = matrix_products(model)
+    assert found == ["model/head/conv", "model/fc/gemm"]
+    added, matmuls = as_matmuls(model, found)
+    assert matmuls == ["model/head/conv/MatMul", "model/fc/gemm/MatMul"] and set(matmuls) <= set(added)
+    assert [node.op_type for node in model.graph.node] == ["Conv", "Conv", "GlobalAveragePool", "Flatten", "MatMul", "Add", "Reshape", "Flatten",
+                                                           "MatMul", "Add"]
+    assert np.allclose(outputs(model), expected, atol=1e-5)
+
+
 def test_reduce_range_keeps_weights_in_7_bits_where_the_integer_kernels_compute_what_the_file_says(trained_model, small_npz, tmp_path):
     """--reduce-range: every int8 weight lies in [-64, 64] (ONNX Runtime's 7-bit range), the record and the file say so,
     and the file passes verify. Its point: ONNX Runtime's integer kernels (the default session) give what the QDQ file
@@ -198,6 +264,10 @@ def test_the_default_keeps_the_first_convolution_in_onnx_only(exported):
     (("--format", "onnx", "--quantize", "int8", "--keep-int16", "conv2", "--keep-float", "conv2"), ("a layer has one tier", "--keep-int16")),
     (("--format", "onnx", "--quantize", "int8", "--keep-int16", "conv2", "--quantizer", "nncf"), ("NNCF places 8-bit", "--keep-int16")),
     (("--format", "tflite", "--quantize", "int8", "--keep-int16", "conv2", "--keep-float", "dense"), ("the whole file 16-bit", "--keep-int16")),
+    (("--quantize", "int8", "--keep-dynamic", "dense"), ("ONNX int8 files only", "--keep-dynamic")),
+    (("--format", "onnx", "--quantize", "int8", "--keep-dynamic", "dense", "--keep-int16", "dense"), ("a layer has one tier", "--keep-dynamic")),
+    (("--format", "onnx", "--quantize", "int8", "--keep-dynamic", "dense", "--quantizer", "nncf"), ("--quantizer onnxruntime", "--keep-dynamic")),
+    (("--format", "onnx", "--quantize", "int8", "--keep-dynamic", "conv2"), ("'conv2' has no matrix product", "--keep-dynamic")),
 ])
 def test_bad_quantization_choices_are_one_line_errors(trained_model, tmp_path, args, fragments):
     for name in (trained_model.name, "train.json"):
@@ -237,10 +307,13 @@ def test_the_search_judges_on_training_images_only_never_test_or_calibration(tra
     assert validation and validation <= train_hashes and not validation & test_hashes and not validation & calibration
     for name, searched in result.searches.items():
         first, second, third = searched.steps[:3]
-        # a layer leaving int8 goes to 16-bit activations first: per run in ONNX, the whole file in TFLite (16x8)
-        assert second.int16_layers and not first.int16_layers, name
+        # a layer leaving int8 goes to the tier before float first: per run in ONNX (per-call ranges for a Dense layer,
+        # 16-bit activations for the rest), the whole file in TFLite (16x8)
+        lifted = set(second.int16_layers) | set(second.dynamic_layers)
+        assert lifted and not first.int16_layers and not first.dynamic_layers, name
         if name.startswith("onnx"):
-            assert second.kept_float_layers == first.kept_float_layers and set(second.int16_layers) <= set(third.kept_float_layers)
+            assert second.kept_float_layers == first.kept_float_layers and lifted <= set(third.kept_float_layers) | set(third.dynamic_layers)
+            assert set(second.dynamic_layers) <= {"dense", "probabilities"} and not set(second.int16_layers) & {"dense", "probabilities"}
         else:
             assert not second.kept_float_layers and third.kept_float_layers and not third.int16_layers
         assert "held out for validation" in searched.validation
@@ -250,6 +323,7 @@ def test_the_search_judges_on_training_images_only_never_test_or_calibration(tra
         entry = next(entry for entry in result.artifacts if entry.name == name)
         assert entry.details.quantization is not None and entry.details.quantization.kept_float_layers in [step.kept_float_layers for step in searched.steps]
         assert entry.details.accuracy_search == searched and entry.details.accuracy_search.steps[1].int16_layers == second.int16_layers
+        assert name.startswith("onnx") or not second.dynamic_layers  # TFLite files take no per-call ranges
 
 
 def test_the_search_judges_on_validation_data_when_given_and_refuses_test_images(trained_model, small_npz, real_arrays, tmp_path, monkeypatch):
@@ -352,6 +426,15 @@ def test_the_bisection_finds_the_shortest_tail_in_the_tier_that_meets_the_budget
     assert tried_tails[:2] == [("int16", 18), ("float", 18)] and best == f"{winner} file with 7" and steps[-1].within_budget
     assert {tier for tier, _ in tried_tails[2:]} == {winner}  # the bisection stays in the tier it chose
     assert bool(steps[-1].int16_layers) == (winner == "int16") and len(steps) <= 2 + 6  # log2(18) tries, and the best again
+
+
+def test_matrix_products_take_per_call_ranges_in_either_tier():
+    """The search's candidates: a Dense layer (a matrix product) leaving int8 takes per-call ranges whether its run goes to
+    16-bit activations or to float; the convolutions go where they were sent; without products nothing changes."""
+    from edgecnn.stages.export.search import tiers_of
+
+    assert tiers_of(["conv1", "dense"], ["conv2", "probabilities"], {"dense", "probabilities"}) == (("conv1",), ("conv2",), ("dense", "probabilities"))
+    assert tiers_of(["conv1", "dense"], ["conv2"], set()) == (("conv1", "dense"), ("conv2",), ())
 
 
 def test_a_16_bit_candidate_much_slower_than_float_gives_way_to_it():

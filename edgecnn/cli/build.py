@@ -107,9 +107,12 @@ EXPORT_OPTIONS = (
     Declared("keep_int16", "--keep-int16", str, None, repeatable=True, metavar="<layer>",
              help="A Keras layer whose activations stay 16-bit (int8 weights) in the int8 files (repeatable): ONNX A16W8 for that "
                   "layer (opset 21); TFLite cannot mix, so the whole file goes 16x8 with int16 I/O."),
+    Declared("keep_dynamic", "--keep-dynamic", str, None, repeatable=True, metavar="<layer>",
+             help="ONNX int8: a Keras Dense layer (or 1x1 convolution over a 1x1 map) whose input is quantized with its range measured "
+                  "on each call (ONNX Runtime's dynamic quantization; int8 weights), not a calibrated one (repeatable)."),
     Declared("max_drop", "--max-drop", float, None, metavar="<points>",
              help="Search for int8 files within this accuracy drop (and verify's int8 agreement) on a validation split, keeping the "
-                  "most sensitive layers in 16-bit activations, then in float; exit 1 when no candidate meets it."),
+                  "most sensitive layers in 16-bit activations (per-call ranges for ONNX matrix products), then in float; exit 1 when no candidate meets it."),
     Declared("validation_data", "--validation-data", str, None, metavar="<data>",
              help="Labelled images the model never saw (as --data takes them; every image of both splits) that --max-drop's search "
                   "judges on. Default: the hold-out train recorded, else a seeded slice of --data's training images (optimistic: "
@@ -132,7 +135,8 @@ def export_command(values: Values) -> int:
         image_size=parse_image_size(values["image_size"]), color=values["color"], describe=description_overrides(values),
         calibration_images=values["calibration_images"], replace=values["replace"], calibration_method=values["calibration_method"],
         per_channel=not values["per_tensor"], reduce_range=values["reduce_range"], quantizer=values["quantizer"], keep_float=tuple(keep_float) if keep_float is not None else None,
-        keep_int16=tuple(values["keep_int16"] or ()), max_drop=values["max_drop"], validation_data=values["validation_data"],
+        keep_int16=tuple(values["keep_int16"] or ()), keep_dynamic=tuple(values["keep_dynamic"] or ()), max_drop=values["max_drop"],
+        validation_data=values["validation_data"],
     )
     with stage_progress("exporting") as advance:
         result = export(options, progress=advance)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 @dataclass(frozen=True)
 class QuantizationRecord:
     """How an int8 file was quantized: weights, activations, the calibration method, the Keras layers (and graph
-    nodes) kept in float, and those whose activations are 16-bit (with int8 weights)."""
+    nodes) kept in float, those whose activations are 16-bit (with int8 weights), and those whose activations take
+    their range on each call (dynamic, with int8 weights)."""
 
     weights: str  # "int8 per-channel"
     calibration_method: str
@@ -26,6 +27,7 @@ class QuantizationRecord:
     int16_layers: tuple[str, ...] = ()  # Keras layers with 16-bit activations and int8 weights (A16W8; TFLite: the whole file)
     reduce_range: bool = False  # weights in 7 bits of the 8 (ONNX Runtime's reduce_range): no saturation on x86 CPUs without VNNI
     reduce_range_reason: str = ""  # the option that chose it, or the exporting CPU's int8 instructions when none did
+    dynamic_layers: tuple[str, ...] = ()  # Keras layers whose matrix products quantize their input with its range per call (ONNX)
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,8 @@ class Float16Record:
 
 @dataclass(frozen=True)
 class SearchStep:
-    """One candidate of `--max-drop`'s search: the layers kept in float (and those with 16-bit activations) and how the
-    file did on the validation images."""
+    """One candidate of `--max-drop`'s search: the layers kept in float (and those with 16-bit activations, and with
+    per-call ranges) and how the file did on the validation images."""
 
     kept_float_layers: tuple[str, ...]
     accuracy: float
@@ -104,6 +106,7 @@ class SearchStep:
     p50_batch1_us: float
     within_budget: bool
     int16_layers: tuple[str, ...] = ()  # the 16-bit tier: int8 weights, 16-bit activations
+    dynamic_layers: tuple[str, ...] = ()  # the same tier for matrix products in ONNX: int8 weights, activation ranges per call
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,7 @@ def search_rows(result: SearchResult) -> TextTable:
         return ", ".join(layers) if len(layers) <= 4 else f"{len(layers)} layers: {', '.join(layers[:2])}, …, {layers[-1]}"
 
     def cells(step: SearchStep) -> tuple[Cell, ...]:
-        tiers = (("int16", step.int16_layers), ("float", step.kept_float_layers))
+        tiers = (("per-call ranges", step.dynamic_layers), ("int16", step.int16_layers), ("float", step.kept_float_layers))
         lifted = "; ".join(f"{tier} {named(layers)}" for tier, layers in tiers if layers) or "none"
         return (lifted, f"{step.accuracy:.2%}", f"{-step.drop_points or 0.0:+.2f}", f"{step.agreement:.2%}", f"{step.agreement_low:.2%}",
                 f"{step.bytes / 1024:,.1f}", f"{step.p50_batch1_us:,.1f}", Verdict(step.within_budget, "within" if step.within_budget else "misses"))

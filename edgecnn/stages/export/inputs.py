@@ -67,6 +67,8 @@ class FormatConverter(Protocol):
 
     def layers_with_nodes(self, path: Path, layers: list[str]) -> set[str | None]: ...
 
+    def matrix_product_layers(self, path: Path, layers: list[str]) -> set[str | None]: ...
+
 
 def converter_for(artifact_format: ArtifactFormat) -> FormatConverter:
     """The converter module of a format, imported on first use (TensorFlow and the converters load only for export)."""

@@ -70,6 +70,7 @@ def export(options: ExportOptions, progress: Callable[[str], None] | None = None
     source = load_source_model(options, model_path)
     check_layer_names(options.keep_float or (), keras_layer_names(source.keras_model), "--keep-float")
     check_layer_names(options.keep_int16, keras_layer_names(source.keras_model), "--keep-int16")
+    check_layer_names(options.keep_dynamic, keras_layer_names(source.keras_model), "--keep-dynamic")
     model_entry = source.entry
     remove_stale_staging(out)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))

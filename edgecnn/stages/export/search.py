@@ -10,7 +10,9 @@ calibration images: the user's `--validation-data` (images the model never saw),
 nothing); when it misses, one pass of `verify --explain`'s comparison ranks the layers by the quantization noise they
 add (SQNR lost against the layer before) on the validation images whose answer int8 changes most (`most_changed`), and
 the most sensitive layers leave int8 run by run (a few steps): in ONNX each run first with 16-bit activations and int8
-weights (A16W8: the file stays as small), then in float; TFLite cannot mix 16x8 and 8x8 operators, so the whole file in
+weights (A16W8: the file stays as small), then in float — its matrix products (Dense, a 1x1 convolution over a 1x1 map)
+instead, in either tier, with int8 weights and their input's range measured on each call (ONNX Runtime's dynamic
+quantization, faster than float there; float only if nothing met the budget); TFLite cannot mix 16x8 and 8x8 operators, so the whole file in
 16x8 is tried once before any layer goes to float; a 16-bit candidate that meets the budget is weighed against the
 float one (`keeps_16_bit`: CPUs have no fast 16-bit kernels). Where the noise is spread over many layers rather than
 concentrated in a few (MobileNetV3's late blocks), that cannot meet the budget, and the search goes on as Polygraphy's
@@ -89,7 +91,7 @@ def validation_given(given: Dataset, data: Dataset) -> Validation:
 
 class Tier(Enum):
     """Where a layer goes when it must leave int8: 16-bit activations with int8 weights first (the file stays as small),
-    then float."""
+    then float (an ONNX matrix product takes per-call ranges in either: `per_call_layers`)."""
 
     INT16 = "int16 activations"
     FLOAT = "float"
@@ -116,20 +118,26 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
     keras_probabilities = inputs.keras_probabilities(validation.images)
     keras_accuracy = float(np.mean(keras_probabilities.argmax(axis=1) == validation.labels))
     kept = list(first.details.quantization.kept_float_layers if first.details.quantization else ())
-    per_layer = converter_for(spec.format).INT16_PER_LAYER
+    converter = converter_for(spec.format)
+    per_layer = converter.INT16_PER_LAYER
+    products = per_call_layers(spec, inputs, base)
 
     refused: list[str] = []
 
-    def tried(floats: list[str], int16: list[str] | None = None) -> tuple[Converted, SearchStep] | None:
-        """A candidate's file and step; None for a 16-bit candidate the converter refuses (LiteRT has no 16x8 HARD_SWISH),
-        which is recorded as refused (the search goes on in float)."""
-        options = replace(inputs.options, keep_float=tuple(floats), keep_int16=tuple(int16 or ()))
+    def tried(floats: list[str], lifted: list[str] | None = None, float_products: bool = False) -> tuple[Converted, SearchStep] | None:
+        """A candidate's file and step, the `lifted` layers in the tier before float (16-bit activations) and `floats` in
+        float, but the matrix products among either with per-call ranges unless `float_products` (`per_call_layers`);
+        None for a candidate the converter refuses (LiteRT has no 16x8 HARD_SWISH), which is recorded as refused (the
+        search goes on in float)."""
+        in_float, in_int16, per_call = tiers_of(floats, lifted or [], set() if float_products else products)
+        options = replace(inputs.options, keep_float=in_float, keep_int16=in_int16, keep_dynamic=per_call)
         try:
             converted = convert(spec, replace(inputs, options=options), base)
         except ConversionRefused as refusal:
-            if not int16:
+            if not lifted:
                 raise
-            refused.append(f"{len(int16)} layers in 16-bit activations and {len(floats)} in float: {refusal}")
+            refused.append(f"{len(options.keep_int16)} layers in 16-bit activations, {len(options.keep_dynamic)} with per-call ranges and "
+                           f"{len(options.keep_float or ())} in float: {refusal}")
             return None
         return converted, evaluated(spec, converted, inputs, validation, keras_probabilities, keras_accuracy, max_drop, min_agreement)[0]
 
@@ -137,10 +145,10 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
     first_step, first_probabilities = evaluated(spec, current, inputs, validation, keras_probabilities, keras_accuracy, max_drop, min_agreement)
     steps = [first_step]
 
-    def attempt(floats: list[str], int16: list[str] | None = None) -> bool:
+    def attempt(floats: list[str], lifted: list[str] | None = None, float_products: bool = False) -> bool:
         """One candidate: its step goes on the trail and its file becomes the current one; whether it met the budget."""
         nonlocal current
-        candidate = tried(floats, int16)
+        candidate = tried(floats, lifted, float_products)
         if candidate is None:
             return False
         current, step = candidate
@@ -164,7 +172,10 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
             tiers = (Tier.INT16, Tier.FLOAT) if per_layer else (Tier.FLOAT,)
             current = bisect_tail(kept, profile.layers_with_nodes, tried, steps, tiers) or current
         if sixteen is not None and keeps_16_bit(sixteen, steps[-1]) and steps[-1] is not sixteen:
-            attempt(list(sixteen.kept_float_layers), list(sixteen.int16_layers))  # written again: each try reuses the staged name
+            attempt(list(sixteen.kept_float_layers), [*sixteen.int16_layers, *sixteen.dynamic_layers])  # written again: each try reuses the staged name
+        last = steps[-1]
+        if not last.within_budget and last.dynamic_layers:  # what missed with per-call ranges, once more in float
+            attempt([*last.kept_float_layers, *last.int16_layers, *last.dynamic_layers], float_products=True)
     result = SearchResult.of(max_drop, min_agreement, validation.source, tuple(steps), round(time.perf_counter() - started, 2), tuple(refused))
     return replace(current, details=replace(current.details, accuracy_search=result)), result
 
@@ -239,8 +250,30 @@ def evaluated(spec: ArtifactSpec, converted: Converted, inputs: ExportInputs, va
     drop = round(100.0 * (keras_accuracy - accuracy), 4)
     record = converted.details.quantization
     step = SearchStep(record.kept_float_layers if record else (), accuracy, drop, agreement, round(criteria[0].low, 6), converted.path.stat().st_size,
-                      round(p50, 2), overall(criteria) is Decision.PASS, record.int16_layers if record else ())
+                      round(p50, 2), overall(criteria) is Decision.PASS, record.int16_layers if record else (),
+                      record.dynamic_layers if record else ())
     return step, probabilities
+
+
+def tiers_of(floats: list[str], lifted: list[str], products: set[str | None]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """A candidate's layers in float, in 16-bit activations and with per-call ranges: `floats` and `lifted` (16-bit), but
+    the matrix products among either (`products`) with per-call ranges."""
+    return (tuple(layer for layer in floats if layer not in products), tuple(layer for layer in lifted if layer not in products),
+            tuple(layer for layer in [*floats, *lifted] if layer in products))
+
+
+def per_call_layers(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> set[str | None]:
+    """The layers that leave static int8 for per-call ranges in either tier (16-bit or float), and for float only when
+    nothing else met the budget: the matrix products of the fp32 file (ONNX Runtime's quantizer; none for NNCF or
+    TFLite, which place static ranges only). On ONNX Runtime's CPU provider their dynamic kernels run faster than the
+    same layer in float or A16W8 (which it computes in float), the file keeps int8 weights (a head convolution is most of
+    MobileNetV3's weights: in float, 51-61% of the fp32 file), and a range measured on each image follows Keras about as
+    closely as float (bench/RESULTS.md)."""
+    from edgecnn.stages.export.artifacts import Quantizer
+
+    if base is None or inputs.options.quantizer is not Quantizer.ONNXRUNTIME:
+        return set()
+    return converter_for(spec.format).matrix_product_layers(base, keras_layer_names(inputs.keras_model))
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,11 @@ def int8_mode(tf: Any, converter: Any, spec: ArtifactSpec, options: ExportOption
     return QuantizationRecord(weights="int8 per-channel", calibration_method=CONVERTER_CALIBRATION, kept_float_layers=kept_layers)
 
 
+def matrix_product_layers(path: Path, layers: list[str]) -> set[str | None]:
+    """None: a fully integer TFLite file cannot give some operators per-call ranges (its dynamic-range mode is the whole file)."""
+    return set()
+
+
 def layers_with_nodes(path: Path, layers: list[str]) -> set[str | None]:
     """The layers that own an operator's output in the file (the converter's debugger can keep those in float)."""
     from edgecnn.core.tflite_metadata import op_output_names
