@@ -12,9 +12,9 @@ add (SQNR lost against the layer before) on the validation images whose answer i
 the most sensitive layers leave int8 run by run (a few steps): in ONNX each run first with 16-bit activations and int8
 weights (A16W8: the file stays as small), then in float — its matrix products (Dense, a 1x1 convolution over a 1x1 map)
 instead, in either tier, with int8 weights and their input's range measured on each call (ONNX Runtime's dynamic
-quantization, faster than float there; float only if nothing met the budget); TFLite cannot mix 16x8 and 8x8 operators, so the whole file in
-16x8 is tried once before any layer goes to float; a 16-bit candidate that meets the budget is weighed against the
-float one (`keeps_16_bit`: CPUs have no fast 16-bit kernels). Where the noise is spread over many layers rather than
+quantization, faster than float there; float only if nothing met the budget); TFLite cannot mix 16x8 and 8x8
+operators, so the whole file in 16x8 is tried once before any layer goes to float; a 16-bit candidate that meets the
+budget is weighed against the float one (`keeps_16_bit`: CPUs have no fast 16-bit kernels). Where the noise is spread over many layers rather than
 concentrated in a few (MobileNetV3's late blocks), that cannot meet the budget, and the search goes on as Polygraphy's
 `debug precision` does: it bisects over the network's layer order for the shortest tail of the network that, lifted,
 meets the budget (per tier, the whole network but its first layer first: if even the float one misses, the input and
@@ -39,7 +39,7 @@ from edgecnn.core.layers import keras_layer_names
 from edgecnn.core.verdict import DECIDED_MARGIN, Decision, overall, paired_criteria
 from edgecnn.measure.timing import TimingSettings, measure
 from edgecnn.runners import infer_in_batches, open_runner
-from edgecnn.stages.export.artifacts import ArtifactSpec
+from edgecnn.stages.export.artifacts import ArtifactSpec, Quantizer
 from edgecnn.stages.export.inputs import Converted, ExportInputs, converter_for
 
 MIN_VALIDATION = 2000  # images the search judges on, where the data has them
@@ -118,8 +118,7 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
     keras_probabilities = inputs.keras_probabilities(validation.images)
     keras_accuracy = float(np.mean(keras_probabilities.argmax(axis=1) == validation.labels))
     kept = list(first.details.quantization.kept_float_layers if first.details.quantization else ())
-    converter = converter_for(spec.format)
-    per_layer = converter.INT16_PER_LAYER
+    per_layer = converter_for(spec.format).INT16_PER_LAYER
     products = per_call_layers(spec, inputs, base)
 
     refused: list[str] = []
@@ -270,8 +269,6 @@ def per_call_layers(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None)
     same layer in float or A16W8 (which it computes in float), the file keeps int8 weights (a head convolution is most of
     MobileNetV3's weights: in float, 51-61% of the fp32 file), and a range measured on each image follows Keras about as
     closely as float (bench/RESULTS.md)."""
-    from edgecnn.stages.export.artifacts import Quantizer
-
     if base is None or inputs.options.quantizer is not Quantizer.ONNXRUNTIME:
         return set()
     return converter_for(spec.format).matrix_product_layers(base, keras_layer_names(inputs.keras_model))
