@@ -158,7 +158,7 @@ def test_matrix_products_are_rewritten_as_matmuls_that_compute_the_same():
     import onnxruntime
     from onnx import TensorProto, helper, numpy_helper, shape_inference
 
-    from edgecnn.stages.export.onnx import as_matmuls, matrix_products
+    from edgecnn.core.onnx_graph import as_matmuls, matrix_products
 
     rng = np.random.default_rng(0)
     weights = {"head_w": rng.normal(size=(6, 4, 1, 1)), "head_b": rng.normal(size=6), "fc_w": rng.normal(size=(3, 6)), "fc_b": rng.normal(size=3),

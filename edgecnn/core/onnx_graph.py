@@ -6,6 +6,9 @@ Profiling the tf2onnx graph under ONNX Runtime (see bench/RESULTS.md) showed two
   kernels per call; onnxslim folds it to one constant Reshape. Kept only if outputs stay bit-identical.
 * MatMul + Add pairs: ONNX Runtime fuses a Gemm into one QGemm when quantized, but a MatMul/Add pair becomes two
   quantized kernels, so the int8 path rewrites them to Gemm before quantization.
+* the other way for layers given per-call ranges: ONNX Runtime's dynamic quantizer takes MatMul only, so such a Gemm,
+  or a 1x1 convolution over a 1x1 map, is written as MatMul (+ Add, between a Flatten and a Reshape for the
+  convolution); ORT gives the same outputs to 1e-5 (tests/test_quantization.py).
 
 One rewrite keeps a correct graph correct in the runtime users open it with: Keras' ZeroPadding2D before
 MaxPooling2D (ResNetV2's stem) converts to a zero `Pad` feeding a `MaxPool`, and ONNX Runtime's basic optimizer
@@ -80,7 +83,7 @@ def valid_pools_after_zero_pads(model: Any) -> list[str]:
         pad = producers.get(pool.input[0]) if pool.op_type == "MaxPool" else None
         if pad is None or pad.op_type != "Pad" or readers.get(pad.output[0]) != 1 or not zero_constant_pad(pad, constants):
             continue
-        attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in pool.attribute}
+        attributes = node_attributes(pool)
         if attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or any(attributes.get("pads", [])):
             continue
         kept = [attribute for attribute in pool.attribute if attribute.name not in ("pads", "auto_pad")]
@@ -133,9 +136,7 @@ def identity_reshapes_removed(model: Any) -> tuple[Any, list[str]]:
 
 def zero_constant_pad(pad: Any, constants: dict[str, np.ndarray]) -> bool:
     """A Pad in constant mode whose fill value is 0 (the default when the input is absent)."""
-    from onnx import helper
-
-    mode = next((helper.get_attribute_value(attribute) for attribute in pad.attribute if attribute.name == "mode"), b"constant")
+    mode = node_attributes(pad).get("mode", b"constant")
     if mode not in (b"constant", "constant"):
         return False
     if len(pad.input) < 3 or not pad.input[2]:
@@ -176,6 +177,89 @@ def fuse_matmul_add_into_gemm(model: Any) -> Any:
     del graph.node[:]
     graph.node.extend(fused)
     return model
+
+
+def matrix_products(model: Any) -> list[str]:
+    """Nodes that multiply their input by a constant matrix: MatMul and Gemm (not transposing the input) with constant
+    weights, and a 1x1 convolution over a 1x1 map (a Dense layer written as Conv2D, as MobileNetV3's head is). `model`
+    has its shapes inferred."""
+    constant = {initializer.name: initializer for initializer in model.graph.initializer}
+    shapes = {info.name: [dim.dim_value for dim in info.type.tensor_type.shape.dim] for info in [*model.graph.value_info, *model.graph.input]}
+
+    def one_by_one(node: Any) -> bool:
+        weight = constant[node.input[1]].dims
+        attributes = node_attributes(node)
+        return (len(weight) == 4 and list(weight[2:]) == [1, 1] and attributes.get("group", 1) == 1 and not any(attributes.get("pads", ()))
+                and shapes.get(node.input[0], [])[2:] == [1, 1])
+
+    def multiplies(node: Any) -> bool:
+        if len(node.input) < 2 or node.input[1] not in constant:
+            return False
+        if node.op_type == "MatMul":
+            return len(constant[node.input[1]].dims) == 2
+        if node.op_type == "Gemm":
+            attributes = node_attributes(node)
+            return (attributes.get("transA", 0) == 0 and attributes.get("alpha", 1.0) == 1.0 and attributes.get("beta", 1.0) == 1.0
+                    and (len(node.input) < 3 or node.input[2] in constant))
+        return node.op_type == "Conv" and (len(node.input) < 3 or node.input[2] in constant) and one_by_one(node)
+
+    return [node.name for node in model.graph.node if multiplies(node)]
+
+
+def as_matmuls(model: Any, names: list[str]) -> tuple[list[str], list[str]]:
+    """Rewrites the named matrix products (`matrix_products`) in place as MatMul [+ Add] (a 1x1 convolution between a
+    Flatten and a Reshape back to its 1x1 map), the form ONNX Runtime's dynamic quantizer takes (it has no Gemm or
+    ConvInteger with fast kernels). A Gemm here is often a MatMul + Add that `fuse_matmul_add_into_gemm` joined for the
+    static quantizer (QGemm); the layers chosen for per-call ranges are split again. The outputs keep their names, and
+    each new node is named after the node it replaces (so it stays with its Keras layer). Returns the new nodes and the
+    MatMuls among them."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    constant = {initializer.name: initializer for initializer in graph.initializer}
+    chosen = set(names)
+    nodes, added, matmuls = [], [], []
+    for node in graph.node:
+        if node.name not in chosen or node.op_type == "MatMul":
+            nodes.append(node)
+            if node.name in chosen:
+                matmuls.append(node.name)
+            continue
+        weight = numpy_helper.to_array(constant[node.input[1]])
+        attributes = node_attributes(node)
+        conv = node.op_type == "Conv"
+        matrix = weight.reshape(weight.shape[0], -1).T if conv else (weight.T if attributes.get("transB", 0) else weight)
+        prefix, output = node.name, node.output[0]
+        matrix_name = f"{node.input[1]}/matrix"
+        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(matrix), matrix_name))
+        rewritten = []
+        operand = node.input[0]
+        if conv:
+            rewritten.append(helper.make_node("Flatten", [operand], [f"{prefix}/flat"], name=f"{prefix}/Flatten", axis=1))
+            operand = f"{prefix}/flat"
+        product = f"{prefix}/product" if conv or len(node.input) > 2 else output
+        rewritten.append(helper.make_node("MatMul", [operand, matrix_name], [product], name=f"{prefix}/MatMul"))
+        matmuls.append(f"{prefix}/MatMul")
+        if len(node.input) > 2:
+            summed = f"{prefix}/biased" if conv else output
+            rewritten.append(helper.make_node("Add", [product, node.input[2]], [summed], name=f"{prefix}/Add"))
+            product = summed
+        if conv:
+            shape_name = f"{prefix}/map_shape"
+            graph.initializer.append(numpy_helper.from_array(np.array([-1, weight.shape[0], 1, 1], dtype=np.int64), shape_name))
+            rewritten.append(helper.make_node("Reshape", [product, shape_name], [output], name=f"{prefix}/Reshape"))
+        nodes += rewritten
+        added += [new.name for new in rewritten]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return added, matmuls
+
+
+def node_attributes(node: Any) -> dict[str, Any]:
+    """A node's attributes by name, as Python values."""
+    from onnx import helper
+
+    return {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
 
 
 def topologically_sorted(model: Any) -> Any:

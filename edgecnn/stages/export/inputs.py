@@ -58,8 +58,9 @@ class ExportInputs:
 
 class FormatConverter(Protocol):
     """What a format's converter module provides (artifacts.FORMATS names it): the file for a row of the table,
-    which Keras layers have operators of their own in such a file (what --max-drop's search can lift out of int8), and
-    whether its int8 files mix 16-bit and 8-bit activations per layer."""
+    which Keras layers have operators of their own in such a file (what --max-drop's search can lift out of int8), which
+    of them are matrix products that can take per-call ranges, and whether its int8 files mix 16-bit and 8-bit
+    activations per layer."""
 
     INT16_PER_LAYER: bool
 

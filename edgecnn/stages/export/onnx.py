@@ -225,11 +225,12 @@ def quantize_int8(spec: ArtifactSpec, inputs: ExportInputs, base: Path) -> Conve
         quantized, calibration_method, quantizer = quantized_by_nncf(prepared_model, calibration, kept_nodes)
     else:
         path = inputs.staging / f"int8-quantized-{spec.filename(inputs.model_entry.stem)}"
+        chosen = replace(options, reduce_range=reduce_range)
         dynamic = per_call_candidates(prepared, options.keep_dynamic, groups)
         quantized, calibration_method, quantizer = quantized_by_onnxruntime(dynamic.prepared, calibration, kept_nodes + dynamic.nodes, int16_nodes,
-                                                                            path, replace(options, reduce_range=reduce_range))
+                                                                            path, chosen)
         if dynamic.matmuls:
-            quantized = with_per_call_ranges(path, dynamic.matmuls, replace(options, reduce_range=reduce_range))
+            quantized = with_per_call_ranges(path, dynamic.matmuls, chosen)
     activations = "uint8" + (" (uint16 in the int16 layers)" if int16_nodes else "") + (
         " (ranges per call in the dynamic layers)" if options.keep_dynamic else "")
     quantization = QuantizationRecord(weights=f"int8 {'per-channel' if options.per_channel else 'per-tensor'}",
@@ -325,6 +326,8 @@ def per_call_candidates(prepared: Path, dynamic_layers: tuple[str, ...], groups:
         return PerCallCandidates(prepared, [], [])
     import onnx
 
+    from edgecnn.core.onnx_graph import as_matmuls, matrix_products
+
     model = onnx.shape_inference.infer_shapes(onnx.load(prepared))
     products = set(matrix_products(model))
     nodes = nodes_of_layers(list(dynamic_layers), groups, "--keep-dynamic")
@@ -337,86 +340,6 @@ def per_call_candidates(prepared: Path, dynamic_layers: tuple[str, ...], groups:
     path = prepared.with_name(f"{prepared.stem}-matmuls.onnx")
     onnx.save(model, path)
     return PerCallCandidates(path, [node for node in nodes if node not in rewritten] + added, matmuls)
-
-
-def matrix_products(model: Any) -> list[str]:
-    """Nodes that multiply their input by a constant matrix: MatMul and Gemm (not transposing the input) with constant
-    weights, and a 1x1 convolution over a 1x1 map (a Dense layer written as Conv2D, as MobileNetV3's head is). `model`
-    has its shapes inferred."""
-    constant = {initializer.name: initializer for initializer in model.graph.initializer}
-    shapes = {info.name: [dim.dim_value for dim in info.type.tensor_type.shape.dim] for info in model.graph.value_info}
-
-    def one_by_one(node: Any) -> bool:
-        weight = constant[node.input[1]].dims
-        attributes = {attribute.name: onnx_attribute(attribute) for attribute in node.attribute}
-        return (len(weight) == 4 and list(weight[2:]) == [1, 1] and attributes.get("group", 1) == 1 and not any(attributes.get("pads", ()))
-                and shapes.get(node.input[0], [])[2:] == [1, 1])
-
-    def multiplies(node: Any) -> bool:
-        if len(node.input) < 2 or node.input[1] not in constant:
-            return False
-        if node.op_type == "MatMul":
-            return len(constant[node.input[1]].dims) == 2
-        if node.op_type == "Gemm":
-            attributes = {attribute.name: onnx_attribute(attribute) for attribute in node.attribute}
-            return (attributes.get("transA", 0) == 0 and attributes.get("alpha", 1.0) == 1.0 and attributes.get("beta", 1.0) == 1.0
-                    and (len(node.input) < 3 or node.input[2] in constant))
-        return node.op_type == "Conv" and (len(node.input) < 3 or node.input[2] in constant) and one_by_one(node)
-
-    return [node.name for node in model.graph.node if multiplies(node)]
-
-
-def onnx_attribute(attribute: Any) -> Any:
-    from onnx import helper
-
-    return helper.get_attribute_value(attribute)
-
-
-def as_matmuls(model: Any, names: list[str]) -> tuple[list[str], list[str]]:
-    """Rewrites the named matrix products (`matrix_products`) in place as MatMul [+ Add] (a 1x1 convolution between a
-    Flatten and a Reshape back to its 1x1 map), the form ONNX Runtime's dynamic quantizer takes (it has no Gemm or
-    ConvInteger with fast kernels). The outputs keep their names, and each new node is named after the node it replaces
-    (so it stays with its Keras layer). Returns the new nodes and the MatMuls among them."""
-    from onnx import helper, numpy_helper
-
-    graph = model.graph
-    constant = {initializer.name: initializer for initializer in graph.initializer}
-    chosen = set(names)
-    nodes, added, matmuls = [], [], []
-    for node in graph.node:
-        if node.name not in chosen or node.op_type == "MatMul":
-            nodes.append(node)
-            if node.name in chosen:
-                matmuls.append(node.name)
-            continue
-        weight = numpy_helper.to_array(constant[node.input[1]])
-        attributes = {attribute.name: onnx_attribute(attribute) for attribute in node.attribute}
-        conv = node.op_type == "Conv"
-        matrix = weight.reshape(weight.shape[0], -1).T if conv else (weight.T if attributes.get("transB", 0) else weight)
-        prefix, output = node.name, node.output[0]
-        matrix_name = f"{node.input[1]}/matrix"
-        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(matrix), matrix_name))
-        rewritten = []
-        operand = node.input[0]
-        if conv:
-            rewritten.append(helper.make_node("Flatten", [operand], [f"{prefix}/flat"], name=f"{prefix}/Flatten", axis=1))
-            operand = f"{prefix}/flat"
-        product = f"{prefix}/product" if conv or len(node.input) > 2 else output
-        rewritten.append(helper.make_node("MatMul", [operand, matrix_name], [product], name=f"{prefix}/MatMul"))
-        matmuls.append(f"{prefix}/MatMul")
-        if len(node.input) > 2:
-            summed = f"{prefix}/biased" if conv else output
-            rewritten.append(helper.make_node("Add", [product, node.input[2]], [summed], name=f"{prefix}/Add"))
-            product = summed
-        if conv:
-            shape_name = f"{prefix}/map_shape"
-            graph.initializer.append(numpy_helper.from_array(np.array([-1, weight.shape[0], 1, 1], dtype=np.int64), shape_name))
-            rewritten.append(helper.make_node("Reshape", [product, shape_name], [output], name=f"{prefix}/Reshape"))
-        nodes += rewritten
-        added += [new.name for new in rewritten]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return added, matmuls
 
 
 def with_per_call_ranges(path: Path, matmuls: list[str], options: ExportOptions) -> Any:
@@ -438,9 +361,11 @@ def with_per_call_ranges(path: Path, matmuls: list[str], options: ExportOptions)
 
 
 def matrix_product_layers(path: Path, layers: list[str]) -> set[str | None]:
-    """The layers with a matrix product (`matrix_products`) in the fp32 file at `path`: those the search lifts to per-call
-    ranges before 16-bit activations."""
+    """The layers with a matrix product (`matrix_products`) in the fp32 file at `path`: those the search gives per-call
+    ranges whenever they leave static int8."""
     import onnx
+
+    from edgecnn.core.onnx_graph import matrix_products
 
     model = onnx.shape_inference.infer_shapes(onnx.load(path))
     groups = node_groups(model, layers)

@@ -70,7 +70,7 @@ def int8_mode(tf: Any, converter: Any, spec: ArtifactSpec, options: ExportOption
 
 
 def matrix_product_layers(path: Path, layers: list[str]) -> set[str | None]:
-    """None: a fully integer TFLite file cannot give some operators per-call ranges (its dynamic-range mode is the whole file)."""
+    """No layer: a fully integer TFLite file cannot give some operators per-call ranges (its dynamic-range mode is the whole file)."""
     return set()
 
 
