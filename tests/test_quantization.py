@@ -128,13 +128,7 @@ def test_per_call_ranges_quantize_dense_inputs_on_each_call_with_int8_weights(tr
     nearly every weight is 8-bit, and the file passes verify."""
     import onnx
 
-    for name in (trained_model.name, "train.json"):
-        shutil.copy(trained_model.parent / name, tmp_path / name)
-    run = run_cli("export", "--out", str(tmp_path), "--format", "onnx", "--quantize", "int8", "--keep-dynamic", "dense",
-                  "--keep-dynamic", "probabilities")
-    assert run.returncode == 0, run.stderr
-    manifest = load_manifest(tmp_path / "manifest.json")
-    entry = manifest.artifact("onnx-int8")
+    manifest, entry = per_call_export(trained_model, tmp_path, "onnx")
     model = onnx.load(manifest.resolve(entry.path))
     initializers = {item.name: item for item in model.graph.initializer}
     products = [node for node in model.graph.node if node.op_type == "MatMulInteger"]
@@ -145,9 +139,99 @@ def test_per_call_ranges_quantize_dense_inputs_on_each_call_with_int8_weights(tr
     record = entry.details.quantization
     assert record is not None and record.dynamic_layers == ("dense", "probabilities") and "per call" in record.activations
     assert json.loads(OnnxRunner(manifest.resolve(entry.path)).embedded_metadata()["quantization"]) == encode(record)
+    assert_mostly_8_bit_and_passes_verify(manifest, entry)
+
+
+def per_call_export(trained_model, out, file_format: str):
+    """The seed CNN's int8 file of the format with its two Dense layers given per-call ranges (--keep-dynamic), and its
+    manifest."""
+    for name in (trained_model.name, "train.json"):
+        shutil.copy(trained_model.parent / name, out / name)
+    run = run_cli("export", "--out", str(out), "--format", file_format, "--quantize", "int8", "--keep-dynamic", "dense",
+                  "--keep-dynamic", "probabilities")
+    assert run.returncode == 0, run.stderr
+    manifest = load_manifest(out / "manifest.json")
+    return manifest, manifest.artifact(f"{file_format}-int8")
+
+
+def assert_mostly_8_bit_and_passes_verify(manifest, entry) -> None:
     assert entry.details.weights is not None and entry.details.weights.eight_bit_share > 0.99
     verified = run_cli("verify", "--manifest", str(manifest.path), "--json")
     assert verified.returncode == 0 and json.loads(verified.stdout)["artifacts"][0]["status"] == "PASS", verified.stdout[-2000:]
+
+
+def test_per_call_ranges_in_tflite_give_dense_layers_int8_weights_in_litert_hybrid_kernels(trained_model, tmp_path):
+    """--keep-dynamic in a TFLite int8 file: the named Dense layers' FULLY_CONNECTED operators take float input with
+    int8 per-channel weights (LiteRT's hybrid kernels, which quantize the input on each call), the convolutions stay
+    integer, the record and the file say so, nearly every weight is 8-bit, and the file passes verify."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgecnn.core.tflite_graph import operator_kind
+
+    manifest, entry = per_call_export(trained_model, tmp_path, "tflite")
+    flatbuffer = manifest.resolve(entry.path).read_bytes()
+    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    graph = model.subgraphs[0]
+
+    def operators(kind: int) -> list:
+        return [op for op in graph.operators if operator_kind(model, op) == kind]
+
+    products = operators(schema.BuiltinOperator.FULLY_CONNECTED)
+    assert len(products) == 2
+    for op in products:
+        image, weights = (graph.tensors[index] for index in op.inputs[:2])
+        assert image.type == schema.TensorType.FLOAT32 and weights.type == schema.TensorType.INT8
+        assert len(weights.quantization.scale) == weights.shape[0] and not any(weights.quantization.zeroPoint)
+    assert all(graph.tensors[op.inputs[0]].type == schema.TensorType.INT8 for op in operators(schema.BuiltinOperator.CONV_2D)), "convolutions stay int8"
+    record = entry.details.quantization
+    assert record is not None and record.dynamic_layers == ("dense", "probabilities") and not record.kept_float_layers
+    assert "per call" in record.activations and json.loads(read(flatbuffer)[METADATA_NAME]["quantization"]) == encode(record)
+    assert_mostly_8_bit_and_passes_verify(manifest, entry)
+
+
+def test_tflite_matrix_products_with_int8_weights_compute_about_the_same_in_hybrid_kernels():
+    """A Dense layer and 1x1 convolutions (over a 5x5 map and over a 1x1 map) are matrix products in a TFLite file; a 3x3
+    convolution is not. With int8 weights LiteRT runs the products as hybrid kernels whose outputs stay within 1% of the
+    float file's, and the file sheds most of their weights' bytes."""
+    import keras
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgecnn.core.backend import import_tensorflow
+    from edgecnn.core.layers import LayerMap
+    from edgecnn.core.tflite_graph import matrix_products, with_per_call_ranges
+    from edgecnn.core.tflite_metadata import op_output_names
+
+    tf = import_tensorflow()
+    keras.utils.set_random_seed(0)
+    image = keras.Input((5, 5, 2))
+    mapped = keras.layers.Conv2D(8, 1, name="map")(image)
+    widened = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="wide")(mapped)
+    pooled = keras.layers.GlobalAveragePooling2D(keepdims=True, name="pool")(widened)
+    head = keras.layers.Conv2D(256, 1, name="head")(pooled)
+    model = keras.Model(image, keras.layers.Dense(3, activation="softmax", name="fc")(keras.layers.Flatten(name="flatten")(head)))
+    flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    found = matrix_products(flatbuffer)
+    layer_map = LayerMap.build(op_output_names(flatbuffer), [layer.name for layer in model.layers[1:]])
+    assert [layer_map.layer_of(name) for name in found] == ["map", "head", "fc"]
+    hybrid = with_per_call_ranges(flatbuffer, found)
+    images = np.random.default_rng(0).normal(size=(16, 1, 5, 5, 2)).astype(np.float32)
+
+    def outputs(file: bytes) -> np.ndarray:
+        interpreter = Interpreter(model_content=file)
+        interpreter.allocate_tensors()
+        given, wanted = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+        rows = []
+        for one in images:
+            interpreter.set_tensor(given, one)
+            interpreter.invoke()
+            rows.append(interpreter.get_tensor(wanted)[0].copy())
+        return np.array(rows)
+
+    expected, computed = outputs(flatbuffer), outputs(hybrid)
+    assert np.abs(computed - expected).max() < 0.01 * np.abs(expected).max()
+    float_bytes = 4 * (2 * 8 + 256 * 32 + 3 * 256)
+    assert len(flatbuffer) - len(hybrid) > 0.5 * float_bytes
 
 
 def test_matrix_products_are_rewritten_as_matmuls_that_compute_the_same():
@@ -264,7 +348,9 @@ def test_the_default_keeps_the_first_convolution_in_onnx_only(exported):
     (("--format", "onnx", "--quantize", "int8", "--keep-int16", "conv2", "--keep-float", "conv2"), ("a layer has one tier", "--keep-int16")),
     (("--format", "onnx", "--quantize", "int8", "--keep-int16", "conv2", "--quantizer", "nncf"), ("NNCF places 8-bit", "--keep-int16")),
     (("--format", "tflite", "--quantize", "int8", "--keep-int16", "conv2", "--keep-float", "dense"), ("the whole file 16-bit", "--keep-int16")),
-    (("--quantize", "int8", "--keep-dynamic", "dense"), ("ONNX int8 files only", "--keep-dynamic")),
+    (("--format", "onnx", "--keep-dynamic", "dense"), ("none is being exported", "--keep-dynamic")),
+    (("--format", "tflite", "--quantize", "int8", "--keep-dynamic", "dense", "--keep-int16", "conv2"), ("the whole file 16-bit", "--keep-dynamic")),
+    (("--format", "tflite", "--quantize", "int8", "--keep-dynamic", "conv2"), ("'conv2' has no matrix product", "--keep-dynamic")),
     (("--format", "onnx", "--quantize", "int8", "--keep-dynamic", "dense", "--keep-int16", "dense"), ("a layer has one tier", "--keep-dynamic")),
     (("--format", "onnx", "--quantize", "int8", "--keep-dynamic", "dense", "--quantizer", "nncf"), ("--quantizer onnxruntime", "--keep-dynamic")),
     (("--format", "onnx", "--quantize", "int8", "--keep-dynamic", "conv2"), ("'conv2' has no matrix product", "--keep-dynamic")),
@@ -314,8 +400,10 @@ def test_the_search_judges_on_training_images_only_never_test_or_calibration(tra
         if name.startswith("onnx"):
             assert second.kept_float_layers == first.kept_float_layers and lifted <= set(third.kept_float_layers) | set(third.dynamic_layers)
             assert set(second.dynamic_layers) <= {"dense", "probabilities"} and not set(second.int16_layers) & {"dense", "probabilities"}
-        else:
-            assert not second.kept_float_layers and third.kept_float_layers and not third.int16_layers
+        else:  # the whole file in 16x8, then the float tier, where Dense layers take per-call ranges (LiteRT's hybrid kernels)
+            assert not second.kept_float_layers and not second.dynamic_layers and not third.int16_layers
+            assert third.kept_float_layers or third.dynamic_layers
+            assert set(third.dynamic_layers) <= {"dense", "probabilities"} and not set(third.kept_float_layers) & {"dense", "probabilities"}
         assert "held out for validation" in searched.validation
         # 200 held-out images cannot certify 99% agreement at 95% (that takes 299): the search, judged by verify's
         # criteria, never counts such a candidate as meeting the budget
@@ -323,7 +411,6 @@ def test_the_search_judges_on_training_images_only_never_test_or_calibration(tra
         entry = next(entry for entry in result.artifacts if entry.name == name)
         assert entry.details.quantization is not None and entry.details.quantization.kept_float_layers in [step.kept_float_layers for step in searched.steps]
         assert entry.details.accuracy_search == searched and entry.details.accuracy_search.steps[1].int16_layers == second.int16_layers
-        assert name.startswith("onnx") or not second.dynamic_layers  # TFLite files take no per-call ranges
 
 
 def test_the_search_judges_on_validation_data_when_given_and_refuses_test_images(trained_model, small_npz, real_arrays, tmp_path, monkeypatch):
@@ -391,14 +478,14 @@ def test_a_16x8_file_the_converter_refuses_is_recorded_and_the_search_goes_on_in
     def first_misses(spec, converted, *args):
         step, probabilities = evaluated(spec, converted, *args)
         quantization = converted.details.quantization
-        untouched = not quantization.kept_float_layers and not quantization.int16_layers
+        untouched = not (quantization.kept_float_layers or quantization.int16_layers or quantization.dynamic_layers)
         return (search_module.replace(step, within_budget=False) if untouched else step), probabilities
 
     monkeypatch.setattr(search_module, "evaluated", first_misses)
     result = export(ExportOptions(model=path, data=str(small_npz), format=FormatChoice.TFLITE, quantize=Quantize.INT8, max_drop=5.0, out=tmp_path))
     searched = result.searches["tflite-int8"]
     assert len(searched.refused) == 1 and "HARD_SWISH" in searched.refused[0] and "16-bit" in searched.refused[0]
-    assert not any(step.int16_layers for step in searched.steps) and searched.steps[1].kept_float_layers
+    assert not any(step.int16_layers for step in searched.steps) and (searched.steps[1].kept_float_layers or searched.steps[1].dynamic_layers)
     assert [entry.name for entry in result.artifacts] == ["tflite-int8"] and not result.failed
 
 
@@ -433,8 +520,10 @@ def test_matrix_products_take_per_call_ranges_in_either_tier():
     16-bit activations or to float; the convolutions go where they were sent; without products nothing changes."""
     from edgecnn.stages.export.search import tiers_of
 
-    assert tiers_of(["conv1", "dense"], ["conv2", "probabilities"], {"dense", "probabilities"}) == (("conv1",), ("conv2",), ("dense", "probabilities"))
-    assert tiers_of(["conv1", "dense"], ["conv2"], set()) == (("conv1", "dense"), ("conv2",), ())
+    assert tiers_of(["conv1", "dense"], ["conv2", "probabilities"], {"dense", "probabilities"}, True) == (("conv1",), ("conv2",), ("dense", "probabilities"))
+    assert tiers_of(["conv1", "dense"], ["conv2"], set(), True) == (("conv1", "dense"), ("conv2",), ())
+    # TFLite's 16x8 tier is the whole file: per-call ranges come in the float tier only
+    assert tiers_of(["dense"], ["conv2", "probabilities"], {"dense", "probabilities"}, False) == ((), ("conv2", "probabilities"), ("dense",))
 
 
 def test_a_16_bit_candidate_much_slower_than_float_gives_way_to_it():

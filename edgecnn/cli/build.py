@@ -108,8 +108,9 @@ EXPORT_OPTIONS = (
              help="A Keras layer whose activations stay 16-bit (int8 weights) in the int8 files (repeatable): ONNX A16W8 for that "
                   "layer (opset 21); TFLite cannot mix, so the whole file goes 16x8 with int16 I/O."),
     Declared("keep_dynamic", "--keep-dynamic", str, None, repeatable=True, metavar="<layer>",
-             help="ONNX int8: a Keras Dense layer (or 1x1 convolution over a 1x1 map) whose input is quantized with its range measured "
-                  "on each call (ONNX Runtime's dynamic quantization; int8 weights), not a calibrated one (repeatable)."),
+             help="A Keras Dense layer or 1x1 convolution (ONNX: over a 1x1 map) of the int8 files whose input is quantized with its "
+                  "range measured on each call (int8 weights; ONNX Runtime's dynamic quantization, LiteRT's hybrid kernels), not a "
+                  "calibrated one (repeatable)."),
     Declared("max_drop", "--max-drop", float, None, metavar="<points>",
              help="Search for int8 files within this accuracy drop (and verify's int8 agreement) on a validation split, keeping the "
                   "most sensitive layers in 16-bit activations, then in float (ONNX matrix products: per-call ranges in both); exit 1 "

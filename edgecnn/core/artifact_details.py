@@ -27,7 +27,7 @@ class QuantizationRecord:
     int16_layers: tuple[str, ...] = ()  # Keras layers with 16-bit activations and int8 weights (A16W8; TFLite: the whole file)
     reduce_range: bool = False  # weights in 7 bits of the 8 (ONNX Runtime's reduce_range): no saturation on x86 CPUs without VNNI
     reduce_range_reason: str = ""  # the option that chose it, or the exporting CPU's int8 instructions when none did
-    dynamic_layers: tuple[str, ...] = ()  # Keras layers whose matrix products quantize their input with its range per call (ONNX)
+    dynamic_layers: tuple[str, ...] = ()  # Keras layers whose matrix products quantize their input with its range per call (ORT dynamic, LiteRT hybrid)
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class SearchStep:
     p50_batch1_us: float
     within_budget: bool
     int16_layers: tuple[str, ...] = ()  # the 16-bit tier: int8 weights, 16-bit activations
-    dynamic_layers: tuple[str, ...] = ()  # the same tier for matrix products in ONNX: int8 weights, activation ranges per call
+    dynamic_layers: tuple[str, ...] = ()  # the same tier for matrix products: int8 weights, activation ranges per call
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ class ExportOptions:
     quantizer: Quantizer = Quantizer.ONNXRUNTIME  # ONNX int8 only
     keep_float: tuple[str, ...] | None = None  # Keras layers kept in float in int8 files; None: each format's first candidate
     keep_int16: tuple[str, ...] = ()  # Keras layers with 16-bit activations (int8 weights) in int8 files
-    keep_dynamic: tuple[str, ...] = ()  # Keras layers whose matrix products take per-call activation ranges (int8 weights): ONNX
+    keep_dynamic: tuple[str, ...] = ()  # Keras layers whose matrix products take per-call activation ranges (int8 weights)
     max_drop: float | None = None  # points: search for int8 files within verify's int8 criteria on a validation split
     validation_data: str | None = None  # the images --max-drop's search judges on (default: train's hold-out, else training images)
     seed: int = 0
@@ -164,7 +164,7 @@ class ExportOptions:
         if self.keep_int16:
             self.check_int16(specs, any_int8)
         if self.keep_dynamic:
-            self.check_dynamic(specs, onnx_int8)
+            self.check_dynamic(specs, any_int8)
 
     def check_int16(self, specs: list[ArtifactSpec], any_int8: bool) -> None:
         """--keep-int16 needs an int8 file that can hold 16-bit activations: ONNX Runtime's quantizer (NNCF places 8-bit
@@ -182,18 +182,23 @@ class ExportOptions:
             raise EdgecnnError("TFLite's 16x8 mode makes the whole file 16-bit with int16 I/O: it takes neither --keep-float nor --io-type uint8 "
                                "(use --format onnx for per-layer tiers)", "--keep-int16")
 
-    def check_dynamic(self, specs: list[ArtifactSpec], onnx_int8: bool) -> None:
-        """--keep-dynamic is ONNX Runtime's dynamic quantization of chosen layers in a static int8 file: ONNX int8 files from
-        its quantizer only (a TFLite int8 file cannot mix per-call ranges into its integer operators)."""
+    def check_dynamic(self, specs: list[ArtifactSpec], any_int8: bool) -> None:
+        """--keep-dynamic gives chosen layers of a static int8 file per-call ranges: ONNX Runtime's dynamic quantization
+        (its quantizer only: NNCF places static ranges) and LiteRT's hybrid kernels (8-bit files only: its 16x8 mode
+        is the whole file)."""
         tflite_int8 = any(spec.format is ArtifactFormat.TFLITE and spec.precision is Precision.INT8 for spec in specs)
+        onnx_int8 = any(spec.format is ArtifactFormat.ONNX and spec.precision is Precision.INT8 for spec in specs)
         both = sorted(set(self.keep_dynamic) & (set(self.keep_float or ()) | set(self.keep_int16)))
-        if not onnx_int8 or tflite_int8:
-            raise EdgecnnError("per-call activation ranges are ONNX Runtime's dynamic quantization: they apply to ONNX int8 files only "
-                               "(--format onnx --quantize int8)", "--keep-dynamic")
+        if not any_int8:
+            raise EdgecnnError("per-call activation ranges are a tier of int8 files, and none is being exported (add --quantize int8)",
+                               "--keep-dynamic")
         if both:
             raise EdgecnnError(f"layer {both[0]!r} is also given to --keep-float or --keep-int16: a layer has one tier", "--keep-dynamic")
-        if self.quantizer is Quantizer.NNCF:
+        if onnx_int8 and self.quantizer is Quantizer.NNCF:
             raise EdgecnnError("NNCF places static 8-bit quantization only: per-call ranges need --quantizer onnxruntime", "--keep-dynamic")
+        if tflite_int8 and self.keep_int16:
+            raise EdgecnnError("TFLite's 16x8 mode makes the whole file 16-bit: it has no per-call ranges (use --format onnx to mix them)",
+                               "--keep-dynamic")
 
 
 def select_artifacts(options: ExportOptions) -> list[ArtifactSpec]:

@@ -360,9 +360,11 @@ def with_per_call_ranges(path: Path, matmuls: list[str], options: ExportOptions)
     return onnx.load(dynamic)
 
 
-def matrix_product_layers(path: Path, layers: list[str]) -> set[str | None]:
+def matrix_product_layers(path: Path, layers: list[str], options: ExportOptions) -> set[str | None]:
     """The layers with a matrix product (`matrix_products`) in the fp32 file at `path`: those the search gives per-call
-    ranges whenever they leave static int8."""
+    ranges whenever they leave static int8 (none with NNCF, which places static ranges only)."""
+    if options.quantizer is not Quantizer.ONNXRUNTIME:
+        return set()
     import onnx
 
     from edgecnn.core.onnx_graph import matrix_products

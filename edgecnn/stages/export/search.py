@@ -13,7 +13,8 @@ the most sensitive layers leave int8 run by run (a few steps): in ONNX each run 
 weights (A16W8: the file stays as small), then in float — its matrix products (Dense, a 1x1 convolution over a 1x1 map)
 instead, in either tier, with int8 weights and their input's range measured on each call (ONNX Runtime's dynamic
 quantization, faster than float there; float only if nothing met the budget); TFLite cannot mix 16x8 and 8x8
-operators, so the whole file in 16x8 is tried once before any layer goes to float; a 16-bit candidate that meets the
+operators, so the whole file in 16x8 is tried once before any layer goes to float (where matrix products, there any
+1x1 convolution, take per-call ranges too: LiteRT's hybrid kernels); a 16-bit candidate that meets the
 budget is weighed against the float one (`keeps_16_bit`: CPUs have no fast 16-bit kernels). Where the noise is spread over many layers rather than
 concentrated in a few (MobileNetV3's late blocks), that cannot meet the budget, and the search goes on as Polygraphy's
 `debug precision` does: it bisects over the network's layer order for the shortest tail of the network that, lifted,
@@ -39,7 +40,7 @@ from edgecnn.core.layers import keras_layer_names
 from edgecnn.core.verdict import DECIDED_MARGIN, Decision, overall, paired_criteria
 from edgecnn.measure.timing import TimingSettings, measure
 from edgecnn.runners import infer_in_batches, open_runner
-from edgecnn.stages.export.artifacts import ArtifactSpec, Quantizer
+from edgecnn.stages.export.artifacts import ArtifactSpec
 from edgecnn.stages.export.inputs import Converted, ExportInputs, converter_for
 
 MIN_VALIDATION = 2000  # images the search judges on, where the data has them
@@ -91,7 +92,7 @@ def validation_given(given: Dataset, data: Dataset) -> Validation:
 
 class Tier(Enum):
     """Where a layer goes when it must leave int8: 16-bit activations with int8 weights first (the file stays as small),
-    then float (an ONNX matrix product takes per-call ranges in either: `per_call_layers`)."""
+    then float (a matrix product takes per-call ranges in either where the format mixes them: `per_call_layers`)."""
 
     INT16 = "int16 activations"
     FLOAT = "float"
@@ -119,7 +120,7 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
     keras_accuracy = float(np.mean(keras_probabilities.argmax(axis=1) == validation.labels))
     kept = list(first.details.quantization.kept_float_layers if first.details.quantization else ())
     per_layer = converter_for(spec.format).INT16_PER_LAYER
-    products = per_call_layers(spec, inputs, base)
+    products = per_call_layers(spec, inputs, base or first.path)
 
     refused: list[str] = []
 
@@ -128,7 +129,7 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
         float, but the matrix products among either with per-call ranges unless `float_products` (`per_call_layers`);
         None for a candidate the converter refuses (LiteRT has no 16x8 HARD_SWISH), which is recorded as refused (the
         search goes on in float)."""
-        in_float, in_int16, per_call = tiers_of(floats, lifted or [], set() if float_products else products)
+        in_float, in_int16, per_call = tiers_of(floats, lifted or [], set() if float_products else products, per_layer)
         options = replace(inputs.options, keep_float=in_float, keep_int16=in_int16, keep_dynamic=per_call)
         try:
             converted = convert(spec, replace(inputs, options=options), base)
@@ -164,7 +165,7 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
             if per_layer and attempt(kept, added):
                 sixteen = steps[-1]
             kept += added
-            if not (added and set(added) <= products):  # matrix products alone take per-call ranges in float too: the same file
+            if not (per_layer and added and set(added) <= products):  # matrix products alone take per-call ranges in float too: the same file
                 met = attempt(kept)
             if met or (sixteen is not None and per_layer):
                 break
@@ -255,23 +256,23 @@ def evaluated(spec: ArtifactSpec, converted: Converted, inputs: ExportInputs, va
     return step, probabilities
 
 
-def tiers_of(floats: list[str], lifted: list[str], products: set[str | None]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+def tiers_of(floats: list[str], lifted: list[str], products: set[str | None], per_layer: bool) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """A candidate's layers in float, in 16-bit activations and with per-call ranges: `floats` and `lifted` (16-bit), but
-    the matrix products among either (`products`) with per-call ranges."""
-    return (tuple(layer for layer in floats if layer not in products), tuple(layer for layer in lifted if layer not in products),
-            tuple(layer for layer in [*floats, *lifted] if layer in products))
+    the matrix products among them (`products`) with per-call ranges — among `lifted` only where the format mixes tiers
+    per layer (TFLite's 16x8 is the whole file)."""
+    lifted_products = products if per_layer else set()
+    return (tuple(layer for layer in floats if layer not in products), tuple(layer for layer in lifted if layer not in lifted_products),
+            tuple(layer for layer in floats if layer in products) + tuple(layer for layer in lifted if layer in lifted_products))
 
 
-def per_call_layers(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> set[str | None]:
+def per_call_layers(spec: ArtifactSpec, inputs: ExportInputs, path: Path) -> set[str | None]:
     """The layers that leave static int8 for per-call ranges in either tier (16-bit or float), and for float only when
-    nothing else met the budget: the matrix products of the fp32 file (ONNX Runtime's quantizer; none for NNCF or
-    TFLite, which place static ranges only). On ONNX Runtime's CPU provider their dynamic kernels run faster than the
-    same layer in float or A16W8 (which it computes in float), the file keeps int8 weights (a head convolution is most of
-    MobileNetV3's weights: in float, 51-61% of the fp32 file), and a range measured on each image follows Keras about as
-    closely as float (bench/RESULTS.md)."""
-    if base is None or inputs.options.quantizer is not Quantizer.ONNXRUNTIME:
-        return set()
-    return converter_for(spec.format).matrix_product_layers(base, keras_layer_names(inputs.keras_model))
+    nothing else met the budget: the matrix products of a file of the format with the model's whole graph (the fp32 base,
+    else the first candidate), unless ONNX int8 comes from NNCF, which places static ranges only. ONNX Runtime's
+    dynamic kernels and LiteRT's hybrid ones run faster than the same layer in float or A16W8 (computed in float), the
+    file keeps int8 weights (a head convolution is most of MobileNetV3's weights: in float, 51-65% of the fp32 file),
+    and a range measured on each image follows Keras about as closely as float (bench/RESULTS.md)."""
+    return converter_for(spec.format).matrix_product_layers(path, keras_layer_names(inputs.keras_model), inputs.options)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""TFLite converter: fp32, fp16 weights, dynamic-range and full-integer int8 (representative dataset)."""
+"""TFLite converter: fp32, fp16 weights, dynamic-range and full-integer int8 (representative dataset), with chosen layers
+kept float or given per-call ranges (LiteRT's hybrid kernels)."""
 
 from __future__ import annotations
 
@@ -37,12 +38,12 @@ def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Conv
         converter.representative_dataset = lambda: ([calibration[index : index + 1]] for index in range(len(calibration)))
         quantization = int8_mode(tf, converter, spec, inputs.options)
         calibration_record = inputs.calibration_record()
-        if quantization.kept_float_layers and spec.io_type is IoType.UINT8:
-            raise EdgecnnError("int8 files with layers kept in float take and give int8 (the converter's debugger has no uint8 I/O)",
-                               "--keep-float")
+        if (quantization.kept_float_layers or quantization.dynamic_layers) and spec.io_type is IoType.UINT8:
+            raise EdgecnnError("int8 files with layers kept out of int8 take and give int8 (the converter's debugger has no uint8 I/O)",
+                               "--keep-dynamic" if quantization.dynamic_layers else "--keep-float")
     with quiet_native_output((1, 2)), converter_refusal("the TFLite converter"):
-        if quantization and quantization.kept_float_layers:
-            flatbuffer, kept_nodes = convert_keeping_float(tf, converter, inputs, quantization.kept_float_layers)
+        if quantization and (quantization.kept_float_layers or quantization.dynamic_layers):
+            flatbuffer, kept_nodes = convert_keeping_float(tf, converter, inputs, quantization)
             quantization = replace(quantization, kept_float_nodes=kept_nodes)
         else:
             flatbuffer = converter.convert()
@@ -66,12 +67,20 @@ def int8_mode(tf: Any, converter: Any, spec: ArtifactSpec, options: ExportOption
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = converter.inference_output_type = tf.uint8 if spec.io_type is IoType.UINT8 else tf.int8
     kept_layers = tuple(options.keep_float or ())  # nothing by default: the seed model's file as it always was
-    return QuantizationRecord(weights="int8 per-channel", calibration_method=CONVERTER_CALIBRATION, kept_float_layers=kept_layers)
+    per_call = "int8 (ranges per call in the dynamic layers: LiteRT's hybrid kernels)" if options.keep_dynamic else None
+    return QuantizationRecord(weights="int8 per-channel", calibration_method=CONVERTER_CALIBRATION, activations=per_call,
+                              kept_float_layers=kept_layers, dynamic_layers=options.keep_dynamic)
 
 
-def matrix_product_layers(path: Path, layers: list[str]) -> set[str | None]:
-    """No layer: a fully integer TFLite file cannot give some operators per-call ranges (its dynamic-range mode is the whole file)."""
-    return set()
+def matrix_product_layers(path: Path, layers: list[str], options: ExportOptions) -> set[str | None]:
+    """The layers that own a matrix product (`core.tflite_graph.matrix_products`) in the file at `path`, named as
+    `layers_with_nodes` names them: those the search gives per-call ranges (LiteRT's hybrid kernels) when they leave int8."""
+    from edgecnn.core.tflite_graph import matrix_products
+    from edgecnn.core.tflite_metadata import op_output_names
+
+    flatbuffer = path.read_bytes()
+    layer_map = LayerMap.build(op_output_names(flatbuffer), layers)
+    return {layer_map.layer_of(name) for name in matrix_products(flatbuffer)}
 
 
 def layers_with_nodes(path: Path, layers: list[str]) -> set[str | None]:
@@ -96,22 +105,31 @@ def keras_converter(tf: Any, inputs: ExportInputs) -> Any:
     return tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(concrete)])
 
 
-def convert_keeping_float(tf: Any, converter: Any, inputs: ExportInputs, kept_layers: tuple[str, ...]) -> tuple[bytes, tuple[str, ...]]:
+def convert_keeping_float(tf: Any, converter: Any, inputs: ExportInputs, record: QuantizationRecord) -> tuple[bytes, tuple[str, ...]]:
     """Selective int8 through the converter's quantization debugger (`denylisted_nodes`): the kept layers' operators
-    stay float builtins, everything else int8, and the file's input and output stay integer. Returns the file and the
-    nodes kept in float.
+    stay float builtins, everything else int8, and the file's input and output stay integer. The dynamic layers' matrix
+    products are kept float too, then given int8 weights (`core.tflite_graph.with_per_call_ranges`): LiteRT runs them as
+    hybrid kernels, quantizing their input on each call. Returns the file and the nodes kept in float.
 
     The debugger names nodes by their output tensors, which are read from a float conversion of the same model."""
-    operators = operator_tensors(keras_converter(tf, inputs).convert())
+    from edgecnn.core.tflite_graph import matrix_products, with_per_call_ranges
+
+    float_file = keras_converter(tf, inputs).convert()
+    operators = operator_tensors(float_file)
     names = [name for _, _, outputs in operators for name in outputs]
     layer_map = LayerMap.build(names, keras_layer_names(inputs.keras_model))
     owners = {name: layer_map.layer_of(name) for name, _, _ in operators}
-    empty = [layer for layer in kept_layers if layer not in owners.values()]
-    if empty:
-        raise EdgecnnError(f"layer {empty[0]!r} has no node of its own in the TFLite graph (the converter folded it into a neighbour)",
-                           "--keep-float")
+    for option, layers in (("--keep-float", record.kept_float_layers), ("--keep-dynamic", record.dynamic_layers)):
+        empty = [layer for layer in layers if layer not in owners.values()]
+        if empty:
+            raise EdgecnnError(f"layer {empty[0]!r} has no node of its own in the TFLite graph (the converter folded it into a neighbour)", option)
     grouped = with_orphans(operators, owners)
-    denylisted = [name for name, layer in grouped.items() if layer in kept_layers]
+    per_call = [name for name in matrix_products(float_file) if grouped[name] in record.dynamic_layers]
+    lacking = [layer for layer in record.dynamic_layers if not any(grouped[name] == layer for name in per_call)]
+    if lacking:
+        raise EdgecnnError(f"layer {lacking[0]!r} has no matrix product (a Dense layer or a 1x1 convolution): LiteRT's hybrid kernels take "
+                           "per-call ranges only there", "--keep-dynamic")
+    denylisted = [name for name, layer in grouped.items() if layer in record.kept_float_layers or layer in record.dynamic_layers]
     if len(denylisted) == len(grouped):
         raise EdgecnnError("every operator would stay float: an int8 file needs at least one layer quantized", "--keep-float")
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -119,7 +137,8 @@ def convert_keeping_float(tf: Any, converter: Any, inputs: ExportInputs, kept_la
         converter=converter, debug_dataset=converter.representative_dataset,
         debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denylisted, fully_quantize=True),  # int8 I/O too
     )
-    return bytes(debugger.get_nondebug_quantized_model()), tuple(denylisted)
+    flatbuffer = with_per_call_ranges(bytes(debugger.get_nondebug_quantized_model()), per_call)
+    return flatbuffer, tuple(name for name in denylisted if name not in per_call)
 
 
 def tflite_facts(metadata: dict[str, str], quantization: tuple[float, int] | None) -> dict[str, str]:
