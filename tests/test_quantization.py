@@ -191,8 +191,8 @@ def test_per_call_ranges_in_tflite_give_dense_layers_int8_weights_in_litert_hybr
 
 def test_tflite_matrix_products_with_int8_weights_compute_about_the_same_in_hybrid_kernels():
     """A Dense layer and 1x1 convolutions (over a 5x5 map and over a 1x1 map) are matrix products in a TFLite file; a 3x3
-    convolution is not. With int8 weights LiteRT runs the products as hybrid kernels whose outputs stay within 1% of the
-    float file's, and the file sheds most of their weights' bytes."""
+    convolution and a grouped 1x1 one are not. With int8 weights LiteRT runs the products as hybrid kernels whose outputs
+    stay within 1% of the float file's, and the file sheds most of their weights' bytes."""
     import keras
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
@@ -206,7 +206,8 @@ def test_tflite_matrix_products_with_int8_weights_compute_about_the_same_in_hybr
     keras.utils.set_random_seed(0)
     image = keras.Input((5, 5, 2))
     mapped = keras.layers.Conv2D(8, 1, name="map")(image)
-    widened = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="wide")(mapped)
+    grouped = keras.layers.Conv2D(8, 1, groups=4, name="grouped")(mapped)
+    widened = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="wide")(grouped)
     pooled = keras.layers.GlobalAveragePooling2D(keepdims=True, name="pool")(widened)
     head = keras.layers.Conv2D(256, 1, name="head")(pooled)
     model = keras.Model(image, keras.layers.Dense(3, activation="softmax", name="fc")(keras.layers.Flatten(name="flatten")(head)))

@@ -28,8 +28,9 @@ def matrix_products(flatbuffer: bytes) -> list[str]:
         kind = operator_kind(model, operator)
         if kind not in (schema.BuiltinOperator.FULLY_CONNECTED, schema.BuiltinOperator.CONV_2D) or len(operator.inputs) < 2:
             continue
-        weights = graph.tensors[operator.inputs[1]]
-        pointwise = kind == schema.BuiltinOperator.FULLY_CONNECTED or list(weights.shape[1:3]) == [1, 1]
+        image, weights = (graph.tensors[index] for index in operator.inputs[:2])
+        # a grouped convolution's weights see a slice of the input's channels: not one matrix product
+        pointwise = kind == schema.BuiltinOperator.FULLY_CONNECTED or (list(weights.shape[1:3]) == [1, 1] and weights.shape[-1] == image.shape[-1])
         if pointwise and model.buffers[weights.buffer].data is not None:
             found.append(graph.tensors[operator.outputs[0]].name.decode())
     return found
