@@ -113,8 +113,8 @@ EXPORT_OPTIONS = (
                   "calibrated one (repeatable)."),
     Declared("max_drop", "--max-drop", float, None, metavar="<points>",
              help="Search for int8 files within this accuracy drop (and verify's int8 agreement) on a validation split, keeping the "
-                  "most sensitive layers in 16-bit activations, then in float (ONNX matrix products: per-call ranges in both); exit 1 "
-                  "when no candidate meets it."),
+                  "most sensitive layers in 16-bit activations, then in float (matrix products: per-call ranges instead); exit 1 when no "
+                  "candidate meets it."),
     Declared("validation_data", "--validation-data", str, None, metavar="<data>",
              help="Labelled images the model never saw (as --data takes them; every image of both splits) that --max-drop's search "
                   "judges on. Default: the hold-out train recorded, else a seeded slice of --data's training images (optimistic: "

@@ -41,9 +41,10 @@ def with_per_call_ranges(flatbuffer: bytes, operators: list[str]) -> bytes:
     scale max|w| / 127), as LiteRT's dynamic-range quantizer writes them. LiteRT's CONV_2D and FULLY_CONNECTED kernels
     take float input with int8 weights as hybrid operators: each call quantizes the input with its own range, computes
     in int8 and gives float, so the file keeps int8 weights where a calibrated range would cost too much accuracy."""
-    import flatbuffers
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
+
+    from edgecnn.core.tflite_metadata import packed
 
     model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
     graph = model.subgraphs[0]
@@ -70,9 +71,7 @@ def with_per_call_ranges(flatbuffer: bytes, operators: list[str]) -> bytes:
         weights.quantization.quantizedDimension = 0
     for index in replaced - {tensor.buffer for subgraph in model.subgraphs for tensor in subgraph.tensors}:  # float weights nothing reads now
         model.buffers[index].data = None
-    builder = flatbuffers.Builder(len(flatbuffer))
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return packed(model, len(flatbuffer))
 
 
 def operator_kind(model: Any, operator: Any) -> int:

@@ -13,7 +13,6 @@ METADATA_NAME = "edgecnn"
 
 def embed(flatbuffer: bytes, facts: dict[str, str]) -> bytes:
     """The model with `facts` as its `edgecnn` metadata entry (replacing an earlier one)."""
-    import flatbuffers
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
 
@@ -25,7 +24,14 @@ def embed(flatbuffer: bytes, facts: dict[str, str]) -> bytes:
     entry.name = METADATA_NAME
     entry.buffer = len(model.buffers) - 1
     model.metadata = [item for item in (model.metadata or []) if item.name not in (METADATA_NAME, METADATA_NAME.encode())] + [entry]
-    builder = flatbuffers.Builder(len(flatbuffer) + 4096)
+    return packed(model, len(flatbuffer) + 4096)
+
+
+def packed(model: Any, size_hint: int) -> bytes:
+    """A model read with the schema's object API (`ModelT`) written back as a .tflite file."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(size_hint)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 

@@ -73,23 +73,28 @@ def int8_mode(tf: Any, converter: Any, spec: ArtifactSpec, options: ExportOption
 
 
 def matrix_product_layers(path: Path, layers: list[str], options: ExportOptions) -> set[str | None]:
-    """The layers that own a matrix product (`core.tflite_graph.matrix_products`) in the file at `path`, named as
-    `layers_with_nodes` names them: those the search gives per-call ranges (LiteRT's hybrid kernels) when they leave int8."""
+    """The layers that own a matrix product (`core.tflite_graph.matrix_products`) in the file at `path`: those the search
+    gives per-call ranges (LiteRT's hybrid kernels) when they leave int8."""
     from edgecnn.core.tflite_graph import matrix_products
-    from edgecnn.core.tflite_metadata import op_output_names
 
     flatbuffer = path.read_bytes()
-    layer_map = LayerMap.build(op_output_names(flatbuffer), layers)
-    return {layer_map.layer_of(name) for name in matrix_products(flatbuffer)}
+    return owning_layers(flatbuffer, layers, matrix_products(flatbuffer))
 
 
 def layers_with_nodes(path: Path, layers: list[str]) -> set[str | None]:
     """The layers that own an operator's output in the file (the converter's debugger can keep those in float)."""
     from edgecnn.core.tflite_metadata import op_output_names
 
-    names = op_output_names(path.read_bytes())
-    layer_map = LayerMap.build(names, layers)
-    return {layer_map.layer_of(name) for name in names}
+    flatbuffer = path.read_bytes()
+    return owning_layers(flatbuffer, layers, op_output_names(flatbuffer))
+
+
+def owning_layers(flatbuffer: bytes, layers: list[str], operators: list[str]) -> set[str | None]:
+    """The Keras layers that own the named operators (by output tensor), mapped over every operator of the file."""
+    from edgecnn.core.tflite_metadata import op_output_names
+
+    layer_map = LayerMap.build(op_output_names(flatbuffer), layers)
+    return {layer_map.layer_of(name) for name in operators}
 
 
 def keras_converter(tf: Any, inputs: ExportInputs) -> Any:
