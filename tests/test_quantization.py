@@ -235,6 +235,90 @@ def test_tflite_matrix_products_with_int8_weights_compute_about_the_same_in_hybr
     assert len(flatbuffer) - len(hybrid) > 0.5 * float_bytes
 
 
+def test_int8_hard_swish_is_written_as_operators_xnnpack_runs_and_computes_about_the_same(real_arrays, small_npz, tmp_path):
+    """LiteRT's XNNPACK delegate has no int8 HARD_SWISH (MobileNetV3's activation): the converter's own file runs in one
+    partition per stretch between them (the negative control). Written as ADD (fused RELU6) and MULs, those splits are
+    gone, the first hard swish's output is within one output step of LiteRT's own kernel on real digits (the next within
+    two: its input moved), and
+    the probabilities within 0.02; a file without HARD_SWISH comes back as it was. `export` does it to every int8 file
+    and records which."""
+    import collections
+
+    import keras
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgecnn.core.backend import import_tensorflow
+    from edgecnn.core.manifest import load_manifest
+    from edgecnn.core.tflite_graph import delegable_hard_swish, operator_kind
+    from edgecnn.stages.export import ExportOptions, FormatChoice, Quantize, export
+
+    tf = import_tensorflow()
+    keras.utils.set_random_seed(0)
+    image = keras.Input((28, 28, 1))
+    swished = keras.layers.Activation("hard_swish", name="swish_1")(keras.layers.Conv2D(8, 3, strides=2, name="conv_1")(image))
+    swished = keras.layers.Activation("hard_swish", name="swish_2")(keras.layers.Conv2D(16, 3, strides=2, name="conv_2")(swished))
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(swished)
+    model = keras.Model(image, keras.layers.Dense(10, activation="softmax", name="fc")(pooled))
+    digits = real_arrays["x_test"][:64, :, :, None].astype(np.float32) / 255.0
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([digits[index : index + 1]] for index in range(32))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    original = converter.convert()
+    rewritten, names = delegable_hard_swish(original)
+    assert len(names) == 2
+
+    original_t = schema.ModelT.InitFromPackedBuf(original, 0)
+    graph = original_t.subgraphs[0]
+    swish_inputs = {graph.tensors[op.outputs[0]].name.decode(): graph.tensors[op.inputs[0]].name.decode() for op in graph.operators
+                    if operator_kind(original_t, op) == schema.BuiltinOperator.HARD_SWISH}
+    assert sorted(swish_inputs) == sorted(names)
+
+    def run(file: bytes) -> tuple[int, list[np.ndarray], np.ndarray]:
+        """XNNPACK partitions; each hard swish's distance, in output steps, from the exact hard swish of its own int8
+        input; the probabilities."""
+        delegated = Interpreter(model_content=file, num_threads=1)  # keeping every tensor would split the partitions
+        delegated.allocate_tensors()
+        partitions = collections.Counter(op["op_name"] for op in delegated._get_ops_details())["DELEGATE"]
+        interpreter = Interpreter(model_content=file, num_threads=1, experimental_preserve_all_tensors=True)
+        interpreter.allocate_tensors()
+        details = {detail["name"]: detail for detail in interpreter.get_tensor_details()}
+        distances: list[list[np.ndarray]] = [[] for _ in names]
+        probabilities = []
+        for one in digits:
+            interpreter.set_tensor(interpreter.get_input_details()[0]["index"], one[None])
+            interpreter.invoke()
+            probabilities.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0].copy())
+            for rows, name in zip(distances, names, strict=True):
+                (in_scale, in_zero), (out_scale, out_zero) = details[swish_inputs[name]]["quantization"], details[name]["quantization"]
+                x = (interpreter.get_tensor(details[swish_inputs[name]]["index"]).astype(np.float32) - in_zero) * in_scale
+                exact = np.clip(np.round(x * np.clip(x + 3, 0, 6) / 6 / out_scale) + out_zero, -128, 127)
+                rows.append(np.abs(interpreter.get_tensor(details[name]["index"]) - exact))
+        return partitions, [np.array(rows) for rows in distances], np.array(probabilities)
+
+    partitions_before, own_kernel, expected = run(original)
+    partitions_after, rewritten_ops, computed = run(rewritten)
+    assert partitions_before - partitions_after == len(names), "each int8 HARD_SWISH splits the XNNPACK graph; the rewrite does not"
+
+    def hard_swishes(file: bytes) -> int:
+        model_t = schema.ModelT.InitFromPackedBuf(file, 0)
+        return sum(operator_kind(model_t, op) == schema.BuiltinOperator.HARD_SWISH for op in model_t.subgraphs[0].operators)
+
+    assert hard_swishes(original) == 2 and hard_swishes(rewritten) == 0
+    assert max(distance.max() for distance in own_kernel + rewritten_ops) <= 1, "LiteRT's kernel and the rewrite: within one step of exact"
+    assert all(distance.mean() < 0.1 for distance in rewritten_ops)
+    assert np.abs(computed - expected).max() < 0.02 and np.mean(computed.argmax(1) == expected.argmax(1)) >= 0.95
+    plain = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    assert delegable_hard_swish(plain) == (plain, []), "float HARD_SWISH runs in XNNPACK: untouched"
+    model.save(tmp_path / "swish.keras")
+    exported = export(ExportOptions(model=tmp_path / "swish.keras", data=str(small_npz), format=FormatChoice.TFLITE, quantize=Quantize.INT8,
+                                    out=tmp_path / "out"))
+    entry = load_manifest(exported.manifest_path).artifact("tflite-int8")
+    assert len(entry.details.hard_swish_decomposed) == 2 and hard_swishes((tmp_path / "out" / entry.path).read_bytes()) == 0
+
+
 def test_matrix_products_are_rewritten_as_matmuls_that_compute_the_same():
     """A 1x1 convolution over a 1x1 map (MobileNetV3's head) and a Gemm with transposed weights are matrix products, and
     their MatMul form gives the same outputs under the same names; a 1x1 convolution over a larger map and a 3x3 one

@@ -1,7 +1,7 @@
 """Rewrites of a .tflite file's graph, with the flatbuffer schema that ships with LiteRT: which operators are matrix
 products, and giving those that stayed float int8 weights, which LiteRT then runs with its hybrid kernels (the input
 quantized with its range measured on each call) — the TFLite form of ONNX Runtime's dynamic quantization
-(`core.onnx_graph.as_matmuls`).
+(`core.onnx_graph.as_matmuls`); and int8 HARD_SWISH written as the ADD and MULs XNNPACK runs (`delegable_hard_swish`).
 
 Operators are named by their first output tensor, as the converter's quantization debugger names them.
 """
@@ -72,6 +72,96 @@ def with_per_call_ranges(flatbuffer: bytes, operators: list[str]) -> bytes:
     for index in replaced - {tensor.buffer for subgraph in model.subgraphs for tensor in subgraph.tensors}:  # float weights nothing reads now
         model.buffers[index].data = None
     return packed(model, len(flatbuffer))
+
+
+def delegable_hard_swish(flatbuffer: bytes) -> tuple[bytes, list[str]]:
+    """The file with each int8 HARD_SWISH written as x * min(max(x + 3, 0), 6) / 6 in int8 ADD (fused RELU6) and two MULs,
+    and the rewritten operators (by output tensor: the last MUL keeps it). LiteRT's XNNPACK delegate, its default CPU path on phones, boards and desktops, has no int8
+    HARD_SWISH: each one is left to LiteRT's own kernel and splits the graph there, so MobileNetV3Small's int8 file ran
+    in 20 XNNPACK partitions against 2 for fp32 and was no faster than fp32 (bench/RESULTS.md). The hard sigmoid in
+    between is an int8 tensor over [0, 1] (step 1/255: half an output step at most where |x| is largest); the output
+    tensor keeps the quantization the converter calibrated."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgecnn.core.tflite_metadata import packed
+
+    codes = schema.Model.GetRootAs(flatbuffer, 0)
+    if all(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) != schema.BuiltinOperator.HARD_SWISH
+           for code in map(codes.OperatorCodes, range(codes.OperatorCodesLength()))):
+        return flatbuffer, []  # no HARD_SWISH: not worth unpacking a large file
+    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    graph = model.subgraphs[0]
+    rewritten: list[Any] = []
+    names: list[str] = []
+    for operator in graph.operators:
+        tensors = [graph.tensors[operator.inputs[0]], graph.tensors[operator.outputs[0]]]
+        if operator_kind(model, operator) != schema.BuiltinOperator.HARD_SWISH or any(tensor.type != schema.TensorType.INT8 for tensor in tensors):
+            rewritten.append(operator)
+            continue
+        image = operator.inputs[0]
+        name = tensors[1].name.decode()
+        names.append(name)
+        three = constant(model, graph, f"{name}/three", 3.0)
+        sixth = constant(model, graph, f"{name}/one_sixth", 1.0 / 6.0)
+        clipped = activation_like(graph, tensors[0], f"{name}/relu6", 6.0)
+        gate = activation_like(graph, tensors[0], f"{name}/hard_sigmoid", 1.0)
+        rewritten += [
+            new_operator(model, schema.BuiltinOperator.ADD, [image, three], clipped, schema.ActivationFunctionType.RELU6),
+            new_operator(model, schema.BuiltinOperator.MUL, [clipped, sixth], gate, schema.ActivationFunctionType.NONE),
+            new_operator(model, schema.BuiltinOperator.MUL, [image, gate], operator.outputs[0], schema.ActivationFunctionType.NONE),
+        ]
+    if not names:
+        return flatbuffer, names
+    graph.operators = rewritten
+    return packed(model, len(flatbuffer) + 4096), names
+
+
+def constant(model: Any, graph: Any, name: str, value: float) -> int:
+    """A new int8 scalar constant that holds `value` exactly (scale value / 127, zero point 0); its tensor index."""
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(np.int8(INT8_LIMIT).tobytes(), dtype=np.uint8)
+    model.buffers.append(buffer)
+    return new_tensor(graph, name, [1], len(model.buffers) - 1, value / INT8_LIMIT, 0)
+
+
+def activation_like(graph: Any, like: Any, name: str, top: float) -> int:
+    """A new int8 tensor of `like`'s shape over [0, top] (zero point -128: 0 is exact); its index."""
+    return new_tensor(graph, name, list(like.shape), 0, top / 255.0, -128, like.shapeSignature)
+
+
+def new_tensor(graph: Any, name: str, shape: list[int], buffer: int, scale: float, zero_point: int, signature: Any = None) -> int:
+    from ai_edge_litert import schema_py_generated as schema
+
+    tensor = schema.TensorT()
+    tensor.name, tensor.shape, tensor.type, tensor.buffer = name.encode(), shape, schema.TensorType.INT8, buffer
+    tensor.shapeSignature = signature
+    tensor.quantization = schema.QuantizationParametersT()
+    tensor.quantization.scale, tensor.quantization.zeroPoint = [scale], [zero_point]
+    graph.tensors.append(tensor)
+    return len(graph.tensors) - 1
+
+
+def new_operator(model: Any, kind: int, inputs: list[int], output: int, activation: int) -> Any:
+    """An int8 ADD or MUL (operator code version 2: int8 tensors) with its fused activation."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    codes = [index for index, code in enumerate(model.operatorCodes) if max(code.builtinCode, code.deprecatedBuiltinCode) == kind]
+    if not codes:
+        code = schema.OperatorCodeT()
+        code.builtinCode, code.deprecatedBuiltinCode, code.version = kind, kind, 2
+        model.operatorCodes.append(code)
+        codes = [len(model.operatorCodes) - 1]
+    is_add = kind == schema.BuiltinOperator.ADD
+    options = schema.AddOptionsT() if is_add else schema.MulOptionsT()
+    options.fusedActivationFunction = activation
+    operator = schema.OperatorT()
+    operator.opcodeIndex, operator.inputs, operator.outputs = codes[0], inputs, [output]
+    operator.builtinOptionsType = schema.BuiltinOptions.AddOptions if is_add else schema.BuiltinOptions.MulOptions
+    operator.builtinOptions = options
+    return operator
 
 
 def operator_kind(model: Any, operator: Any) -> int:
