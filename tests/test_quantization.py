@@ -235,13 +235,13 @@ def test_tflite_matrix_products_with_int8_weights_compute_about_the_same_in_hybr
     assert len(flatbuffer) - len(hybrid) > 0.5 * float_bytes
 
 
-def test_int8_hard_swish_is_written_as_operators_xnnpack_runs_and_computes_about_the_same(real_arrays, small_npz, tmp_path):
-    """LiteRT's XNNPACK delegate has no int8 HARD_SWISH (MobileNetV3's activation): the converter's own file runs in one
-    partition per stretch between them (the negative control). Written as ADD (fused RELU6) and MULs, those splits are
-    gone, the first hard swish's output is within one output step of LiteRT's own kernel on real digits (the next within
-    two: its input moved), and
-    the probabilities within 0.02; a file without HARD_SWISH comes back as it was. `export` does it to every int8 file
-    and records which."""
+def test_int8_operators_xnnpack_lacks_are_written_as_ones_it_runs_and_compute_about_the_same(real_arrays, small_npz, tmp_path):
+    """LiteRT's XNNPACK delegate has no int8 HARD_SWISH (MobileNetV3's activation) and no int8 RELU on its own (one the
+    converter cannot fuse, as where a branch also reads the tensor before it): the converter's own file runs in one
+    partition per stretch between them (the negative control). Written as ADD and MULs, those splits are gone; every
+    rewritten output is within one output step of the exact activation of its own int8 input, as LiteRT's kernels are,
+    on real digits, and the probabilities within 0.02; a float file comes back as it was. `export` does it to every
+    int8 file and records which."""
     import collections
 
     import keras
@@ -251,7 +251,7 @@ def test_int8_hard_swish_is_written_as_operators_xnnpack_runs_and_computes_about
 
     from edgecnn.core.backend import import_tensorflow
     from edgecnn.core.manifest import load_manifest
-    from edgecnn.core.tflite_graph import delegable_hard_swish, operator_kind
+    from edgecnn.core.tflite_graph import delegable_int8, operator_kind
     from edgecnn.stages.export import ExportOptions, FormatChoice, Quantize, export
 
     tf = import_tensorflow()
@@ -259,7 +259,9 @@ def test_int8_hard_swish_is_written_as_operators_xnnpack_runs_and_computes_about
     image = keras.Input((28, 28, 1))
     swished = keras.layers.Activation("hard_swish", name="swish_1")(keras.layers.Conv2D(8, 3, strides=2, name="conv_1")(image))
     swished = keras.layers.Activation("hard_swish", name="swish_2")(keras.layers.Conv2D(16, 3, strides=2, name="conv_2")(swished))
-    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(swished)
+    branch = keras.layers.Conv2D(16, 1, name="conv_3")(swished)
+    mixed = keras.layers.Add(name="mix")([branch, keras.layers.Conv2D(16, 1, name="conv_4")(keras.layers.ReLU(name="relu")(branch))])
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(mixed)
     model = keras.Model(image, keras.layers.Dense(10, activation="softmax", name="fc")(pooled))
     digits = real_arrays["x_test"][:64, :, :, None].astype(np.float32) / 255.0
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -267,17 +269,22 @@ def test_int8_hard_swish_is_written_as_operators_xnnpack_runs_and_computes_about
     converter.representative_dataset = lambda: ([digits[index : index + 1]] for index in range(32))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     original = converter.convert()
-    rewritten, names = delegable_hard_swish(original)
-    assert len(names) == 2
+    rewritten, names = delegable_int8(original)
+    exact = {schema.BuiltinOperator.HARD_SWISH: lambda x: x * np.clip(x + 3, 0, 6) / 6, schema.BuiltinOperator.RELU: lambda x: np.maximum(x, 0)}
 
-    original_t = schema.ModelT.InitFromPackedBuf(original, 0)
-    graph = original_t.subgraphs[0]
-    swish_inputs = {graph.tensors[op.outputs[0]].name.decode(): graph.tensors[op.inputs[0]].name.decode() for op in graph.operators
-                    if operator_kind(original_t, op) == schema.BuiltinOperator.HARD_SWISH}
-    assert sorted(swish_inputs) == sorted(names)
+    def lacking(file: bytes) -> dict[str, tuple[int, str]]:
+        """The operators XNNPACK lacks, by output tensor: their kind and input tensor."""
+        model_t = schema.ModelT.InitFromPackedBuf(file, 0)
+        graph = model_t.subgraphs[0]
+        return {graph.tensors[op.outputs[0]].name.decode(): (operator_kind(model_t, op), graph.tensors[op.inputs[0]].name.decode())
+                for op in graph.operators if operator_kind(model_t, op) in exact}
+
+    operators = lacking(original)
+    assert sorted(kind for kind, _ in operators.values()) == sorted([schema.BuiltinOperator.HARD_SWISH] * 2 + [schema.BuiltinOperator.RELU])
+    assert sorted(operators) == sorted(names) and not lacking(rewritten)
 
     def run(file: bytes) -> tuple[int, list[np.ndarray], np.ndarray]:
-        """XNNPACK partitions; each hard swish's distance, in output steps, from the exact hard swish of its own int8
+        """XNNPACK partitions; each operator's distance, in output steps, from the exact activation of its own int8
         input; the probabilities."""
         delegated = Interpreter(model_content=file, num_threads=1)  # keeping every tensor would split the partitions
         delegated.allocate_tensors()
@@ -292,31 +299,26 @@ def test_int8_hard_swish_is_written_as_operators_xnnpack_runs_and_computes_about
             interpreter.invoke()
             probabilities.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0].copy())
             for rows, name in zip(distances, names, strict=True):
-                (in_scale, in_zero), (out_scale, out_zero) = details[swish_inputs[name]]["quantization"], details[name]["quantization"]
-                x = (interpreter.get_tensor(details[swish_inputs[name]]["index"]).astype(np.float32) - in_zero) * in_scale
-                exact = np.clip(np.round(x * np.clip(x + 3, 0, 6) / 6 / out_scale) + out_zero, -128, 127)
-                rows.append(np.abs(interpreter.get_tensor(details[name]["index"]) - exact))
+                kind, source = operators[name]
+                (in_scale, in_zero), (out_scale, out_zero) = details[source]["quantization"], details[name]["quantization"]
+                x = (interpreter.get_tensor(details[source]["index"]).astype(np.float32) - in_zero) * in_scale
+                wanted = np.clip(np.round(exact[kind](x) / out_scale) + out_zero, -128, 127)
+                rows.append(np.abs(interpreter.get_tensor(details[name]["index"]) - wanted))
         return partitions, [np.array(rows) for rows in distances], np.array(probabilities)
 
-    partitions_before, own_kernel, expected = run(original)
+    partitions_before, own_kernels, expected = run(original)
     partitions_after, rewritten_ops, computed = run(rewritten)
-    assert partitions_before - partitions_after == len(names), "each int8 HARD_SWISH splits the XNNPACK graph; the rewrite does not"
-
-    def hard_swishes(file: bytes) -> int:
-        model_t = schema.ModelT.InitFromPackedBuf(file, 0)
-        return sum(operator_kind(model_t, op) == schema.BuiltinOperator.HARD_SWISH for op in model_t.subgraphs[0].operators)
-
-    assert hard_swishes(original) == 2 and hard_swishes(rewritten) == 0
-    assert max(distance.max() for distance in own_kernel + rewritten_ops) <= 1, "LiteRT's kernel and the rewrite: within one step of exact"
+    assert partitions_before - partitions_after == len(names), "each operator XNNPACK lacks splits its graph; the rewritten ones do not"
+    assert max(distance.max() for distance in own_kernels + rewritten_ops) <= 1, "LiteRT's kernels and the rewrite: within one step of exact"
     assert all(distance.mean() < 0.1 for distance in rewritten_ops)
     assert np.abs(computed - expected).max() < 0.02 and np.mean(computed.argmax(1) == expected.argmax(1)) >= 0.95
     plain = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    assert delegable_hard_swish(plain) == (plain, []), "float HARD_SWISH runs in XNNPACK: untouched"
-    model.save(tmp_path / "swish.keras")
-    exported = export(ExportOptions(model=tmp_path / "swish.keras", data=str(small_npz), format=FormatChoice.TFLITE, quantize=Quantize.INT8,
+    assert delegable_int8(plain) == (plain, []), "float HARD_SWISH and RELU run in XNNPACK: untouched"
+    model.save(tmp_path / "lacking.keras")
+    exported = export(ExportOptions(model=tmp_path / "lacking.keras", data=str(small_npz), format=FormatChoice.TFLITE, quantize=Quantize.INT8,
                                     out=tmp_path / "out"))
     entry = load_manifest(exported.manifest_path).artifact("tflite-int8")
-    assert len(entry.details.hard_swish_decomposed) == 2 and hard_swishes((tmp_path / "out" / entry.path).read_bytes()) == 0
+    assert len(entry.details.rewritten_for_xnnpack) == 3 and not lacking((tmp_path / "out" / entry.path).read_bytes())
 
 
 def test_matrix_products_are_rewritten_as_matmuls_that_compute_the_same():

@@ -157,7 +157,7 @@ class ArtifactDetails:
     graph_cleanup: CleanupReport | None = None
     valid_pools_after_zero_pads: tuple[str, ...] = ()  # MaxPools given auto_pad=VALID (core/onnx_graph.py)
     identity_reshapes_removed: tuple[str, ...] = ()  # Reshapes to the shape their input already has (core/onnx_graph.py)
-    hard_swish_decomposed: tuple[str, ...] = ()  # int8 HARD_SWISH written as ADD and MULs XNNPACK runs (core/tflite_graph.py)
+    rewritten_for_xnnpack: tuple[str, ...] = ()  # int8 HARD_SWISH and RELU written as operators XNNPACK runs (core/tflite_graph.py)
     default_session_check: SessionCheck | None = None
     float16: Float16Record | None = None
     quantization: QuantizationRecord | None = None

@@ -1,7 +1,7 @@
 """Rewrites of a .tflite file's graph, with the flatbuffer schema that ships with LiteRT: which operators are matrix
 products, and giving those that stayed float int8 weights, which LiteRT then runs with its hybrid kernels (the input
 quantized with its range measured on each call) — the TFLite form of ONNX Runtime's dynamic quantization
-(`core.onnx_graph.as_matmuls`); and int8 HARD_SWISH written as the ADD and MULs XNNPACK runs (`delegable_hard_swish`).
+(`core.onnx_graph.as_matmuls`); and the int8 operators XNNPACK does not take written as ones it does (`delegable_int8`).
 
 Operators are named by their first output tensor, as the converter's quantization debugger names them.
 """
@@ -74,33 +74,43 @@ def with_per_call_ranges(flatbuffer: bytes, operators: list[str]) -> bytes:
     return packed(model, len(flatbuffer))
 
 
-def delegable_hard_swish(flatbuffer: bytes) -> tuple[bytes, list[str]]:
-    """The file with each int8 HARD_SWISH written as x * min(max(x + 3, 0), 6) / 6 in int8 ADD (fused RELU6) and two MULs,
-    and the rewritten operators (by output tensor: the last MUL keeps it). LiteRT's XNNPACK delegate, its default CPU path on phones, boards and desktops, has no int8
-    HARD_SWISH: each one is left to LiteRT's own kernel and splits the graph there, so MobileNetV3Small's int8 file ran
-    in 20 XNNPACK partitions against 2 for fp32 and was no faster than fp32 (bench/RESULTS.md). The hard sigmoid in
-    between is an int8 tensor over [0, 1] (step 1/255: half an output step at most where |x| is largest); the output
-    tensor keeps the quantization the converter calibrated."""
+def delegable_int8(flatbuffer: bytes) -> tuple[bytes, list[str]]:
+    """The file with the int8 operators LiteRT's XNNPACK delegate does not take written as ones it does, and those
+    operators (by output tensor, which the last new operator keeps, with the quantization the converter calibrated).
+    XNNPACK is LiteRT's default CPU path on phones, boards and desktops; an operator it leaves to LiteRT's own kernels
+    splits the graph there (bench/RESULTS.md):
+
+    * HARD_SWISH (MobileNetV3): x * min(max(x + 3, 0), 6) / 6 as an ADD with a fused RELU6 and two MULs. The hard
+      sigmoid in between is an int8 tensor over [0, 1] (step 1/255: half an output step at most where |x| is
+      largest). MobileNetV3Small's int8 file ran in 20 partitions against 2 for fp32, and no faster than fp32.
+    * RELU on its own (NASNetMobile's cells, pre-activation blocks): an ADD of 0 with a fused RELU, which requantizes
+      to the output's scale as RELU does. NASNetMobile's 48 took its int8 file from 37 partitions to 29 and from 0.8x to
+      1.5x fp32's speed, at the same agreement."""
     from ai_edge_litert import schema_py_generated as schema
 
     from edgecnn.core.tflite_metadata import packed
 
+    kinds = (schema.BuiltinOperator.HARD_SWISH, schema.BuiltinOperator.RELU)
     codes = schema.Model.GetRootAs(flatbuffer, 0)
-    if all(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) != schema.BuiltinOperator.HARD_SWISH
-           for code in map(codes.OperatorCodes, range(codes.OperatorCodesLength()))):
-        return flatbuffer, []  # no HARD_SWISH: not worth unpacking a large file
+    if all(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) not in kinds for code in map(codes.OperatorCodes, range(codes.OperatorCodesLength()))):
+        return flatbuffer, []  # nothing to rewrite: not worth unpacking a large file
     model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
     graph = model.subgraphs[0]
     rewritten: list[Any] = []
     names: list[str] = []
     for operator in graph.operators:
         tensors = [graph.tensors[operator.inputs[0]], graph.tensors[operator.outputs[0]]]
-        if operator_kind(model, operator) != schema.BuiltinOperator.HARD_SWISH or any(tensor.type != schema.TensorType.INT8 for tensor in tensors):
+        kind = operator_kind(model, operator)
+        if kind not in kinds or any(tensor.type != schema.TensorType.INT8 for tensor in tensors):
             rewritten.append(operator)
             continue
-        image = operator.inputs[0]
+        image, output = operator.inputs[0], operator.outputs[0]
         name = tensors[1].name.decode()
         names.append(name)
+        if kind == schema.BuiltinOperator.RELU:
+            zero = constant(model, graph, f"{name}/zero", 0.0)
+            rewritten.append(new_operator(model, schema.BuiltinOperator.ADD, [image, zero], output, schema.ActivationFunctionType.RELU))
+            continue
         three = constant(model, graph, f"{name}/three", 3.0)
         sixth = constant(model, graph, f"{name}/one_sixth", 1.0 / 6.0)
         clipped = activation_like(graph, tensors[0], f"{name}/relu6", 6.0)
@@ -108,7 +118,7 @@ def delegable_hard_swish(flatbuffer: bytes) -> tuple[bytes, list[str]]:
         rewritten += [
             new_operator(model, schema.BuiltinOperator.ADD, [image, three], clipped, schema.ActivationFunctionType.RELU6),
             new_operator(model, schema.BuiltinOperator.MUL, [clipped, sixth], gate, schema.ActivationFunctionType.NONE),
-            new_operator(model, schema.BuiltinOperator.MUL, [image, gate], operator.outputs[0], schema.ActivationFunctionType.NONE),
+            new_operator(model, schema.BuiltinOperator.MUL, [image, gate], output, schema.ActivationFunctionType.NONE),
         ]
     if not names:
         return flatbuffer, names
@@ -117,14 +127,15 @@ def delegable_hard_swish(flatbuffer: bytes) -> tuple[bytes, list[str]]:
 
 
 def constant(model: Any, graph: Any, name: str, value: float) -> int:
-    """A new int8 scalar constant that holds `value` exactly (scale value / 127, zero point 0); its tensor index."""
+    """A new int8 scalar constant that holds `value` (>= 0) exactly (127 at scale value / 127, or 0; zero point 0); its
+    tensor index."""
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
 
     buffer = schema.BufferT()
-    buffer.data = np.frombuffer(np.int8(INT8_LIMIT).tobytes(), dtype=np.uint8)
+    buffer.data = np.frombuffer(np.int8(INT8_LIMIT if value else 0).tobytes(), dtype=np.uint8)
     model.buffers.append(buffer)
-    return new_tensor(graph, name, [1], len(model.buffers) - 1, value / INT8_LIMIT, 0)
+    return new_tensor(graph, name, [1], len(model.buffers) - 1, (value or 1.0) / INT8_LIMIT, 0)
 
 
 def activation_like(graph: Any, like: Any, name: str, top: float) -> int:

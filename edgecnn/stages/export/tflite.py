@@ -1,5 +1,5 @@
 """TFLite converter: fp32, fp16 weights, dynamic-range and full-integer int8 (representative dataset), with chosen layers
-kept float or given per-call ranges (LiteRT's hybrid kernels), and int8 HARD_SWISH written as operators XNNPACK runs."""
+kept float or given per-call ranges (LiteRT's hybrid kernels), and int8 operators XNNPACK does not take written as ones it does."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from edgecnn.core.layers import LayerMap, keras_layer_names, with_orphans
 from edgecnn.core.manifest import Precision
 from edgecnn.core.native_output import quiet_native_output
 from edgecnn.core.records import encode
-from edgecnn.core.tflite_graph import delegable_hard_swish
+from edgecnn.core.tflite_graph import delegable_int8
 from edgecnn.core.tflite_metadata import embed, io_quantization, operator_tensors
 from edgecnn.stages.export.artifacts import ArtifactSpec, ExportOptions, IoType
 from edgecnn.stages.export.inputs import Converted, ExportInputs
@@ -48,15 +48,15 @@ def convert(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None) -> Conv
             quantization = replace(quantization, kept_float_nodes=kept_nodes)
         else:
             flatbuffer = converter.convert()
-    decomposed: list[str] = []
+    rewritten: list[str] = []
     metadata = inputs.metadata_for(spec.precision)
     if quantization is not None:
-        flatbuffer, decomposed = delegable_hard_swish(flatbuffer)  # int8 only: 16x8 activations are int16, left as they are
+        flatbuffer, rewritten = delegable_int8(flatbuffer)  # int8 only: 16x8 activations are int16, left as they are
         metadata = metadata | {"quantization": json.dumps(encode(quantization), sort_keys=True)}
     path = inputs.staging / spec.filename(inputs.model_entry.stem)
     path.write_bytes(embed(flatbuffer, tflite_facts(metadata, io_quantization(flatbuffer)[0])))
     return Converted(path, ArtifactDetails(quantization=quantization, calibration=calibration_record, metadata="edgecnn entry in the model's metadata table",
-                                           hard_swish_decomposed=tuple(decomposed)))
+                                           rewritten_for_xnnpack=tuple(rewritten)))
 
 
 def int8_mode(tf: Any, converter: Any, spec: ArtifactSpec, options: ExportOptions) -> QuantizationRecord:
