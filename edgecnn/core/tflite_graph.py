@@ -99,13 +99,12 @@ def delegable_int8(flatbuffer: bytes) -> tuple[bytes, list[str]]:
     rewritten: list[Any] = []
     names: list[str] = []
     for operator in graph.operators:
-        tensors = [graph.tensors[operator.inputs[0]], graph.tensors[operator.outputs[0]]]
+        image, output = operator.inputs[0], operator.outputs[0]
         kind = operator_kind(model, operator)
-        if kind not in kinds or any(tensor.type != schema.TensorType.INT8 for tensor in tensors):
+        if kind not in kinds or graph.tensors[image].type != schema.TensorType.INT8 or graph.tensors[output].type != schema.TensorType.INT8:
             rewritten.append(operator)
             continue
-        image, output = operator.inputs[0], operator.outputs[0]
-        name = tensors[1].name.decode()
+        name = graph.tensors[output].name.decode()
         names.append(name)
         if kind == schema.BuiltinOperator.RELU:
             zero = constant(model, graph, f"{name}/zero", 0.0)
@@ -113,8 +112,8 @@ def delegable_int8(flatbuffer: bytes) -> tuple[bytes, list[str]]:
             continue
         three = constant(model, graph, f"{name}/three", 3.0)
         sixth = constant(model, graph, f"{name}/one_sixth", 1.0 / 6.0)
-        clipped = activation_like(graph, tensors[0], f"{name}/relu6", 6.0)
-        gate = activation_like(graph, tensors[0], f"{name}/hard_sigmoid", 1.0)
+        clipped = activation_like(graph, graph.tensors[image], f"{name}/relu6", 6.0)
+        gate = activation_like(graph, graph.tensors[image], f"{name}/hard_sigmoid", 1.0)
         rewritten += [
             new_operator(model, schema.BuiltinOperator.ADD, [image, three], clipped, schema.ActivationFunctionType.RELU6),
             new_operator(model, schema.BuiltinOperator.MUL, [clipped, sixth], gate, schema.ActivationFunctionType.NONE),
@@ -144,6 +143,7 @@ def activation_like(graph: Any, like: Any, name: str, top: float) -> int:
 
 
 def new_tensor(graph: Any, name: str, shape: list[int], buffer: int, scale: float, zero_point: int, signature: Any = None) -> int:
+    """A new per-tensor int8 tensor in `graph` (buffer 0: computed, not constant); its index."""
     from ai_edge_litert import schema_py_generated as schema
 
     tensor = schema.TensorT()
