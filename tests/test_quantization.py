@@ -321,22 +321,27 @@ def test_int8_operators_xnnpack_lacks_are_written_as_ones_it_runs_and_compute_ab
     assert len(entry.details.rewritten_for_xnnpack) == 3 and not lacking((tmp_path / "out" / entry.path).read_bytes())
 
 
-def test_matrix_products_are_rewritten_as_matmuls_that_compute_the_same():
-    """A 1x1 convolution over a 1x1 map (MobileNetV3's head) and a Gemm with transposed weights are matrix products, and
-    their MatMul form gives the same outputs under the same names; a 1x1 convolution over a larger map and a 3x3 one
-    are not, and stay as they are."""
+def test_matrix_products_are_rewritten_as_matmuls_that_compute_the_same(tmp_path):
+    """Pointwise convolutions (over a 5x5 map, and over the pooled 1x1 map as MobileNetV3's head) and a Gemm with
+    transposed weights are matrix products, and their MatMul form gives the same outputs under the same names; a 1x1
+    convolution with stride 2 and a 3x3 one are not, and stay as they are."""
     import numpy as np
+    import onnx
     import onnxruntime
     from onnx import TensorProto, helper, numpy_helper, shape_inference
 
     from edgecnn.core.onnx_graph import as_matmuls, matrix_products
+    from edgecnn.stages.export import ExportOptions, FormatChoice, Quantize
+    from edgecnn.stages.export.onnx import with_per_call_ranges
 
     rng = np.random.default_rng(0)
     weights = {"head_w": rng.normal(size=(6, 4, 1, 1)), "head_b": rng.normal(size=6), "fc_w": rng.normal(size=(3, 6)), "fc_b": rng.normal(size=3),
-               "map_w": rng.normal(size=(4, 2, 1, 1)), "wide_w": rng.normal(size=(4, 4, 3, 3))}
+               "map_w": rng.normal(size=(4, 2, 1, 1)), "map_b": rng.normal(size=4), "strided_w": rng.normal(size=(4, 4, 1, 1)),
+               "wide_w": rng.normal(size=(4, 4, 3, 3))}
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "map_w"], ["mapped"], name="model/map/conv"),
-         helper.make_node("Conv", ["mapped", "wide_w"], ["widened"], name="model/wide/conv", pads=[1, 1, 1, 1]),
+        [helper.make_node("Conv", ["x", "map_w", "map_b"], ["mapped"], name="model/map/conv"),
+         helper.make_node("Conv", ["mapped", "strided_w"], ["strided"], name="model/strided/conv", strides=[2, 2]),
+         helper.make_node("Conv", ["strided", "wide_w"], ["widened"], name="model/wide/conv", pads=[1, 1, 1, 1]),
          helper.make_node("GlobalAveragePool", ["widened"], ["pooled"], name="model/pool"),
          helper.make_node("Conv", ["pooled", "head_w", "head_b"], ["head"], name="model/head/conv"),
          helper.make_node("Flatten", ["head"], ["flat"], name="model/flatten"),
@@ -351,12 +356,20 @@ def test_matrix_products_are_rewritten_as_matmuls_that_compute_the_same():
 
     expected = outputs(model)
     found = matrix_products(model)
-    assert found == ["model/head/conv", "model/fc/gemm"]
+    assert found == ["model/map/conv", "model/head/conv", "model/fc/gemm"]
     added, matmuls = as_matmuls(model, found)
-    assert matmuls == ["model/head/conv/MatMul", "model/fc/gemm/MatMul"] and set(matmuls) <= set(added)
-    assert [node.op_type for node in model.graph.node] == ["Conv", "Conv", "GlobalAveragePool", "Flatten", "MatMul", "Add", "Reshape", "Flatten",
-                                                           "MatMul", "Add"]
+    assert matmuls == ["model/map/conv/MatMul", "model/head/conv/MatMul", "model/fc/gemm/MatMul"] and set(matmuls) <= set(added)
+    assert [node.op_type for node in model.graph.node] == ["Transpose", "MatMul", "Add", "Transpose", "Conv", "Conv", "GlobalAveragePool",
+                                                           "Transpose", "MatMul", "Add", "Transpose", "Flatten", "MatMul", "Add"]
     assert np.allclose(outputs(model), expected, atol=1e-5)
+    # and ONNX Runtime's dynamic quantizer takes each of them, the convolution over a 5x5 map as a 4-D MatMul
+    staged = tmp_path / "matmuls.onnx"
+    onnx.save(model, staged)
+    dynamic = with_per_call_ranges(staged, matmuls, ExportOptions(format=FormatChoice.ONNX, quantize=Quantize.INT8, reduce_range=False))
+    kinds = [node.op_type for node in dynamic.graph.node]
+    assert kinds.count("MatMulInteger") == 3 and "MatMul" not in kinds and kinds.count("Conv") == 2
+    relative = np.abs(outputs(dynamic) - expected).max() / np.abs(expected).max()
+    assert 1e-6 < relative < 0.05, relative  # int8 weights and per-call ranges: close to float, not equal to it
 
 
 def test_reduce_range_keeps_weights_in_7_bits_where_the_integer_kernels_compute_what_the_file_says(trained_model, small_npz, tmp_path):

@@ -108,7 +108,7 @@ EXPORT_OPTIONS = (
              help="A Keras layer whose activations stay 16-bit (int8 weights) in the int8 files (repeatable): ONNX A16W8 for that "
                   "layer (opset 21); TFLite cannot mix, so the whole file goes 16x8 with int16 I/O."),
     Declared("keep_dynamic", "--keep-dynamic", str, None, repeatable=True, metavar="<layer>",
-             help="A Keras Dense layer or 1x1 convolution (ONNX: over a 1x1 map) of the int8 files whose input is quantized with its "
+             help="A Keras Dense layer or 1x1 convolution (ONNX: stride 1, no padding) of the int8 files whose input is quantized with its "
                   "range measured on each call (int8 weights; ONNX Runtime's dynamic quantization, LiteRT's hybrid kernels), not a "
                   "calibrated one (repeatable)."),
     Declared("max_drop", "--max-drop", float, None, metavar="<points>",

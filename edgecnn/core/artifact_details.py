@@ -101,10 +101,10 @@ class SearchStep:
     accuracy: float
     drop_points: float
     agreement: float
-    agreement_low: float  # its one-sided 95 % lower bound (Clopper-Pearson, decided images): what must reach the minimum
+    agreement_low: float  # its one-sided 95 % lower bound (Clopper-Pearson, decided images)
     bytes: int
     p50_batch1_us: float
-    within_budget: bool
+    within_budget: bool  # both criteria PASS, and PASS again on a second draw at their pessimistic rates (`paired_criteria`)
     int16_layers: tuple[str, ...] = ()  # the 16-bit tier: int8 weights, 16-bit activations
     dynamic_layers: tuple[str, ...] = ()  # the same tier for matrix products: int8 weights, activation ranges per call
 

@@ -7,7 +7,7 @@ Profiling the tf2onnx graph under ONNX Runtime (see bench/RESULTS.md) showed two
 * MatMul + Add pairs: ONNX Runtime fuses a Gemm into one QGemm when quantized, but a MatMul/Add pair becomes two
   quantized kernels, so the int8 path rewrites them to Gemm before quantization.
 * the other way for layers given per-call ranges: ONNX Runtime's dynamic quantizer takes MatMul only, so such a Gemm,
-  or a 1x1 convolution over a 1x1 map, is written as MatMul (+ Add, between a Flatten and a Reshape for the
+  or a 1x1 convolution, is written as MatMul (+ Add, between a Transpose to channels-last and one back for the
   convolution); ORT gives the same outputs to 1e-5 (tests/test_quantization.py).
 
 One rewrite keeps a correct graph correct in the runtime users open it with: Keras' ZeroPadding2D before
@@ -181,16 +181,15 @@ def fuse_matmul_add_into_gemm(model: Any) -> Any:
 
 def matrix_products(model: Any) -> list[str]:
     """Nodes that multiply their input by a constant matrix: MatMul and Gemm (not transposing the input) with constant
-    weights, and a 1x1 convolution over a 1x1 map (a Dense layer written as Conv2D, as MobileNetV3's head is). `model`
-    has its shapes inferred."""
+    weights, and a pointwise convolution (1x1 kernel, stride 1, no padding, one group: a matrix product over every
+    pixel, as MobileNet's expand and project convolutions and MobileNetV3's Dense-like head are)."""
     constant = {initializer.name: initializer for initializer in model.graph.initializer}
-    shapes = {info.name: [dim.dim_value for dim in info.type.tensor_type.shape.dim] for info in [*model.graph.value_info, *model.graph.input]}
 
-    def one_by_one(node: Any) -> bool:
-        weight = constant[node.input[1]].dims
+    def pointwise(node: Any) -> bool:
+        kernel = constant[node.input[1]].dims[2:]
         attributes = node_attributes(node)
-        return (len(weight) == 4 and list(weight[2:]) == [1, 1] and attributes.get("group", 1) == 1 and not any(attributes.get("pads", ()))
-                and shapes.get(node.input[0], [])[2:] == [1, 1])
+        return (len(kernel) > 0 and all(size == 1 for size in kernel) and attributes.get("group", 1) == 1 and not any(attributes.get("pads", ()))
+                and all(stride == 1 for stride in attributes.get("strides", ())))
 
     def multiplies(node: Any) -> bool:
         if len(node.input) < 2 or node.input[1] not in constant:
@@ -201,18 +200,20 @@ def matrix_products(model: Any) -> list[str]:
             attributes = node_attributes(node)
             return (attributes.get("transA", 0) == 0 and attributes.get("alpha", 1.0) == 1.0 and attributes.get("beta", 1.0) == 1.0
                     and (len(node.input) < 3 or node.input[2] in constant))
-        return node.op_type == "Conv" and (len(node.input) < 3 or node.input[2] in constant) and one_by_one(node)
+        return node.op_type == "Conv" and (len(node.input) < 3 or node.input[2] in constant) and pointwise(node)
 
     return [node.name for node in model.graph.node if multiplies(node)]
 
 
 def as_matmuls(model: Any, names: list[str]) -> tuple[list[str], list[str]]:
-    """Rewrites the named matrix products (`matrix_products`) in place as MatMul [+ Add] (a 1x1 convolution between a
-    Flatten and a Reshape back to its 1x1 map), the form ONNX Runtime's dynamic quantizer takes (it has no Gemm or
-    ConvInteger with fast kernels). A Gemm here is often a MatMul + Add that `fuse_matmul_add_into_gemm` joined for the
-    static quantizer (QGemm); the layers chosen for per-call ranges are split again. The outputs keep their names, and
-    each new node is named after the node it replaces (so it stays with its Keras layer). Returns the new nodes and the
-    MatMuls among them."""
+    """Rewrites the named matrix products (`matrix_products`) in place as MatMul [+ Add] (a pointwise convolution between
+    a Transpose to channels-last and one back, where the MatMul multiplies every pixel's channels), the form ONNX
+    Runtime's dynamic quantizer takes: it has no Gemm, and its ConvInteger ran slower than the fp32 file (MobileNetV3Small's
+    head 0.85x), where the MatMul form of EfficientNetB0's 20 pointwise convolutions over 2x2 and 1x1 maps, fused into
+    DynamicQuantizeMatMul, ran as fast as them in float at 72% of their size (bench/RESULTS.md). A Gemm here is often a
+    MatMul + Add that `fuse_matmul_add_into_gemm` joined for the static quantizer (QGemm); the layers chosen for
+    per-call ranges are split again. The outputs keep their names, and each new node is named after the node it replaces
+    (so it stays with its Keras layer). Returns the new nodes and the MatMuls among them."""
     from onnx import helper, numpy_helper
 
     graph = model.graph
@@ -234,9 +235,11 @@ def as_matmuls(model: Any, names: list[str]) -> tuple[list[str], list[str]]:
         graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(matrix), matrix_name))
         rewritten = []
         operand = node.input[0]
+        rank = weight.ndim
         if conv:
-            rewritten.append(helper.make_node("Flatten", [operand], [f"{prefix}/flat"], name=f"{prefix}/Flatten", axis=1))
-            operand = f"{prefix}/flat"
+            rewritten.append(helper.make_node("Transpose", [operand], [f"{prefix}/channels_last"], name=f"{prefix}/Transpose",
+                                              perm=[0, *range(2, rank), 1]))
+            operand = f"{prefix}/channels_last"
         product = f"{prefix}/product" if conv or len(node.input) > 2 else output
         rewritten.append(helper.make_node("MatMul", [operand, matrix_name], [product], name=f"{prefix}/MatMul"))
         matmuls.append(f"{prefix}/MatMul")
@@ -245,9 +248,8 @@ def as_matmuls(model: Any, names: list[str]) -> tuple[list[str], list[str]]:
             rewritten.append(helper.make_node("Add", [product, node.input[2]], [summed], name=f"{prefix}/Add"))
             product = summed
         if conv:
-            shape_name = f"{prefix}/map_shape"
-            graph.initializer.append(numpy_helper.from_array(np.array([-1, weight.shape[0], 1, 1], dtype=np.int64), shape_name))
-            rewritten.append(helper.make_node("Reshape", [product, shape_name], [output], name=f"{prefix}/Reshape"))
+            rewritten.append(helper.make_node("Transpose", [product], [output], name=f"{prefix}/Transpose_back",
+                                              perm=[0, rank - 1, *range(1, rank - 1)]))
         nodes += rewritten
         added += [new.name for new in rewritten]
     del graph.node[:]

@@ -320,21 +320,21 @@ class PerCallCandidates:
 
 def per_call_candidates(prepared: Path, dynamic_layers: tuple[str, ...], groups: dict[str, str | None]) -> PerCallCandidates:
     """The layers' matrix products as plain MatMuls, written beside `prepared` (unchanged when no layer is named). A
-    layer without one is refused: ONNX Runtime's dynamic kernels for a convolution over a map (ConvInteger) measured
-    slower than the fp32 file (MobileNetV3Small's head: 0.85x), where its MatMul ones gave 1.12x."""
+    layer without one is refused: ONNX Runtime's dynamic kernels for any other convolution (ConvInteger) measured slower
+    than the fp32 file (MobileNetV3Small's head: 0.85x), where its MatMul ones gave 1.12x."""
     if not dynamic_layers:
         return PerCallCandidates(prepared, [], [])
     import onnx
 
     from edgecnn.core.onnx_graph import as_matmuls, matrix_products
 
-    model = onnx.shape_inference.infer_shapes(onnx.load(prepared))
+    model = onnx.load(prepared)
     products = set(matrix_products(model))
     nodes = nodes_of_layers(list(dynamic_layers), groups, "--keep-dynamic")
     lacking = [layer for layer in dynamic_layers if not any(groups[node] == layer and node in products for node in nodes)]
     if lacking:
-        raise EdgecnnError(f"layer {lacking[0]!r} has no matrix product (a Dense layer, or a 1x1 convolution over a 1x1 map): ONNX Runtime "
-                           "computes per-call ranges fast only for those", "--keep-dynamic")
+        raise EdgecnnError(f"layer {lacking[0]!r} has no matrix product (a Dense layer, or a 1x1 convolution with stride 1 and no "
+                           "padding): ONNX Runtime computes per-call ranges fast only for those", "--keep-dynamic")
     rewritten = [node for node in nodes if node in products]
     added, matmuls = as_matmuls(model, rewritten)
     path = prepared.with_name(f"{prepared.stem}-matmuls.onnx")
@@ -369,7 +369,7 @@ def matrix_product_layers(path: Path, layers: list[str], options: ExportOptions)
 
     from edgecnn.core.onnx_graph import matrix_products
 
-    model = onnx.shape_inference.infer_shapes(onnx.load(path))
+    model = onnx.load(path)
     groups = node_groups(model, layers)
     return {groups[name] for name in matrix_products(model)}
 
