@@ -600,7 +600,7 @@ def test_the_bisection_finds_the_shortest_tail_in_the_tier_that_meets_the_budget
     order = [f"layer{index}" for index in range(20)]
     tried_tails: list[tuple[str, int]] = []
 
-    def tried(floats: list[str], int16: list[str] | None = None) -> tuple[str, SearchStep]:
+    def tried(floats: list[str], int16: list[str] | None = None, per_call: set[str] | None = None) -> tuple[str, SearchStep]:
         lifted = [layer for layer in [*floats, *(int16 or [])] if layer != "layer3"]  # layer3: kept by the ranked steps before
         tier = "int16" if int16 else "float"
         tried_tails.append((tier, len(lifted)))
@@ -609,10 +609,32 @@ def test_the_bisection_finds_the_shortest_tail_in_the_tier_that_meets_the_budget
         return f"{tier} file with {len(lifted)}", step
 
     steps: list[SearchStep] = []
-    best = bisect_tail(["layer3"], order, tried, steps, (Tier.INT16, Tier.FLOAT))
+    best = bisect_tail(["layer3"], order, set(), tried, steps, (Tier.INT16, Tier.FLOAT))
     assert tried_tails[:2] == [("int16", 18), ("float", 18)] and best == f"{winner} file with 7" and steps[-1].within_budget
     assert {tier for tier, _ in tried_tails[2:]} == {winner}  # the bisection stays in the tier it chose
     assert bool(steps[-1].int16_layers) == (winner == "int16") and len(steps) <= 2 + 6  # log2(18) tries, and the best again
+
+
+def test_a_float_tail_keeps_per_call_ranges_only_on_the_late_matrix_products_that_still_meet_the_budget():
+    """A model whose budget is met once its last 7 layers leave int8, but not with per-call ranges on its two earlier
+    matrix products (over wide maps): the longest float tail with every product per call misses, the same tail with
+    them all in float meets, and the search keeps per-call ranges on the three late products, in the bisection too."""
+    from edgecnn.stages.export.search import SearchStep, Tier, bisect_tail
+
+    order = [f"layer{index}" for index in range(20)]
+    products = {"layer11", "layer13", "layer15", "layer17", "layer19"}
+
+    def tried(floats: list[str], int16: list[str] | None = None, per_call: set[str] | None = None) -> tuple[str, SearchStep]:
+        dynamic = sorted(set(floats) & (products if per_call is None else per_call))
+        met = set(order[-7:]) <= set(floats) and not {"layer11", "layer13"} & set(dynamic)
+        floated = tuple(layer for layer in floats if layer not in dynamic)
+        return f"{len(floats)} lifted, per call {dynamic}", SearchStep(floated, 0.9, 0.0, 1.0, 0.99 if met else 0.98, 1, 1.0, met, (), tuple(dynamic))
+
+    steps: list[SearchStep] = []
+    best = bisect_tail(["layer0"], order, products, tried, steps, (Tier.FLOAT,))
+    assert not steps[0].within_budget and steps[0].dynamic_layers and steps[1].within_budget and not steps[1].dynamic_layers
+    assert best == "8 lifted, per call ['layer15', 'layer17', 'layer19']" and steps[-1].within_budget  # layer0 and the 7-layer tail
+    assert len(steps) <= 1 + 1 + 3 + 5 + 1  # the tail, all in float, log2(5) suffixes, log2(18) tails, the best again
 
 
 def test_matrix_products_take_per_call_ranges_in_either_tier():

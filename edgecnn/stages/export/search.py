@@ -20,7 +20,8 @@ budget is weighed against the float one (`keeps_16_bit`: CPUs have no fast 16-bi
 concentrated in a few (MobileNetV3's late blocks), that cannot meet the budget, and the search goes on as Polygraphy's
 `debug precision` does: it bisects over the network's layer order for the shortest tail of the network that, lifted,
 meets the budget (per tier, the whole network but its first layer first: if even the float one misses, the input and
-output quantization alone miss it, and the search says so). Every step is recorded: each lifted layer's tier, accuracy,
+output quantization alone miss it, and the search says so; where the float one misses only with its matrix products'
+per-call ranges, the longest run of them at the network's end that meets keeps them: `per_call_suffix`). Every step is recorded: each lifted layer's tier, accuracy,
 agreement, size, batch-1 latency.
 """
 
@@ -125,13 +126,13 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
 
     refused: list[str] = []
 
-    def tried(floats: list[str], lifted: list[str] | None = None, float_products: bool = False) -> tuple[Converted, SearchStep] | None:
+    def tried(floats: list[str], lifted: list[str] | None = None, per_call: set[str | None] | None = None) -> tuple[Converted, SearchStep] | None:
         """A candidate's file and step, the `lifted` layers in the tier before float (16-bit activations) and `floats` in
-        float, but the matrix products among either with per-call ranges unless `float_products` (`per_call_layers`);
+        float, but the matrix products among either with per-call ranges (`per_call`, else every one: `per_call_layers`);
         None for a candidate the converter refuses (LiteRT has no 16x8 HARD_SWISH), which is recorded as refused (the
         search goes on in float)."""
-        in_float, in_int16, per_call = tiers_of(floats, lifted or [], set() if float_products else products, per_layer)
-        options = replace(inputs.options, keep_float=in_float, keep_int16=in_int16, keep_dynamic=per_call)
+        in_float, in_int16, dynamic = tiers_of(floats, lifted or [], products if per_call is None else per_call, per_layer)
+        options = replace(inputs.options, keep_float=in_float, keep_int16=in_int16, keep_dynamic=dynamic)
         try:
             converted = convert(spec, replace(inputs, options=options), base)
         except ConversionRefused as refusal:
@@ -146,10 +147,10 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
     first_step, first_probabilities = evaluated(spec, current, inputs, validation, keras_probabilities, keras_accuracy, max_drop, min_agreement)
     steps = [first_step]
 
-    def attempt(floats: list[str], lifted: list[str] | None = None, float_products: bool = False) -> bool:
+    def attempt(floats: list[str], lifted: list[str] | None = None, per_call: set[str | None] | None = None) -> bool:
         """One candidate: its step goes on the trail and its file becomes the current one; whether it met the budget."""
         nonlocal current
-        candidate = tried(floats, lifted, float_products)
+        candidate = tried(floats, lifted, per_call)
         if candidate is None:
             return False
         current, step = candidate
@@ -172,26 +173,31 @@ def search(spec: ArtifactSpec, inputs: ExportInputs, base: Path | None, first: C
                 break
         if not met and (sixteen is None or not per_layer):  # TFLite's whole-file 16x8 is weighed against the float search's end
             tiers = (Tier.INT16, Tier.FLOAT) if per_layer else (Tier.FLOAT,)
-            current = bisect_tail(kept, profile.layers_with_nodes, tried, steps, tiers) or current
+            current = bisect_tail(kept, profile.layers_with_nodes, products, tried, steps, tiers) or current
         if sixteen is not None and keeps_16_bit(sixteen, steps[-1]) and steps[-1] is not sixteen:
             attempt(list(sixteen.kept_float_layers), [*sixteen.int16_layers, *sixteen.dynamic_layers])  # written again: each try reuses the staged name
         last = steps[-1]
         if not last.within_budget and last.dynamic_layers:  # what missed with per-call ranges, once more in float
-            attempt([*last.kept_float_layers, *last.int16_layers, *last.dynamic_layers], float_products=True)
+            attempt([*last.kept_float_layers, *last.int16_layers, *last.dynamic_layers], per_call=set())
     result = SearchResult.of(max_drop, min_agreement, validation.source, tuple(steps), round(time.perf_counter() - started, 2), tuple(refused))
     return replace(current, details=replace(current.details, accuracy_search=result)), result
 
 
-def bisect_tail(kept: list[str], order: list[str], tried: Any, steps: list[SearchStep], tiers: tuple[Tier, ...]) -> Converted | None:
+def bisect_tail(kept: list[str], order: list[str], products: set[str | None], tried: Any, steps: list[SearchStep],
+                tiers: tuple[Tier, ...]) -> Converted | None:
     """The shortest tail of `order` (layers with nodes, network order) that, lifted out of int8 with `kept` in float,
     meets the budget. Each tier's longest tail is tried first — the whole network but its first layer (the TFLite
     converter's debugger needs one quantized operator) — and the bisection halves in the tier that met (16-bit unless
-    float met too and is faster: `keeps_16_bit`). Returns the best candidate's file (the longest float tail's, which
-    missed, when none meets it; None when nothing is left to lift)."""
+    float met too and is faster: `keeps_16_bit`). Where the float tail misses only because of its matrix products'
+    per-call ranges (`per_call_suffix`), the bisection keeps the longest run of them at the network's end that meets.
+    Returns the best candidate's file (the longest float tail's, which missed, when none meets it; None when nothing is
+    left to lift)."""
+    per_call = products
 
-    def tail_candidate(tier: Tier, length: int) -> tuple[Converted, SearchStep] | None:
+    def tail_candidate(tier: Tier, length: int, products_per_call: set[str | None] | None = None) -> tuple[Converted, SearchStep] | None:
         tail = [layer for layer in order[len(order) - length :] if layer not in kept]
-        return tried(kept, tail) if tier is Tier.INT16 else tried(kept + tail)  # None: a 16-bit one the converter refused
+        chosen = per_call if products_per_call is None else products_per_call
+        return tried(kept, tail, chosen) if tier is Tier.INT16 else tried(kept + tail, None, chosen)  # None: a 16-bit one the converter refused
 
     quantized = [index for index, layer in enumerate(order) if layer not in kept]
     if not quantized:
@@ -203,6 +209,10 @@ def bisect_tail(kept: list[str], order: list[str], tried: Any, steps: list[Searc
         if candidate is not None:
             steps.append(candidate[1])
             longest[tier] = candidate
+    if not longest[Tier.FLOAT][1].within_budget and longest[Tier.FLOAT][1].dynamic_layers:
+        suffix, candidate = per_call_suffix([layer for layer in order if layer in products], lambda chosen: tail_candidate(Tier.FLOAT, meeting, chosen), steps)
+        if candidate is not None:
+            per_call, longest[Tier.FLOAT] = suffix, candidate
     met = [tier for tier in longest if longest[tier][1].within_budget]
     if not met:
         return longest[Tier.FLOAT][0]
@@ -221,6 +231,32 @@ def bisect_tail(kept: list[str], order: list[str], tried: Any, steps: list[Searc
         best, step = tail_candidate(chosen, meeting) or (best, best_step)  # the converter took it before
         steps.append(step)
     return best
+
+
+def per_call_suffix(ordered: list[str | None], candidate: Any, steps: list[SearchStep]) -> tuple[set[str | None], tuple[Converted, SearchStep] | None]:
+    """The most matrix products, counted from the network's end (`ordered`: network order), that keep per-call ranges
+    in a float candidate that meets the budget, the others in float, and that candidate (None when the candidate with
+    every one in float misses too). A range measured on each call covers every pixel of the map: the wider the map (the
+    earlier the layer), the coarser its step for most pixels — EfficientNetB0's float tail met the budget with per-call
+    ranges over its 1x1 maps and missed it (98.57% at the bound) with them over every map (bench/RESULTS.md) — while
+    the late products, over small maps, hold most of the weights that per-call ranges keep in 8 bits."""
+    floated = candidate(set())
+    if floated is None:
+        return set(), None
+    steps.append(floated[1])
+    if not floated[1].within_budget:
+        return set(), None
+    meeting, missing, best = 0, len(ordered), floated
+    while missing - meeting > 1 and len(steps) < MAX_STEPS:
+        middle = (meeting + missing) // 2
+        tried = candidate(set(ordered[len(ordered) - middle :]))
+        if tried is not None:
+            steps.append(tried[1])
+        if tried is not None and tried[1].within_budget:
+            meeting, best = middle, tried
+        else:
+            missing = middle
+    return set(ordered[len(ordered) - meeting :]), best
 
 
 def most_changed(probabilities: np.ndarray, keras_probabilities: np.ndarray, count: int) -> np.ndarray:
