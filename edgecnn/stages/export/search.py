@@ -194,10 +194,9 @@ def bisect_tail(kept: list[str], order: list[str], products: set[str | None], tr
     left to lift)."""
     per_call = products
 
-    def tail_candidate(tier: Tier, length: int, products_per_call: set[str | None] | None = None) -> tuple[Converted, SearchStep] | None:
+    def tail_candidate(tier: Tier, length: int, per_call: set[str | None]) -> tuple[Converted, SearchStep] | None:
         tail = [layer for layer in order[len(order) - length :] if layer not in kept]
-        chosen = per_call if products_per_call is None else products_per_call
-        return tried(kept, tail, chosen) if tier is Tier.INT16 else tried(kept + tail, None, chosen)  # None: a 16-bit one the converter refused
+        return tried(kept, tail, per_call) if tier is Tier.INT16 else tried(kept + tail, None, per_call)  # None: a 16-bit one the converter refused
 
     quantized = [index for index, layer in enumerate(order) if layer not in kept]
     if not quantized:
@@ -205,12 +204,12 @@ def bisect_tail(kept: list[str], order: list[str], products: set[str | None], tr
     missing, meeting = 0, len(order) - 1 - quantized[0]  # a tail of 0 is the ranked steps' last candidate, which missed
     longest = {}
     for tier in tiers:
-        candidate = tail_candidate(tier, meeting)
+        candidate = tail_candidate(tier, meeting, per_call)
         if candidate is not None:
             steps.append(candidate[1])
             longest[tier] = candidate
     if not longest[Tier.FLOAT][1].within_budget and longest[Tier.FLOAT][1].dynamic_layers:
-        suffix, candidate = per_call_suffix([layer for layer in order if layer in products], lambda chosen: tail_candidate(Tier.FLOAT, meeting, chosen), steps)
+        suffix, candidate = per_call_suffix([layer for layer in order if layer in products], lambda subset: tail_candidate(Tier.FLOAT, meeting, subset), steps)
         if candidate is not None:
             per_call, longest[Tier.FLOAT] = suffix, candidate
     met = [tier for tier in longest if longest[tier][1].within_budget]
@@ -220,7 +219,7 @@ def bisect_tail(kept: list[str], order: list[str], products: set[str | None], tr
     best, best_step = longest[chosen]
     while meeting - missing > 1 and len(steps) < MAX_STEPS:
         middle = (missing + meeting) // 2
-        candidate = tail_candidate(chosen, middle)
+        candidate = tail_candidate(chosen, middle, per_call)
         if candidate is not None:
             steps.append(candidate[1])
         if candidate is not None and candidate[1].within_budget:
@@ -228,7 +227,7 @@ def bisect_tail(kept: list[str], order: list[str], products: set[str | None], tr
         else:
             missing = middle
     if steps[-1] is not best_step:  # the last try was another file: write the best one again (each try reuses the staged file name)
-        best, step = tail_candidate(chosen, meeting) or (best, best_step)  # the converter took it before
+        best, step = tail_candidate(chosen, meeting, per_call) or (best, best_step)  # the converter took it before
         steps.append(step)
     return best
 
@@ -249,11 +248,11 @@ def per_call_suffix(ordered: list[str | None], candidate: Any, steps: list[Searc
     meeting, missing, best = 0, len(ordered), floated
     while missing - meeting > 1 and len(steps) < MAX_STEPS:
         middle = (meeting + missing) // 2
-        tried = candidate(set(ordered[len(ordered) - middle :]))
-        if tried is not None:
-            steps.append(tried[1])
-        if tried is not None and tried[1].within_budget:
-            meeting, best = middle, tried
+        attempt = candidate(set(ordered[len(ordered) - middle :]))
+        if attempt is not None:
+            steps.append(attempt[1])
+        if attempt is not None and attempt[1].within_budget:
+            meeting, best = middle, attempt
         else:
             missing = middle
     return set(ordered[len(ordered) - meeting :]), best
